@@ -1,0 +1,3 @@
+from balans.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,210 @@
+"""Radio frames: the bytes a CC1101-class transceiver puts on air.
+
+Layout (little-endian; see docs/protocol.md for the full table)::
+
+    off len field
+    0   1   length      bytes that follow (the transceiver's variable-length byte)
+    1   2   net_id      network id: frames of other networks are dropped unread
+    3   1   ftype       frame type (low nibble) and flags (high nibble)
+    4   1   hops        hops travelled so far, 0..MAX_HOPS        (changes per hop)
+    5   2   link_src    sender of this hop                        (changes per hop)
+    7   2   link_dst    receiver of this hop, BROADCAST = all     (changes per hop)
+    9   2   src         origin of the frame
+    11  2   dst         final destination (CONCENTRATOR, a module, or BROADCAST)
+    13  4   counter     origin's frame counter, never reused under one key
+    17  n   payload     encrypted with AES-128-CCM
+    17+n 8  tag         CCM tag over the immutable header and the payload
+
+The mutable fields (hops, link_src, link_dst) let every module relay a frame
+without holding its origin's key; everything else is authenticated. A whole
+frame is at most FRAME_MAX bytes, the CC1101's 64-byte FIFO, so it is sent and
+received in one FIFO load without refills (no FIFO-threshold interrupts).
+"""
+
+import struct
+
+from protocol.ccm import CCM, TAG_LEN
+from protocol.compat import const
+from protocol.errors import ProtocolError, ReplayError
+
+FRAME_MAX = const(64)  # CC1101 TX/RX FIFO size
+HEADER_LEN = const(17)
+PAYLOAD_MAX = const(39)  # FRAME_MAX - HEADER_LEN - TAG_LEN
+MAX_HOPS = const(30)  # the original system's 30 relay levels
+
+CONCENTRATOR = const(0x0000)
+BROADCAST = const(0xFFFF)
+
+# Frame types (low nibble of ftype)
+T_DATA = const(1)  # application message, end to end, origin's module key
+T_ACK = const(2)  # per-hop acknowledgement
+T_BEACON = const(3)  # mesh control: routing advertisement
+T_JOIN = const(4)  # mesh control: join request and answer
+T_BCAST = const(5)  # network-wide broadcast (ripple control, time), network key
+T_OTA = const(6)  # firmware image pages
+
+# Flags (high nibble of ftype)
+F_ACK_REQ = const(0x10)  # the next hop must acknowledge
+F_BACKFILL = const(0x20)  # payload is archive data sent on request, not live
+
+_HDR = "<BHBBHHHHI"
+_U32 = const(0xFFFFFFFF)
+
+
+class Frame:
+    """One decoded frame. ``payload`` is plaintext after ``open_frame``."""
+
+    def __init__(self, net_id, ftype, src, dst, counter, payload, hops=0, link_src=None, link_dst=None):
+        self.net_id = net_id
+        self.ftype = ftype
+        self.src = src
+        self.dst = dst
+        self.counter = counter
+        self.payload = payload
+        self.hops = hops
+        self.link_src = src if link_src is None else link_src
+        self.link_dst = dst if link_dst is None else link_dst
+
+    @property
+    def kind(self):
+        return self.ftype & 0x0F
+
+    def __repr__(self):
+        return "Frame(type=%d src=%04x dst=%04x ctr=%d hops=%d len=%d)" % (
+            self.kind, self.src, self.dst, self.counter, self.hops, len(self.payload))
+
+
+def _nonce(buf):
+    """13-byte CCM nonce from the immutable header: unique while (key, src, counter) is."""
+    n = bytearray(13)
+    n[0:2] = buf[1:3]  # net_id
+    n[2:10] = buf[9:17]  # src, dst, counter
+    n[10] = buf[3]  # ftype
+    return n
+
+
+def _aad(buf):
+    """Authenticated header bytes: everything but hops and the link addresses."""
+    return bytes(buf[1:4]) + bytes(buf[9:17])
+
+
+def seal_frame(frame, key):
+    """Encode and encrypt ``frame`` under ``key``; return the bytes for the air."""
+    n = len(frame.payload)
+    if n > PAYLOAD_MAX:
+        raise ProtocolError("payload of %d bytes exceeds %d" % (n, PAYLOAD_MAX))
+    if not 0 <= frame.hops <= MAX_HOPS:
+        raise ProtocolError("hop count out of range")
+    if not 0 <= frame.counter <= _U32:
+        raise ProtocolError("frame counter out of range")
+    buf = bytearray(HEADER_LEN + n + TAG_LEN)
+    struct.pack_into(_HDR, buf, 0, len(buf) - 1, frame.net_id, frame.ftype, frame.hops,
+                     frame.link_src, frame.link_dst, frame.src, frame.dst, frame.counter)
+    sealed = key_cipher(key).seal(_nonce(buf), _aad(buf), frame.payload)
+    buf[HEADER_LEN:] = sealed
+    return buf
+
+
+def parse_header(buf):
+    """Check framing and return a Frame whose payload is still sealed.
+
+    Relays use this: they read and rewrite the mutable fields without a key.
+    """
+    n = len(buf)
+    if n < HEADER_LEN + TAG_LEN:
+        raise ProtocolError("frame of %d bytes is shorter than header and tag" % n)
+    if n > FRAME_MAX:
+        raise ProtocolError("frame of %d bytes exceeds %d" % (n, FRAME_MAX))
+    length, net_id, ftype, hops, link_src, link_dst, src, dst, counter = struct.unpack_from(_HDR, buf, 0)
+    if length != n - 1:
+        raise ProtocolError("length byte %d does not match frame size %d" % (length, n))
+    if hops > MAX_HOPS:
+        raise ProtocolError("hop count %d exceeds %d" % (hops, MAX_HOPS))
+    kind = ftype & 0x0F
+    if kind < T_DATA or kind > T_OTA:
+        raise ProtocolError("unknown frame type %d" % kind)
+    return Frame(net_id, ftype, src, dst, counter, bytes(buf[HEADER_LEN:]), hops, link_src, link_dst)
+
+
+def open_frame(buf, key, expected_net_id=None):
+    """Parse, authenticate and decrypt ``buf``; return a Frame with plaintext payload."""
+    frame = parse_header(buf)
+    if expected_net_id is not None and frame.net_id != expected_net_id:
+        raise ProtocolError("frame of network %04x, expected %04x" % (frame.net_id, expected_net_id))
+    frame.payload = bytes(key_cipher(key).open(_nonce(buf), _aad(buf), frame.payload))
+    return frame
+
+
+def relay_header(buf, link_src, link_dst):
+    """Rewrite a sealed frame in place for its next hop; its tag stays valid."""
+    hops = buf[4] + 1
+    if hops > MAX_HOPS:
+        raise ProtocolError("hop limit reached")
+    buf[4] = hops
+    struct.pack_into("<HH", buf, 5, link_src, link_dst)
+    return buf
+
+
+_ciphers = {}
+
+
+def key_cipher(key):
+    """One CCM context per key, reused: a concentrator opens frames of 240 modules all day."""
+    key = bytes(key)
+    c = _ciphers.get(key)
+    if c is None:
+        if len(_ciphers) >= 512:  # bounded: 240 module keys, network keys, and rotation
+            _ciphers.clear()
+        c = _ciphers[key] = CCM(key)
+    return c
+
+
+class ReplayWindow:
+    """Accepts each (origin, counter) once; tolerates reordering within WINDOW counters.
+
+    The sliding bitmap of IPsec (RFC 4303, 3.4.3): a counter above the highest
+    seen moves the window; one inside it is accepted once; an older one is stale.
+    Retransmissions of a frame whose acknowledgement was lost arrive here as
+    duplicates and are refused, which is what stops them being counted twice.
+    """
+
+    WINDOW = 32
+
+    def __init__(self, max_sources=1024):
+        self._seen = {}  # src -> (highest counter, bitmap of the WINDOW below it)
+        self._max_sources = max_sources
+
+    def check(self, src, counter):
+        """Raise ReplayError if (src, counter) must be refused; else do nothing."""
+        state = self._seen.get(src)
+        if state is None:
+            return
+        top, bits = state
+        if counter > top:
+            return
+        age = top - counter
+        if age >= self.WINDOW:
+            raise ReplayError("stale counter %d from %04x (highest %d)" % (counter, src, top))
+        if bits & (1 << age):
+            raise ReplayError("replayed counter %d from %04x" % (counter, src))
+
+    def accept(self, src, counter):
+        """Record (src, counter) as used; call after the frame authenticated."""
+        self.check(src, counter)
+        state = self._seen.get(src)
+        if state is None:
+            if len(self._seen) >= self._max_sources:
+                raise ReplayError("too many sources")
+            self._seen[src] = (counter, 1)
+            return
+        top, bits = state
+        if counter > top:
+            shift = counter - top
+            bits = ((bits << shift) | 1) & ((1 << self.WINDOW) - 1) if shift < self.WINDOW else 1
+            self._seen[src] = (counter, bits)
+        else:
+            self._seen[src] = (top, bits | (1 << (top - counter)))
+
+    def highest(self, src):
+        state = self._seen.get(src)
+        return None if state is None else state[0]
