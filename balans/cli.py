@@ -1,27 +1,28 @@
-"""``balans <command>``: each command lives in the part it belongs to.
+"""``balans <command>``: each command lives in the part it belongs to (see balans/parts.py).
 
-A command module offers ``configure(parser)`` to declare its arguments and
-``run(args) -> int`` to do the work; this file only lists them.
+A command is (name, help, configure(parser), run(args) -> exit code).
 """
 
 import argparse
-import importlib
 import sys
 
-# name, module, one-line help
+from balans import benchmarks
+from balans.parts import offered
+
+# balans' own commands; every other part lists its own in <part>/cli.py
 COMMANDS = [
-    ("bench", "balans.bench", "run a benchmark and print its figures"),
+    ("bench", "run a benchmark and print its figures", benchmarks.configure, benchmarks.run),
 ]
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="balans", description="BALANS open metering system")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module_name, help_text in COMMANDS:
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        module.configure(p)
-        p.set_defaults(_run=module.run)
+    for commands in offered("cli", "COMMANDS"):
+        for name, help_text, configure, run in commands:
+            p = sub.add_parser(name, help=help_text, description=help_text)
+            configure(p)
+            p.set_defaults(_run=run)
     return parser
 
 

@@ -1,27 +1,33 @@
 """``balans bench <name> [--json]``: every benchmark of the project, one convention.
 
 A benchmark is a function ``(args) -> dict`` of its figures (numbers or short
-strings), registered below as "module:function". The table shows each figure;
-``--json`` prints the dict as one JSON object. Latest figures: docs/benchmarks.md.
+strings) that a part offers in ``<part>/bench.py`` as ``BENCHMARKS = {name: function}``.
+The table shows each figure; ``--json`` prints the dict as one JSON object, whose
+keys the issues name. Latest figures: docs/benchmarks.md.
 """
 
-import importlib
 import json
 import platform
 import sys
 
-BENCHMARKS = {}
+from balans.parts import offered
+
+
+def all_benchmarks():
+    found = {}
+    for benchmarks in offered("bench", "BENCHMARKS"):
+        found.update(benchmarks)
+    return found
 
 
 def configure(parser):
-    parser.add_argument("name", choices=sorted(BENCHMARKS) or None, help="which benchmark")
+    parser.add_argument("name", choices=sorted(all_benchmarks()), help="which benchmark")
     parser.add_argument("--json", action="store_true", help="print one JSON object of the figures")
-    parser.add_argument("--quick", action="store_true", help="smaller workload (for smoke tests)")
+    parser.add_argument("--quick", action="store_true", help="a smaller workload, for smoke tests")
 
 
 def run(args):
-    module_name, func_name = BENCHMARKS[args.name].split(":")
-    figures = getattr(importlib.import_module(module_name), func_name)(args)
+    figures = all_benchmarks()[args.name](args)
     if args.json:
         print(json.dumps(figures))
     else:
