@@ -38,6 +38,8 @@ class Mosquitto:
     machine's shared broker stays untouched.
     """
 
+    shared_subscriptions = True
+
     def __init__(self, port=None, persistence_dir=None):
         binary = mosquitto_binary()
         if binary is None:
@@ -85,10 +87,66 @@ class Mosquitto:
         self.stop()
 
 
+class EmbeddedBroker:
+    """An amqtt broker on a thread of this process: the last resort when no Mosquitto exists.
+
+    It lacks shared subscriptions ($share/...), so subscribers must use plain topic filters
+    with it (``shared_subscriptions`` is False).
+    """
+
+    shared_subscriptions = False
+
+    def __init__(self, port=None):
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self._loop = None
+        self._thread = None
+
+    def start(self, timeout=10.0):
+        import asyncio
+        import threading
+
+        from amqtt.broker import Broker
+
+        ready = threading.Event()
+        failure = []
+
+        async def serve():
+            broker = Broker({"listeners": {"default": {"type": "tcp", "bind": "%s:%d" % (self.host, self.port)}},
+                             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}})
+            try:
+                await broker.start()
+            except Exception as e:  # reported to the caller of start()
+                failure.append(e)
+                ready.set()
+                return
+            self._stopped = asyncio.Event()
+            ready.set()
+            await self._stopped.wait()
+            await broker.shutdown()
+
+        def thread_main():
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(serve())
+
+        self._thread = threading.Thread(target=thread_main, name="embedded-mqtt-broker", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout) or failure:
+            raise RuntimeError("embedded MQTT broker did not start: %s" % (failure or "timeout"))
+        return self
+
+    def stop(self):
+        if self._thread and self._loop:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+            self._thread.join(10)
+        self._thread = None
+
+
 def find_broker(host=None, port=None):
     """Return (host, port, how, handle): the named broker, the local one, or one started here.
 
-    ``handle`` is a Mosquitto to stop when done, or None for a broker we did not start.
+    ``handle`` is the broker to stop when done (a Mosquitto or an EmbeddedBroker), or None
+    for a broker we did not start.
     """
     if host:
         return host, port or 1883, "the broker you named", None
@@ -97,8 +155,9 @@ def find_broker(host=None, port=None):
     if mosquitto_binary():
         m = Mosquitto().start()
         return m.host, m.port, "a Mosquitto started for this run on 127.0.0.1:%d" % m.port, m
-    raise RuntimeError("no MQTT broker: none on 127.0.0.1:1883 and Mosquitto is not installed "
-                       "(apt-get install mosquitto, or name one with --broker HOST[:PORT])")
+    m = EmbeddedBroker().start()
+    return m.host, m.port, ("an embedded MQTT broker (amqtt) on 127.0.0.1:%d: no broker was running "
+                            "and Mosquitto is not installed" % m.port), m
 
 
 def postgres_url():
