@@ -1,0 +1,181 @@
+"""Ingest: signed batches in from MQTT, acknowledgements out after the commit.
+
+``Ingestor.handle(topic, payload)`` does the whole job for one message and returns
+the Ack to send; it needs no broker, so tests and the demo can call it directly.
+``MqttIngest`` wires it to a broker with a shared subscription, so several workers
+(each its own process or thread, on the same store) split the load.
+
+For one batch, in one transaction: verify the COSE signature against the
+registered concentrator keys; refuse (quarantine with the reason, Ack "rejected")
+what fails; claim the dedup key (conc, boot, seq), so a repeat answers
+"duplicate" and stores nothing; store register readings and events; derive the
+hourly values the readings change (late or out-of-order readings re-derive the
+span they fall into and mark those days stale for the balances). The Ack is
+published only after the commit: an agent drops a batch only once it is stored.
+"""
+
+import threading
+import uuid
+from collections import defaultdict
+
+import paho.mqtt.client as mqtt
+
+from central import derive
+from central.csvio import EVENT_NAMES
+from central.store import MAX_REGISTER
+from protocol import obis
+from protocol.batch import Ack, U64
+from protocol.cose import loads, parse_sign1
+from protocol.errors import ProtocolError
+
+TOPIC_PREFIX = "balans/v1"
+SHARE_GROUP = "balans-central"
+QOS = 1  # at least once both ways: the dedup key makes repeats harmless
+
+
+class Ingestor:
+    """Verifies, stores and acknowledges batches. ``ack_signer`` is a protocol.batch.Signer of central's key."""
+
+    def __init__(self, store, verifier, ack_signer, prefix=TOPIC_PREFIX):
+        self.store = store
+        self.verifier = verifier
+        self.ack_signer = ack_signer
+        self.prefix = prefix.rstrip("/")
+        self.reload_model()
+
+    def reload_model(self):
+        """Read meters again (after an import): readings of newly known meters then yield hourly values."""
+        model = self.store.load_model()
+        self._meters = model.meters
+        self._rows = model.meter_index()
+
+    def parse_topic(self, topic):
+        """(site, conc) of ``<prefix>/<site>/<conc>/batch``; ValueError otherwise."""
+        head, _, rest = topic.partition(self.prefix + "/")
+        parts = rest.split("/")
+        if head or len(parts) != 3 or parts[2] != "batch" or not parts[0] or not parts[1]:
+            raise ValueError("topic %r is not %s/<site>/<conc>/batch" % (topic, self.prefix))
+        return parts[0], parts[1]
+
+    def ack_topic(self, topic):
+        return topic[: -len("batch")] + "ack"
+
+    def handle(self, topic, payload):
+        """Store one batch message; return its Ack (already committed when returned)."""
+        try:
+            _, conc = self.parse_topic(topic)
+        except ValueError as e:
+            return self._refuse(topic, payload, str(e), "")
+        try:
+            batch = self.verifier.verify(payload)
+        except ProtocolError as e:
+            return self._refuse(topic, payload, str(e), conc)
+        if batch.conc != conc:
+            return self._refuse(topic, payload, "batch of %r arrived on the topic of %r" % (batch.conc, conc), conc)
+        too_big = [r for r in batch.records if r.value > MAX_REGISTER]
+        if too_big:
+            return self._refuse(topic, payload, "register value %d above 2**63-1" % too_big[0].value, conc)
+        with self.store.transaction():
+            if not self.store.claim_batch(batch.conc, batch.boot, batch.seq, len(batch.records)):
+                return Ack(batch.conc, batch.boot, batch.seq, "duplicate")
+            self.store.add_registers([(r.meter_id, r.register, r.ts, r.value) for r in batch.records])
+            self.store.add_events([(m, ts, EVENT_NAMES.get(code, "code%d" % code), value)
+                                   for m, ts, code, value in batch.events])
+            self._derive(batch.records)
+        return Ack(batch.conc, batch.boot, batch.seq, "stored")
+
+    def signed_ack(self, ack):
+        return self.ack_signer.sign_ack(ack)
+
+    def _derive(self, records):
+        """Re-derive hourly values of every known meter whose total register these records touch."""
+        times = defaultdict(list)
+        for r in records:
+            meter = self._meters.get(r.meter_id)
+            if meter is not None and obis.parse(r.register) == (meter.resource, 0):
+                times[(r.meter_id, r.register)].append(r.ts)
+        rows, hours, values, quality = [], [], [], []
+        for (mid, register), ts in times.items():
+            meter = self._meters[mid]
+            span = self.store.register_span(mid, register, min(ts) - 1, max(ts) + 1)
+            for hour, value, q in derive.hourly(span, meter.pulse_constant, meter.rollover,
+                                                self.store.replacements(mid)):
+                rows.append(self._rows[mid])
+                hours.append(hour)
+                values.append(value)
+                quality.append(q)
+        if rows:
+            self.store.put_hourly(rows, hours, values, quality)
+
+    def _refuse(self, topic, payload, reason, conc):
+        """Quarantine a message; its Ack names the batch key the unverified payload claims, if any."""
+        with self.store.transaction():
+            self.store.quarantine(topic, reason, payload if isinstance(payload, (bytes, bytearray)) else b"")
+        boot, seq = claimed_key(payload, conc)
+        return Ack(conc, boot, seq, "rejected", reason[:200])
+
+
+def claimed_key(payload, conc):
+    """(boot, seq) the unverified payload claims for ``conc``, or (0, 0) when it claims none."""
+    try:
+        body = loads(parse_sign1(payload)[2], "batch payload")
+    except ProtocolError:
+        return 0, 0
+    if not isinstance(body, dict) or body.get("conc") != conc:
+        return 0, 0
+    boot, seq = body.get("boot"), body.get("seq")
+    if type(boot) is int and type(seq) is int and 0 <= boot <= 0xFFFFFFFF and 0 <= seq <= U64:
+        return boot, seq
+    return 0, 0
+
+
+class MqttIngest:
+    """Runs an Ingestor on a broker: ``start()`` connects and subscribes in a thread, ``stop()`` ends it."""
+
+    def __init__(self, ingestor, host="127.0.0.1", port=1883, share_group=SHARE_GROUP, client_id=None):
+        self.ingestor = ingestor
+        self.host = host
+        self.port = port
+        self.subscription = "$share/%s/%s/+/+/batch" % (share_group, ingestor.prefix)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or "balans-central-%s" % uuid.uuid4().hex[:8],
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.subscribed = threading.Event()
+        self.handled = 0
+        self.errors = []
+
+    def start(self, timeout=10.0):
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        if not self.subscribed.wait(timeout):
+            self.stop()
+            raise RuntimeError("no subscription to %s on %s:%d within %.0f s"
+                               % (self.subscription, self.host, self.port, timeout))
+        return self
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if not reason_code.is_failure:
+            client.subscribe(self.subscription, qos=QOS)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        if all(not rc.is_failure for rc in reason_codes):
+            self.subscribed.set()
+
+    def _on_message(self, client, userdata, msg):
+        # Runs in paho's network thread; returning sends the PUBACK, so a crash before the
+        # commit leaves the batch to be delivered again (and then stored once).
+        try:
+            ack = self.ingestor.handle(msg.topic, msg.payload)
+        except Exception as e:  # a store failure: no ack, the agent will resend
+            self.errors.append(repr(e))
+            return
+        self.handled += 1
+        if ack.conc:
+            client.publish(self.ingestor.ack_topic(msg.topic), self.ingestor.signed_ack(ack), qos=QOS)
