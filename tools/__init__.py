@@ -1,0 +1,1 @@
+"""Tools that run on an operator's or installer's computer."""
