@@ -1,5 +1,5 @@
-"""Signed updates on CPython: the pure Ed25519 against OpenSSL's, the scenarios of
-tests/mpy/test_ota_flow.py, and a power cut at every file change with POSIX torn writes."""
+"""Signed updates on CPython: the pure Ed25519 against OpenSSL's, and a power cut at every
+file change with POSIX torn writes (pytest also runs tests/mpy/test_ota_flow.py on CPython)."""
 
 import importlib
 import os
@@ -15,7 +15,6 @@ from firmware.common.ota.slots import Slots
 
 sys.path.insert(0, str(Path(__file__).parent / "mpy"))  # the scenarios import ota_world as MicroPython does
 world = importlib.import_module("ota_world")
-flow = importlib.import_module("test_ota_flow")
 
 
 @settings(max_examples=25, deadline=None)
@@ -40,11 +39,6 @@ def test_malleable_and_malformed_signatures_are_refused():
     assert not ed25519.verify(world.public_key(seed), b"m", signature[:32] + (s + ed25519._L).to_bytes(32, "little"))
     assert not ed25519.verify(world.public_key(seed), b"m", signature[:63])
     assert not ed25519.verify(b"\xff" * 32, b"m", signature)  # y >= p: not a canonical point
-
-
-@pytest.mark.parametrize("name", sorted(n for n in dir(flow) if n.startswith("test_")))
-def test_every_update_scenario_also_on_cpython(name):
-    getattr(flow, name)()
 
 
 class PowerCut(BaseException):
