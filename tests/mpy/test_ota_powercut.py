@@ -1,12 +1,6 @@
-# A power cut at every stage of an update, on MicroPython's real LittleFS: a RAM block device,
+# A power cut at every write of an update, on MicroPython's real LittleFS: a RAM block device,
 # mounted with vfs.VfsLfs2, that tears the k-th program or erase in half and stops the run.
-try:
-    import vfs  # noqa: F401
-except ImportError:  # CPython: tests/test_ota.py cuts power there, with POSIX torn writes
-    import pytest
-
-    pytest.skip("needs MicroPython's LittleFS", allow_module_level=True)
-
+# MicroPython only (tests/mpy/conftest.py); tests/test_ota.py cuts power on CPython.
 import ota_world as world
 from firmware.common.ota.slots import Slots
 from ota_world import MOUNT, power_up, provisioned
