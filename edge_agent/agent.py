@@ -1,0 +1,427 @@
+"""The edge agent: serial link in, durable queue, signed batches out over MQTT, central's acks back.
+
+One owner thread (``pump`` in a loop) does everything; paho's loop thread only
+feeds ``Mqtt.inbox``. In-process use (tests, ``balans demo``, benchmarks)::
+
+    from edge_agent.agent import Agent
+    from edge_agent.config import from_dict
+    from edge_agent.linkport import Pipe
+
+    pipe = Pipe()                 # or no link: Agent(config) opens [concentrator] link via pyserial
+    agent = Agent(from_dict({...}), link=pipe.agent_end)
+    hal.link_write = pipe.concentrator_end.write      # the concentrator's HAL
+    hal.link_read = pipe.concentrator_end.read_all
+    agent.start()                 # its own thread; or agent.open() + agent.pump() calls in yours
+    ...
+    agent.wait_idle(timeout=30)   # True once every batch is acknowledged by central
+    agent.stop()
+
+``agent.inject(records, events)`` queues readings without a concentrator.
+``agent.status()`` is the dict published on the status topic.
+"""
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+
+from edge_agent import keys
+from edge_agent.commands import CommandChecker
+from edge_agent.config import Config, from_dict
+from edge_agent.linkport import LINK_CREDIT, LinkSession, open_port
+from edge_agent.mqtt import Mqtt
+from edge_agent.queue import DurableQueue, write_atomic
+from protocol import link
+from protocol.batch import AckVerifier, Batch
+from protocol.cose import Sign1Verifier, sign1
+from protocol.errors import ProtocolError
+
+log = logging.getLogger("balans.agent")
+
+LINK_KEEPALIVE_S = 1.0  # ACK with credit this often even when idle: it is also the flow control
+TIME_SYNC_S = 60.0  # network time to the concentrator
+FULL_RETRY_S = 1.0  # how often a refused append is tried again
+IDLE_SLEEP_S = 0.01
+
+
+class Agent:
+    def __init__(self, config, link=None, clock=time.time):
+        self.config = config if isinstance(config, Config) else from_dict(config)
+        self.clock = clock
+        self.site = self.config.concentrator.site
+        self.conc = self.config.concentrator.id
+        self._stream = link
+        self._lock = threading.RLock()
+        self._thread = None
+        self._stop = threading.Event()
+        self.queue = None
+        self.session = None
+        self.mqtt = None
+        self.counters = dict(batches_sent=0, acks=0, acks_duplicate=0, acks_rejected=0, acks_forged=0,
+                             acks_unknown=0, commands_forwarded=0, commands_refused=0, results=0)
+        self.modules = {}  # addr -> last MODULE report
+        self.concentrator = {}  # last STATS report
+        self._pending = []
+        self._pending_events = []
+        self._pending_since = None
+        self._full = False
+        self._last_full_try = 0.0
+        self._backlog = deque()
+        self._live = deque()
+        self._inflight = OrderedDict()
+        self._turn = 0
+        self._cmd_parts = {}
+        self._link_cmd = 0
+        self._last_keepalive = 0.0
+        self._last_time = 0.0
+        self._last_status = 0.0
+
+    # ---- life cycle ------------------------------------------------------------------
+    def open(self):
+        """Open the queue, keys and link; recover what a crash left. Idempotent."""
+        if self.queue is not None:
+            return self
+        c = self.config
+        self.queue = DurableQueue(c.queue.dir, c.queue.max_bytes, c.queue.segment_bytes, self.clock).open()
+        self.boot = self._next_boot()
+        self.seq = 0
+        self.signing_key = keys.load_private(c.signing.key_file)
+        self.kid = c.signing.kid.encode()
+        self.ack_verifier = AckVerifier()
+        central = Sign1Verifier()
+        for kid, path in c.central.keys.items():
+            public = keys.load_public(path)
+            self.ack_verifier.add_key(kid.encode(), public)
+            central.add_key(kid.encode(), public)
+        self.commands = CommandChecker(self.conc, central, os.path.join(c.queue.dir, "commands.seen"),
+                                       c.commands.max_ttl_s)
+        self._backlog.extend(self.queue.entries)
+        if self._stream is None and c.concentrator.link:
+            self._stream = open_port(c.concentrator.link, c.concentrator.baud)
+        if self._stream is not None:
+            self.session = LinkSession(self._stream, self.queue.link_cursor)
+            self.session.ack(self._credit())
+        log.info("agent %s/%s boot %d: %d batches queued (%d bytes)", self.site, self.conc, self.boot,
+                 len(self.queue.entries), self.queue.bytes)
+        return self
+
+    def _next_boot(self):
+        """The agent's boot counter: with seq restarting at 0 per boot, (conc, boot, seq) is never reused."""
+        path = os.path.join(self.config.queue.dir, "agent.boot")
+        try:
+            with open(path) as f:
+                boot = int(f.read().strip()) + 1
+        except (FileNotFoundError, ValueError):
+            boot = 1
+        write_atomic(path, b"%d\n" % boot)
+        return boot
+
+    def connect(self):
+        """Start the MQTT connection (paho's thread reconnects on its own)."""
+        if self.mqtt is None:
+            self.mqtt = Mqtt(self.config.mqtt, self.site, self.conc)
+            self.mqtt.start()
+
+    def start(self):
+        """open(), connect(), then pump in a thread of its own until stop()."""
+        self.open()
+        self.connect()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="balans-agent", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            if not self.pump():
+                self._stop.wait(IDLE_SLEEP_S)
+
+    def stop(self):
+        """Flush what is pending, say goodbye on the status topic, close everything."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+            self._thread = None
+        with self._lock:
+            if self.queue is not None:
+                self._flush(force=True)
+            if self.mqtt is not None:
+                self.mqtt.stop(json.dumps(dict(self.status(), state="offline")))
+                self.mqtt = None
+            if self.queue is not None:
+                self.queue.close()
+                self.queue = None
+            if self._stream is not None and hasattr(self._stream, "close"):
+                self._stream.close()
+
+    def wait_idle(self, timeout=30.0):
+        """Wait until every reading received is acknowledged by central; True if it happened in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.idle():
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def idle(self):
+        s = self.session
+        link_quiet = s is None or s.expected == s.durable
+        return not self._pending and not self._pending_events and not self.queue.entries and link_quiet
+
+    # ---- one step ----------------------------------------------------------------------
+    def pump(self):
+        """Do what is due; True if anything happened (the loop sleeps otherwise)."""
+        with self._lock:
+            now = self.clock()
+            worked = self._pump_link(now)
+            worked |= self._flush()
+            worked |= self._pump_inbox(now)
+            worked |= self._send(time.monotonic())
+            if now - self._last_status >= self.config.status.interval_s:
+                self._last_status = now
+                self._publish_status()
+            return worked
+
+    def inject(self, records, events=()):
+        """Queue readings (protocol.batch.Record) as if the concentrator had sent them."""
+        with self._lock:
+            self._take(list(records), [list(e) for e in events])
+            self._flush()
+
+    def _take(self, records, events):
+        if (records or events) and self._pending_since is None:
+            self._pending_since = self.clock()
+        self._pending.extend(records)
+        self._pending_events.extend(events)
+
+    # ---- link ------------------------------------------------------------------------------
+    def _pump_link(self, now):
+        s = self.session
+        if s is None:
+            return False
+        readings, events, others = s.poll()
+        self._take(readings, events)
+        for ftype, fields, tail in others:
+            self._on_frame(ftype, fields)
+        if now - self._last_keepalive >= LINK_KEEPALIVE_S:
+            self._last_keepalive = now
+            s.ack(self._credit())
+        if now - self._last_time >= TIME_SYNC_S:
+            self._last_time = now
+            s.send(link.pack(link.L_TIME, int(now)))
+        return bool(readings or events or others)
+
+    def _credit(self):
+        return 0 if self._full else LINK_CREDIT
+
+    def _on_frame(self, ftype, fields):
+        if ftype == link.L_MODULE:
+            addr, last_heard, battery, rssi, hops, missing = fields
+            volts = round(2.0 + battery * 0.02, 2) if battery else None  # 0: not reported yet
+            self.modules[addr] = dict(last_heard=last_heard, battery_v=volts, rssi=rssi,
+                                      hops=hops, missing_hours=missing)
+        elif ftype == link.L_STATS:
+            self.concentrator = dict(zip(("bad_frames", "unknown", "overflow", "held", "modules"), fields))
+        elif ftype == link.L_RESULT:
+            self._on_result(*fields)
+        else:
+            self.session.unknown_frames += 1
+
+    # ---- queue ------------------------------------------------------------------------------
+    def _flush(self, force=False):
+        """Group commit: one batch per batch_records readings or flush_s seconds, fsynced, then link-acked."""
+        if not self._pending and not self._pending_events:
+            return False
+        q = self.config.queue
+        now = self.clock()
+        due = force or len(self._pending) >= q.batch_records or now - self._pending_since >= q.flush_s
+        if not due or (self._full and now - self._last_full_try < FULL_RETRY_S and not force):
+            return False
+        cursor = self.session.cursor() if self.session else None
+        while self._pending or self._pending_events:
+            records = self._pending[:q.batch_records]
+            batch = Batch(self.conc, self.boot, self.seq, records, self._pending_events)
+            last = len(records) == len(self._pending)
+            entry = self.queue.append(batch, cursor if last else None)
+            if entry is None:
+                if not self._full:
+                    log.error("queue full (%d bytes): holding the link until room returns", self.queue.bytes)
+                self._full = True
+                self._last_full_try = now
+                break
+            self._full = False
+            self.seq += 1
+            del self._pending[:len(records)]
+            self._pending_events = []
+            self._live.append(entry.key)
+        if not self._pending and not self._pending_events:
+            self._pending_since = None
+            if self.session:
+                self.session.made_durable(cursor, self._credit())
+        return True
+
+    # ---- MQTT ---------------------------------------------------------------------------------
+    def _pump_inbox(self, now):
+        if self.mqtt is None:
+            return False
+        worked = False
+        inbox = self.mqtt.inbox
+        while not inbox.empty():
+            what, payload = inbox.get_nowait()
+            worked = True
+            if what == "connected":
+                log.info("connected to %s:%d", self.config.mqtt.host, self.config.mqtt.port)
+                self._requeue_inflight()
+                self._publish_status()
+            elif what == "disconnected":
+                log.warning("MQTT connection lost (%s); reconnecting with backoff", payload)
+                self._requeue_inflight()
+            elif what == "refused":
+                log.error("MQTT broker refused the connection: %s", payload)
+            elif what == self.mqtt.topics["ack"]:
+                self._on_ack(payload)
+            elif what == self.mqtt.topics["cmd"]:
+                self._on_command(payload, now)
+        return worked
+
+    def _requeue_inflight(self):
+        self._backlog.extendleft(reversed(list(self._inflight)))
+        self._inflight.clear()
+
+    def _pick(self):
+        """Oldest backlog first, but every other batch from the live side, so neither starves."""
+        self._turn ^= 1
+        order = (self._live, self._backlog) if self._turn else (self._backlog, self._live)
+        for dq in order:
+            while dq:
+                key = dq.popleft()
+                if key in self.queue.entries and key not in self._inflight:
+                    return key
+        return None
+
+    def _send(self, mono):
+        m = self.mqtt
+        if m is None or not m.connected:
+            return False
+        timeout = self.config.mqtt.ack_timeout_s
+        stale = [k for k, t in self._inflight.items() if mono - t > timeout]
+        for k in stale:
+            del self._inflight[k]
+        self._backlog.extendleft(reversed(stale))
+        worked = False
+        while len(self._inflight) < self.config.mqtt.max_inflight:
+            key = self._pick()
+            if key is None:
+                break
+            payload = self.queue.read(self.queue.entries[key])
+            if not m.publish("batch", sign1(self.signing_key, self.kid, payload)):
+                self._backlog.appendleft(key)
+                break
+            self._inflight[key] = mono
+            self.counters["batches_sent"] += 1
+            worked = True
+        return worked
+
+    def _on_ack(self, data):
+        try:
+            ack = self.ack_verifier.verify(data)
+        except ProtocolError as e:
+            self.counters["acks_forged"] += 1
+            log.warning("refused acknowledgement: %s", e)
+            return
+        if ack.conc != self.conc:
+            self.counters["acks_unknown"] += 1
+            return
+        key = (ack.boot, ack.seq)
+        self._inflight.pop(key, None)
+        if key not in self.queue.entries:
+            self.counters["acks_unknown"] += 1
+            return
+        if ack.status == "rejected":
+            self.counters["acks_rejected"] += 1
+            path = os.path.join(self.config.queue.dir, "quarantine", "rejected-%d-%d.cbor" % key)
+            write_atomic(path, self.queue.read(self.queue.entries[key]))
+            log.error("central rejected batch %d/%d (%s); kept in %s", key[0], key[1], ack.reason, path)
+        elif ack.status == "duplicate":
+            self.counters["acks_duplicate"] += 1
+        self.counters["acks"] += 1
+        self.queue.ack(key)
+
+    # ---- commands -------------------------------------------------------------------------------
+    def _on_command(self, data, now):
+        try:
+            cmd = self.commands.check(data, int(now))
+        except ProtocolError as e:
+            self.counters["commands_refused"] += 1
+            log.warning("refused command: %s", e)
+            self._result({"status": "refused", "reason": str(e)})
+            return
+        if self.session is None:
+            self._result({"id": cmd.id, "status": "failed", "reason": "no link to the concentrator"})
+            return
+        for part, message in enumerate(cmd.messages):
+            self._link_cmd = (self._link_cmd + 1) & 0xFFFFFFFF
+            self._cmd_parts[self._link_cmd] = (cmd.id, part, len(cmd.messages))
+            self.session.send(link.pack(link.L_CMD, self._link_cmd, cmd.dst, tail=message))
+        self.counters["commands_forwarded"] += 1
+        self._result({"id": cmd.id, "status": "forwarded", "parts": len(cmd.messages)})
+
+    def _on_result(self, link_id, src, status, detail):
+        found = self._cmd_parts.pop(link_id, None)
+        if found is None:
+            return
+        cid, part, parts = found
+        self.counters["results"] += 1
+        name = {0: "ok", 1: "unknown_command", 2: "bad_value", 3: "refused", 4: "busy", 0xFF: "timeout"}
+        self._result({"id": cid, "part": part, "parts": parts, "src": src,
+                      "status": name.get(status, "status_%d" % status), "detail": detail})
+
+    def _result(self, body):
+        if self.mqtt is not None:
+            self.mqtt.publish("result", json.dumps(dict(body, conc=self.conc, ts=int(self.clock()))))
+
+    # ---- status ---------------------------------------------------------------------------------
+    def status(self):
+        """Queue depth, oldest unsent age, link statistics, silent modules, battery warnings."""
+        now = self.clock()
+        q = self.queue
+        oldest = q.oldest_created() if q else None
+        st = self.config.status
+        s = self.session
+        return {
+            "state": "online", "site": self.site, "conc": self.conc, "boot": self.boot, "ts": int(now),
+            "queue": {"batches": len(q.entries) if q else 0, "records": q.records() if q else 0,
+                      "bytes": q.bytes if q else 0, "max_bytes": self.config.queue.max_bytes,
+                      "oldest_age_s": None if oldest is None else max(0, int(now - oldest)),
+                      "full": self._full, "thinned_records": q.thinned_records if q else 0,
+                      "refused_appends": q.refused_appends if q else 0,
+                      "corrupt_records": q.corrupt_records if q else 0, "torn_tails": q.torn_tails if q else 0,
+                      "pending_records": len(self._pending), "inflight": len(self._inflight)},
+            "link": None if s is None else {
+                "concentrator_boot": s.boot, "durable": s.durable, "records_in": s.records_in,
+                "good_frames": s.reader.good_frames, "bad_frames": s.reader.bad_frames,
+                "bad_records": s.bad_records, "duplicates": s.duplicates, "unknown_frames": s.unknown_frames,
+                "concentrator": self.concentrator},
+            "mqtt": None if self.mqtt is None else {"connected": self.mqtt.connected,
+                                                   "connects": self.mqtt.connects,
+                                                   "disconnects": self.mqtt.disconnects},
+            "counters": dict(self.counters),
+            "modules": {"known": len(self.modules),
+                        "silent": sorted("%04x" % a for a, m in self.modules.items()
+                                         if now - m["last_heard"] > st.silent_hours * 3600),
+                        "battery_low": sorted("%04x" % a for a, m in self.modules.items()
+                                              if m["battery_v"] and m["battery_v"] < st.battery_low_v)},
+        }
+
+    def _publish_status(self):
+        status = self.status()
+        full = dict(status, module_table={"%04x" % a: m for a, m in self.modules.items()})
+        try:
+            write_atomic(os.path.join(self.config.queue.dir, "status.json"), json.dumps(full, indent=1).encode())
+        except OSError as e:
+            log.warning("cannot write status.json: %s", e)
+        if self.mqtt is not None:
+            self.mqtt.publish("status", json.dumps(status), retain=True)

@@ -1,0 +1,171 @@
+"""``balans agent ...`` (run, status, check, keygen) and ``balans diag ...`` (the mesh as the agent sees it).
+
+``status`` and ``diag`` read ``status.json``, which the running agent rewrites in
+its queue directory every [status] interval_s, so they work without a broker.
+"""
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+
+from edge_agent import config as agent_config
+from edge_agent import keys
+
+DEFAULT_CONFIG = "/etc/balans/agent.toml"
+
+
+def _add_config(p):
+    p.add_argument("--config", default=os.environ.get("BALANS_AGENT_CONFIG", DEFAULT_CONFIG),
+                   help="agent TOML file (default %(default)s, or $BALANS_AGENT_CONFIG)")
+
+
+def configure_agent(parser):
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = sub.add_parser("run", help="run the agent in the foreground (what the systemd unit does)")
+    _add_config(p)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p = sub.add_parser("status", help="queue depth, oldest unsent age, link and MQTT state")
+    _add_config(p)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("check", help="validate a config file and its key files")
+    _add_config(p)
+    p = sub.add_parser("keygen", help="write a new Ed25519 signing key (key rotation: new file, new kid)")
+    p.add_argument("private", help="private key file to write (mode 0600)")
+    p.add_argument("--public", help="also write the public key here (give it to central)")
+
+
+def run_agent(args):
+    if args.action == "keygen":
+        if os.path.exists(args.private):
+            raise ValueError("%s exists: refusing to overwrite a signing key" % args.private)
+        key = keys.generate(args.private, args.public)
+        print(keys.public_pem(key).decode(), end="")
+        return 0
+    cfg = agent_config.load(args.config)
+    if args.action == "check":
+        keys.load_private(cfg.signing.key_file)
+        for path in cfg.central.keys.values():
+            keys.load_public(path)
+        print("%s: valid (site %s, concentrator %s, queue %s)" % (args.config, cfg.concentrator.site,
+                                                                  cfg.concentrator.id, cfg.queue.dir))
+        return 0
+    if args.action == "status":
+        status = _read_status(cfg.queue.dir)
+        if args.json:
+            print(json.dumps(status, indent=1))
+        else:
+            _print_status(status)
+        return 0
+    return _serve(cfg, args.verbose)
+
+
+def _serve(cfg, verbose):
+    from edge_agent.agent import Agent
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    agent = Agent(cfg).start()
+    try:
+        done.wait()
+    finally:
+        agent.stop()
+    return 0
+
+
+def _read_status(queue_dir):
+    path = os.path.join(queue_dir, "status.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise RuntimeError("no %s: is the agent running with this config?" % path) from None
+
+
+def _print_status(s):
+    q, m = s["queue"], s.get("mqtt") or {}
+    age = q["oldest_age_s"]
+    print("concentrator %s/%s  agent boot %d  as of %s" % (s["site"], s["conc"], s["boot"],
+                                                         time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s["ts"]))))
+    print("queue    %d batches, %d readings, %.1f of %.1f MB%s; oldest unsent %s" % (
+        q["batches"], q["records"], q["bytes"] / 1e6, q["max_bytes"] / 1e6, " FULL" if q["full"] else "",
+        "-" if age is None else "%d s" % age))
+    print("         thinned %d readings, refused %d appends, corrupt %d records, torn tails %d" % (
+        q["thinned_records"], q["refused_appends"], q["corrupt_records"], q["torn_tails"]))
+    print("mqtt     %s (connects %s, disconnects %s)" % (
+        "connected" if m.get("connected") else "DISCONNECTED", m.get("connects"), m.get("disconnects")))
+    link = s.get("link")
+    if link:
+        print("link     %d readings in, %d good / %d bad frames, concentrator boot %d %s" % (
+            link["records_in"], link["good_frames"], link["bad_frames"], link["concentrator_boot"],
+            link.get("concentrator") or ""))
+    c = s["counters"]
+    print("central  %d sent, %d acks (%d duplicate, %d rejected), %d forged acks refused" % (
+        c["batches_sent"], c["acks"], c["acks_duplicate"], c["acks_rejected"], c["acks_forged"]))
+    print("commands %d forwarded, %d refused, %d results" % (c["commands_forwarded"], c["commands_refused"],
+                                                         c["results"]))
+    mods = s["modules"]
+    print("modules  %d known, silent: %s, battery low: %s" % (mods["known"], ", ".join(mods["silent"]) or "none",
+                                                            ", ".join(mods["battery_low"]) or "none"))
+
+
+def configure_diag(parser):
+    _add_config(parser)
+    parser.add_argument("view", choices=("network", "silent", "battery", "gaps"),
+                        help="network: modules by hop depth with link quality; silent: not heard for --hours; "
+                             "battery: weakest first; gaps: hours being backfilled")
+    parser.add_argument("--hours", type=float, default=None, help="silent view: hours without a report "
+                        "(default: [status] silent_hours)")
+
+
+def run_diag(args):
+    cfg = agent_config.load(args.config)
+    s = _read_status(cfg.queue.dir)
+    table = s.get("module_table", {})
+    now = s["ts"]
+    rows = sorted(table.items())
+    if args.view == "network":
+        rows.sort(key=lambda kv: (kv[1]["hops"], kv[0]))
+        print("%-6s %4s %6s %8s %s" % ("module", "hops", "rssi", "battery", "last heard"))
+        for addr, m in rows:
+            print("%-6s %4d %6d %8s %s" % (addr, m["hops"], m["rssi"], _volts(m), _ago(now, m["last_heard"])))
+    elif args.view == "silent":
+        hours = args.hours if args.hours is not None else cfg.status.silent_hours
+        silent = [(a, m) for a, m in rows if now - m["last_heard"] > hours * 3600]
+        print("%d of %d modules silent for more than %g h" % (len(silent), len(rows), hours))
+        for addr, m in silent:
+            print("%-6s last heard %s" % (addr, _ago(now, m["last_heard"])))
+    elif args.view == "battery":
+        rows = [kv for kv in rows if kv[1]["battery_v"]]
+        rows.sort(key=lambda kv: kv[1]["battery_v"])
+        for addr, m in rows:
+            low = " LOW" if m["battery_v"] < cfg.status.battery_low_v else ""
+            print("%-6s %s%s" % (addr, _volts(m), low))
+    else:
+        gaps = [(a, m) for a, m in rows if m["missing_hours"]]
+        print("%d modules with hours being backfilled" % len(gaps))
+        for addr, m in gaps:
+            print("%-6s %d hours missing" % (addr, m["missing_hours"]))
+    return 0
+
+
+def _volts(m):
+    return "-" if not m["battery_v"] else "%.2f V" % m["battery_v"]
+
+
+def _ago(now, then):
+    if not then:
+        return "never"
+    return "%.1f h ago" % ((now - then) / 3600)
+
+
+COMMANDS = [
+    ("agent", "run and inspect the edge agent (durable queue, signed batches over MQTT)", configure_agent, run_agent),
+    ("diag", "the concentrator's mesh as the agent sees it: hops, silent modules, batteries, gaps",
+     configure_diag, run_diag),
+]

@@ -1,0 +1,167 @@
+"""The edge agent end to end: concentrator collector -> link -> agent -> real Mosquitto -> acknowledger."""
+
+import json
+import time
+
+import cbor2
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from balans.services import Mosquitto
+from edge_agent.agent import Agent
+from edge_agent.linkport import Pipe
+from protocol import messages
+from protocol.batch import Ack, Record, Signer
+from protocol.cose import sign1
+from tests.edge_fixtures import Acknowledger, Keys, agent_config
+from tests.edge_world import H, Concentrator, expected_readings, totals
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    with Mosquitto(persistence_dir=str(tmp_path_factory.mktemp("mosq"))) as m:
+        yield m
+
+
+@pytest.fixture
+def keys(tmp_path):
+    return Keys(tmp_path)
+
+
+def stranger_key(tmp_path):
+    """A key central never registered, under central's kid: what a forger would use."""
+    (tmp_path / "stranger").mkdir(exist_ok=True)
+    return Keys(tmp_path / "stranger").central
+
+
+def wait_for(cond, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+class Listener:
+    """Collects what the agent publishes on one topic."""
+
+    def __init__(self, broker, topic):
+        self.messages = []
+        self.c = paho.Client(CallbackAPIVersion.VERSION2)
+        self.c.on_message = lambda c, u, m: self.messages.append(m.payload)
+        self.c.connect(broker.host, broker.port)
+        self.c.subscribe(topic, qos=1)
+        self.c.loop_start()
+
+    def stop(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def test_readings_flow_from_the_mesh_to_central_exactly_once(tmp_path, keys, broker):
+    ack = Acknowledger(keys, broker.host, broker.port)
+    pipe = Pipe()
+    conc = Concentrator(tmp_path, pipe, [0x10, 0x11])
+    agent = Agent(agent_config(tmp_path, keys, broker.port), link=pipe.agent_end).start()
+    try:
+        for h in range(6):
+            for a in (0x10, 0x11):
+                conc.report(a, H + h, totals(a, h))
+        want = expected_readings([0x10, 0x11], range(6))
+        assert wait_for(lambda: len(ack.readings) >= len(want))
+        assert agent.wait_idle(20)
+        assert ack.readings == want
+        assert not ack.stored_twice and not ack.conflicts
+        assert conc.collector.ring.held() == 0
+        st = agent.status()
+        assert st["queue"]["batches"] == 0 and st["link"]["records_in"] == len(want)
+    finally:
+        agent.stop()
+        conc.stop()
+        ack.stop()
+
+
+def test_forged_acks_are_refused_and_data_stays_queued(tmp_path, keys, broker):
+    agent = Agent(agent_config(tmp_path, keys, broker.port)).start()
+    forger = Signer(stranger_key(tmp_path), b"central-1")
+    agent.inject([Record("0010.0", H * 3600, "1-0:1.8.0", 5)])
+    assert wait_for(lambda: agent.counters["batches_sent"] >= 1)
+    pub = paho.Client(CallbackAPIVersion.VERSION2)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    pub.publish("balans/v1/s1/c-0001/ack", forger.sign_ack(Ack("c-0001", agent.boot, 0, "stored")), qos=1).wait_for_publish()
+    pub.publish("balans/v1/s1/c-0001/ack", b"\x00garbage", qos=1).wait_for_publish()
+    assert wait_for(lambda: agent.counters["acks_forged"] == 2)
+    assert len(agent.queue.entries) == 1  # still waiting for central's real ack
+    # the genuine key releases it
+    real = Signer(keys.central, b"central-1")
+    pub.publish("balans/v1/s1/c-0001/ack", real.sign_ack(Ack("c-0001", agent.boot, 0, "stored")), qos=1).wait_for_publish()
+    assert agent.wait_idle(10)
+    pub.loop_stop()
+    agent.stop()
+
+
+def test_rejected_batches_are_quarantined_not_retried(tmp_path, keys, broker):
+    agent = Agent(agent_config(tmp_path, keys, broker.port)).open()
+    ack = Acknowledger(keys, broker.host, broker.port, reject={("c-0001", agent.boot, 0)})
+    agent.start()
+    agent.inject([Record("0010.0", H * 3600, "1-0:1.8.0", 5)])
+    assert agent.wait_idle(15)
+    assert agent.counters["acks_rejected"] == 1
+    assert list((tmp_path / "queue" / "quarantine").glob("rejected-*.cbor"))
+    agent.stop()
+    ack.stop()
+
+
+def _command(keys, body):
+    return sign1(keys.central, b"central-1", cbor2.dumps(body))
+
+
+def test_signed_commands_reach_the_mesh_and_bad_ones_are_refused(tmp_path, keys, broker):
+    pipe = Pipe()
+    conc = Concentrator(tmp_path, pipe, [0x10])
+    results = Listener(broker, "balans/v1/s1/c-0001/result")
+    agent = Agent(agent_config(tmp_path, keys, broker.port), link=pipe.agent_end).start()
+    pub = paho.Client(CallbackAPIVersion.VERSION2)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    try:
+        assert wait_for(lambda: agent.mqtt.connected and conc.collector.link.agent_seen)
+        now = int(time.time())
+        good = {"v": 1, "conc": "c-0001", "id": 1, "exp": now + 600, "kind": "relay", "dst": 0x10,
+                "args": {"action": 0, "reason": 3}}
+        topic = "balans/v1/s1/c-0001/cmd"
+        pub.publish(topic, _command(keys, good), qos=1)
+        assert wait_for(lambda: any(p[0] == 0x13 for d, p in conc.down.sent))
+        dst, payload = [s for s in conc.down.sent if s[1][0] == 0x13][0]
+        assert dst == 0x10
+        relay = messages.decode(payload)
+        conc.collector.on_uplink(0x10, messages.Ack(relay.seq, messages.ST_OK, 0).encode())
+        pub.publish(topic, _command(keys, good), qos=1)  # replayed
+        pub.publish(topic, _command(keys, dict(good, id=2, exp=now - 5)), qos=1)  # expired
+        pub.publish(topic, sign1(stranger_key(tmp_path), b"central-1", cbor2.dumps(dict(good, id=3))), qos=1)  # forged
+        pub.publish(topic, _command(keys, dict(good, id=4, conc="c-9")), qos=1)  # another concentrator's
+        assert wait_for(lambda: agent.counters["commands_refused"] == 4)
+        assert wait_for(lambda: any(json.loads(m).get("status") == "ok" for m in results.messages))
+        assert wait_for(lambda: sum(json.loads(m)["status"] == "refused" for m in results.messages) == 4)
+        got = [json.loads(m) for m in results.messages]
+        assert [g["id"] for g in got if g["status"] == "ok"] == [1]
+        assert agent.counters["commands_forwarded"] == 1
+    finally:
+        pub.loop_stop()
+        results.stop()
+        agent.stop()
+        conc.stop()
+
+
+def test_status_topic_reports_queue_and_last_will(tmp_path, keys, broker):
+    status = Listener(broker, "balans/v1/s1/c-0002/status")
+    agent = Agent(agent_config(tmp_path, keys, broker.port, conc="c-0002")).start()
+    agent.inject([Record("0010.0", H * 3600, "1-0:1.8.0", 5)])
+    assert wait_for(lambda: any(json.loads(m)["queue"]["batches"] == 1 for m in status.messages
+                                if b"queue" in m))
+    agent.stop()
+    assert wait_for(lambda: json.loads(status.messages[-1])["state"] == "offline")
+    status.stop()
