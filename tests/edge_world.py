@@ -11,12 +11,12 @@ from protocol import messages
 from tests.micropython_port import REPO
 
 sys.path.insert(0, str(REPO / "tests" / "mpy"))
-from j100uc_bench import Downlink, TestHAL  # noqa: E402
+from j100uc_bench import Downlink, BenchHAL  # noqa: E402
 
 H = 490000
 
 
-class PipeHAL(TestHAL):
+class PipeHAL(BenchHAL):
     def __init__(self, flash, pipe):
         super().__init__(flash)
         self.pipe = pipe

@@ -6,7 +6,7 @@ import os
 from protocol import link
 
 
-class TestHAL:
+class BenchHAL:
     def __init__(self, flash):
         self.flash = flash
         self.ms = 0

@@ -1,6 +1,6 @@
-# The J100UC collector on the real MicroPython unix port (tests/test_j100uc.py runs the same on CPython).
+# The J100UC collector on the real MicroPython unix port (pytest collects it on CPython too: the simulator hosts it there).
 from firmware.j100uc.collector import Collector
-from j100uc_bench import Downlink, MiniAgent, TestHAL, flash_dir, run
+from j100uc_bench import Downlink, MiniAgent, BenchHAL, flash_dir, run
 from protocol import link, messages
 
 H = 490000  # an hour number in 2025
@@ -8,7 +8,7 @@ U = messages.DELTA_UNKNOWN
 
 
 def setup(modules=None, hold=256):
-    hal = TestHAL(flash_dir())
+    hal = BenchHAL(flash_dir())
     hal.unix = H * 3600 + 60
     down = Downlink()
     conf = {"net_id": 0x1234, "site": "s1", "conc": "c-0001", "hold_records": hold,
