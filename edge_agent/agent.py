@@ -403,7 +403,7 @@ class Agent:
             "link": None if s is None else {
                 "concentrator_boot": s.boot, "durable": s.durable, "records_in": s.records_in,
                 "good_frames": s.reader.good_frames, "bad_frames": s.reader.bad_frames,
-                "bad_records": s.bad_records, "duplicates": s.duplicates, "unknown_frames": s.unknown_frames,
+                "bad_records": s.bad_records, "duplicates": s.duplicates, "unknown_frames": s.unknown_frames, "lost": s.lost,
                 "concentrator": self.concentrator},
             "mqtt": None if self.mqtt is None else {"connected": self.mqtt.connected,
                                                    "connects": self.mqtt.connects,

@@ -82,6 +82,7 @@ class LinkSession:
         self.out_of_order = 0
         self.bad_records = 0
         self.unknown_frames = 0
+        self.lost = 0  # records the concentrator released that our disk does not have
 
     def poll(self):
         """Read what arrived; return (readings, events, other frames as (type, fields, tail))."""
@@ -96,7 +97,7 @@ class LinkSession:
                     log.warning("refused link frame: %s", e)
                     continue
                 if ftype == link.L_HELLO:
-                    self._hello(fields[0])
+                    self._hello(*fields)
                 elif ftype == link.L_RECORDS:
                     self._records(fields, tail, readings, events)
                 else:
@@ -104,15 +105,21 @@ class LinkSession:
             data = self.stream.read(READ_CHUNK)
         return readings, events, others
 
-    def _hello(self, boot):
+    def _hello(self, boot, base):
         if boot != self.boot:
-            log.info("concentrator boot %d (was %d): its records start again at 0", boot, self.boot)
-            self.boot, self.durable, self.expected = boot, 0, 0
+            log.info("concentrator boot %d (was %d): its records start at %d", boot, self.boot, base)
+            self.boot, self.durable, self.expected = boot, base, base
+        elif self.durable < base:
+            # we lost records the concentrator had released to us (a replaced disk): take what it has
+            log.error("concentrator released records %d..%d that are not on our disk", self.durable, base - 1)
+            self.lost += base - self.durable
+            self.durable = self.expected = max(self.expected, base)
 
     def _records(self, fields, tail, readings, events):
         boot, first, n = fields
         if boot != self.boot:
-            self._hello(boot)
+            self.out_of_order += 1  # our ACK names our boot; the concentrator answers with HELLO
+            return
         if first > self.expected:
             self.out_of_order += 1  # a frame was lost: go-back-N resends from our ack
             return

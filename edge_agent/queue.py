@@ -158,6 +158,8 @@ class DurableQueue:
             raise QueueError("cannot use queue directory %s: %s" % (self.dir, e)) from None
         acked = self._read_acked()
         self.link_cursor = self._read_cursor()
+        if not os.path.exists(os.path.join(self.dir, "link.state")):
+            write_atomic(os.path.join(self.dir, "link.state"), b"\0" * 12)  # created now, overwritten in place
         names = sorted(n for n in os.listdir(self.dir) if n.startswith("seg-") and n.endswith(".q"))
         for i, name in enumerate(names):
             seg = Segment(int(name[4:-2]), os.path.join(self.dir, name))
@@ -230,9 +232,14 @@ class DurableQueue:
         return acked
 
     def _rewrite_acked(self):
+        """Keep only marks of records still on disk. Marks only save re-sends: on a full disk, skip it."""
         keys = [e.key for seg in self.segments for e in seg.entries if e.key not in self.entries]
         path = os.path.join(self.dir, "acked.log")
-        write_atomic(path, b"".join(struct.pack("<IQ", *k) for k in keys))
+        try:
+            write_atomic(path, b"".join(struct.pack("<IQ", *k) for k in keys))
+        except OSError:
+            if self._acked_log:
+                return
         if self._acked_log:
             self._acked_log.close()
         self._acked_log = open(path, "ab")
@@ -240,9 +247,24 @@ class DurableQueue:
     def _read_cursor(self):
         try:
             with open(os.path.join(self.dir, "link.state"), "rb") as f:
-                return struct.unpack("<II", f.read(8))
-        except (FileNotFoundError, struct.error):
+                data = f.read(12)
+        except FileNotFoundError:
             return (0, 0)
+        if len(data) == 12 and zlib.crc32(data[:8]) == struct.unpack_from("<I", data, 8)[0]:
+            return struct.unpack_from("<II", data)
+        return (0, 0)  # the concentrator's HELLO then tells us where its records start
+
+    def _save_cursor(self):
+        """Overwrite link.state in place (12 bytes, one sector): needs no free space on a full disk."""
+        data = struct.pack("<II", *self.link_cursor)
+        data += struct.pack("<I", zlib.crc32(data))
+        try:
+            with open(os.path.join(self.dir, "link.state"), "r+b") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            self.write_errors += 1  # an older cursor only makes the concentrator's HELLO correct it
 
     # ---- append -----------------------------------------------------------------------
     def append(self, batch, link_cursor=None):
@@ -315,8 +337,11 @@ class DurableQueue:
         entry = self.entries.pop(key, None)
         if entry is None:
             return False
-        self._acked_log.write(struct.pack("<IQ", *key))
-        self._acked_log.flush()
+        try:
+            self._acked_log.write(struct.pack("<IQ", *key))
+            self._acked_log.flush()
+        except OSError:
+            pass  # a lost mark costs one re-send, answered "duplicate"
         seg = entry.segment
         seg.acked += 1
         if seg.acked == len(seg.entries):
@@ -324,8 +349,7 @@ class DurableQueue:
         return True
 
     def _delete(self, seg):
-        # the link cursor must outlive the records that carried it
-        write_atomic(os.path.join(self.dir, "link.state"), struct.pack("<II", *self.link_cursor))
+        self._save_cursor()  # the link cursor must outlive the records that carried it
         if seg is self._active:
             self._file.close()
             self._file = None

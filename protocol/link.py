@@ -7,7 +7,7 @@ next FLAG resynchronises the reader, so line noise costs only the frames it hit.
 
 Body: one type byte, then a fixed little-endian layout::
 
-    HELLO    c->a  boot u32                     the MCU started (records restart at index 0)
+    HELLO    c->a  boot u32, base u32           this boot's records; the oldest still held is base
     RECORDS  c->a  boot u32, first u32, n u8, n x RECORD_LEN bytes
     ACK      a->c  boot u32, upto u32, credit u16   records < upto are on the agent's disk;
                                                  send at most up to upto + credit (flow control)
@@ -56,7 +56,7 @@ READING_FMT = "<BHBBII"
 MAX_RECORDS = const(18)  # 10 + 18 * 13 = 244 bytes: one body stays under BODY_MAX
 
 _LAYOUT = {
-    L_HELLO: "<BI",
+    L_HELLO: "<BII",
     L_RECORDS: "<BIIB",
     L_ACK: "<BIIH",
     L_TIME: "<BI",

@@ -3,7 +3,8 @@
 Go-back-N over the record ring: records are sent from ``sent`` up to what the
 agent's credit allows; the agent's cumulative ACK releases them; with no
 progress for RESEND_MS the MCU goes back to the first unacknowledged record.
-Until the agent acknowledges this boot, HELLO is repeated every HELLO_MS.
+Until the agent acknowledges this boot, HELLO (boot, oldest record held) is
+repeated every HELLO_MS.
 """
 
 from protocol import link
@@ -52,7 +53,7 @@ class AgentLink:
         if not self.agent_seen:
             if self._last_hello is None or elapsed(now_ms, self._last_hello) >= HELLO_MS:
                 self._last_hello = now_ms
-                self.write(link.pack(link.L_HELLO, self.boot))
+                self.write(link.pack(link.L_HELLO, self.boot, self.ring.base))
             return others
         ring = self.ring
         if self.sent > ring.base and elapsed(now_ms, self._last_progress) >= RESEND_MS:
@@ -72,8 +73,9 @@ class AgentLink:
 
     def _on_ack(self, fields, now_ms):
         boot, upto, credit = fields
-        if boot != self.boot:
-            self.agent_seen = False  # the agent talks about another boot: announce ours
+        if boot != self.boot or upto < self.ring.base:
+            # the agent talks of another boot, or lost records we released: say where we stand
+            self.agent_seen = False
             return
         self.agent_seen = True
         if upto > self.ring.base:

@@ -71,7 +71,7 @@ class MiniAgent:
             ftype, fields, tail = link.unpack(body)
             if ftype == link.L_HELLO:
                 if fields[0] != self.boot:
-                    self.boot, self.expected = fields[0], 0
+                    self.boot, self.expected = fields[0], fields[1]
             elif ftype == link.L_RECORDS:
                 boot, first, n = fields
                 if first <= self.expected < first + n:
