@@ -1,7 +1,7 @@
 """Shared scenario helpers for the D100FC tests (CPython and, via tests/mpy, MicroPython)."""
 
 from firmware.common.benchhal import BenchHAL, RecordingUplink
-from firmware.d100fc import calendar
+from firmware.d100fc import calendar_blob
 from firmware.d100fc.module import Module
 from protocol import messages
 
@@ -11,7 +11,7 @@ SUNDAY = [(0, 2)]
 
 
 def two_tariff_calendar(activation=0, offset=60, shift=60):
-    return calendar.encode(
+    return calendar_blob.encode(
         seasons=[(1, 1, 1)], weeks={1: bytes([1, 1, 1, 1, 1, 1, 2])}, days={1: WEEKDAY, 2: SUNDAY},
         specials=[(0, 1, 1, 2)], activation=activation, offset=offset, shift=shift,
         dst_start=(3, 5, 6, 120), dst_end=(10, 5, 6, 120))

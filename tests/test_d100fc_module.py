@@ -2,7 +2,7 @@
 
 import pytest
 
-from firmware.d100fc import calendar
+from firmware.d100fc import calendar_blob
 from firmware.d100fc.errors import E_FORMAT, E_OVERLAP, E_PULSE_CONST, E_REFERENCE, E_TARIFF, ConfigError
 from firmware.d100fc.module import Module
 from firmware.d100fc.settings import KIND_CALENDAR, KIND_CHANNELS, encode_channels
@@ -85,7 +85,7 @@ def test_penalty_register_takes_pulses_above_the_contract(tmp_path):
 
 def test_a_passive_calendar_activates_at_its_time(tmp_path):
     hal, up, mod = make(str(tmp_path), MONDAY + 12 * 3600)
-    ack = send_blob(mod, KIND_CALENDAR, calendar.encode([(1, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, 3)]},
+    ack = send_blob(mod, KIND_CALENDAR, calendar_blob.encode([(1, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, 3)]},
                                                          activation=MONDAY + 13 * 3600))
     assert (ack.status, ack.detail) == (m.ST_OK, 2)
     run(hal, mod, 1800, rates=(1000, 0, 0), step_ms=1000)
@@ -95,10 +95,10 @@ def test_a_passive_calendar_activates_at_its_time(tmp_path):
 
 
 @pytest.mark.parametrize("blob,code", [
-    (calendar.encode([(1, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, 5)]}), E_TARIFF),
-    (calendar.encode([(1, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, 1), (600, 2), (600, 1)]}), E_OVERLAP),
-    (calendar.encode([(1, 1, 1)], {1: bytes([1] * 6 + [4])}, {1: [(0, 1)]}), E_REFERENCE),
-    (calendar.encode([(3, 1, 1), (2, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, 1)]}), E_OVERLAP),
+    (calendar_blob.encode([(1, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, 5)]}), E_TARIFF),
+    (calendar_blob.encode([(1, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, 1), (600, 2), (600, 1)]}), E_OVERLAP),
+    (calendar_blob.encode([(1, 1, 1)], {1: bytes([1] * 6 + [4])}, {1: [(0, 1)]}), E_REFERENCE),
+    (calendar_blob.encode([(3, 1, 1), (2, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, 1)]}), E_OVERLAP),
     (b"nonsense", E_FORMAT),
 ])
 def test_a_bad_calendar_is_refused_and_the_old_one_kept(tmp_path, blob, code):

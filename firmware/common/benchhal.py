@@ -1,19 +1,21 @@
 """A HAL for tests and benchmarks: a scripted clock, injected pulses, recorded relay and flash in a directory.
 
-Runs on CPython and MicroPython. Time only moves when the test calls
+Runs on CPython and MicroPython. It implements every method of firmware/common/hal.py
+that a module uses, without inheriting the abstract class: on a 64 KB heap the base
+class's bytecode is RAM the module needs (tests/test_d100fc_benchhal.py checks the
+methods match the contract). Time only moves when the test calls
 ``advance``; ``pulse`` calls the attached interrupt handler as a board's edge
 interrupt would. On MicroPython the flash directory may be a VfsLfs2 mount of
 a RamFlash (firmware/common/ramflash.py); on CPython any directory.
 """
 
-from firmware.common.hal import HAL
 from protocol.compat import const
 
 TICKS_MASK = const(0x3FFFFFFF)  # ticks_ms wraps at 2**30 like time.ticks_ms on boards
 START = const(1780000000)  # 2026-05-28, any set clock will do
 
 
-class BenchHAL(HAL):
+class BenchHAL:
     def __init__(self, flash_dir, unix=START, ticks=0):
         self.dir = flash_dir
         self.ms = ticks  # milliseconds since this HAL's boot (the ticks source)

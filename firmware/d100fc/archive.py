@@ -26,8 +26,7 @@ class Archive:
             os.mkdir(self.dir)
         except OSError:
             pass  # already there
-        self._cache_day = None
-        self._cache = {}
+        self._record = bytearray(RECORD_SIZE)
 
     def append(self, hour, flags, battery, tariff, registers):
         """Archive the registers (3 lists of 5) at the start of ``hour``."""
@@ -41,8 +40,6 @@ class Archive:
             pass
         with open(path, "ab") as f:
             f.write(struct.pack(RECORD, hour, flags, battery, tariff, *(registers[0] + registers[1] + registers[2])))
-        if day == self._cache_day:
-            self._cache_day = None
         if new_day:
             self._prune(day)
 
@@ -53,20 +50,15 @@ class Archive:
 
     def record(self, hour):
         """(flags, battery, tariff, registers as a 15-tuple) archived for ``hour``, or None."""
-        day = hour // HOURS_PER_DAY
-        if day != self._cache_day:
-            self._cache = {}
-            try:
-                with open("%s/%d" % (self.dir, day), "rb") as f:
-                    data = f.read()
-            except OSError:
-                data = b""
-            for pos in range(0, len(data) - RECORD_SIZE + 1, RECORD_SIZE):
-                r = struct.unpack_from(RECORD, data, pos)
-                self._cache[r[0]] = r[1:]
-            self._cache_day = day
-        r = self._cache.get(hour)
-        return None if r is None else (r[0], r[1], r[2], r[3:])
+        found = None
+        try:
+            with open("%s/%d" % (self.dir, hour // HOURS_PER_DAY), "rb") as f:
+                while f.readinto(self._record) == RECORD_SIZE:  # one record at a time: little RAM
+                    if struct.unpack_from("<I", self._record, 0)[0] == hour:
+                        found = struct.unpack(RECORD, self._record)  # the last copy wins
+        except OSError:
+            return None
+        return None if found is None else (found[1], found[2], found[3], found[4:])
 
     def hourly(self, hour):
         """The HOURLY payload for ``hour`` rebuilt from the archive, or None if it is not there."""

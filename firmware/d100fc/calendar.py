@@ -8,8 +8,8 @@ time is UTC plus a standard offset plus, between two transition rules, a
 daylight-saving shift: the offset rules travel inside the calendar.
 
 The binary blob is laid out in docs/firmware.md ("Calendar blob"); ``parse``
-refuses anything inconsistent with a ConfigError and ``encode`` builds one
-from a plain description (for head-ends, tests and the simulator).
+refuses anything inconsistent with a ConfigError; calendar_blob.encode builds
+one from a plain description (for head-ends, tests and the simulator).
 """
 
 import struct
@@ -29,6 +29,9 @@ RULE = "<BBBH"  # month, week (1..4, 5 = last), weekday (0 = Monday), minute of 
 SEASON = "<BBB"  # month, day, week id
 SPECIAL = "<HBBB"  # year (0: every year), month, day, day id
 SWITCH = "<HB"  # minute, tariff
+# The calendar of a single-tariff meter, tariff 1 all day every day:
+# calendar_blob.encode([(1, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, 1)]})
+FLAT = b"TC\x01\x01\x01\x01" + bytes(20) + b"\x01\x01\x01" + b"\x01" * 8 + b"\x01\x01\x00\x00\x01"
 
 
 class Calendar:
@@ -203,32 +206,3 @@ class Calendar:
 def _check_date(year, month, day):
     if not (1 <= month <= 12 and 1 <= day <= civil.month_length(year, month)):
         raise ConfigError(E_RANGE, "no date %d-%d" % (month, day))
-
-
-def encode(seasons, weeks, days, specials=(), activation=0, offset=0, shift=0,
-           dst_start=(0, 0, 0, 0), dst_end=(0, 0, 0, 0)):
-    """Build a calendar blob.
-
-    ``seasons``: [(month, day, week_id)]; ``weeks``: {week_id: 7 day ids, Monday first};
-    ``days``: {day_id: [(minute, tariff)]}; ``specials``: [(year or 0, month, day, day_id)];
-    ``offset``/``shift`` in minutes; DST rules (month, week 1..5, weekday 0..6, minute of standard time).
-    """
-    out = bytearray(struct.pack(HEADER, MAGIC, VERSION, len(seasons), len(weeks), len(days), len(specials), 0,
-                                activation, offset, shift))
-    out += struct.pack(RULE, *dst_start) + struct.pack(RULE, *dst_end)
-    for s in seasons:
-        out += struct.pack(SEASON, *s)
-    for week_id in sorted(weeks):
-        out += bytes([week_id]) + bytes(weeks[week_id])
-    for day_id in sorted(days):
-        out += bytes([day_id, len(days[day_id])])
-        for minute, tariff in days[day_id]:
-            out += struct.pack(SWITCH, minute, tariff)
-    for x in specials:
-        out += struct.pack(SPECIAL, *x)
-    return bytes(out)
-
-
-def flat(tariff=1):
-    """The calendar of a single-tariff meter: ``tariff`` all day, every day."""
-    return Calendar(encode([(1, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, tariff)]}))

@@ -18,5 +18,5 @@ E_RESOURCE = const(7)  # unknown resource or channel
 
 class ConfigError(ValueError):
     def __init__(self, code, why):
-        ValueError.__init__(self, why)
+        super().__init__(why)
         self.code = code

@@ -18,19 +18,20 @@ class EventLog:
     def __init__(self, directory):
         self.path = directory + "/events"
         self.seq = 0
+        record = bytearray(RECORD_SIZE)
+        slots = 0
         try:
             with open(self.path, "rb") as f:
-                data = f.read()
+                while f.readinto(record) == RECORD_SIZE:  # a record at a time: little RAM
+                    slots += 1
+                    self.seq = max(self.seq, struct.unpack_from("<I", record, 0)[0])
         except OSError:
-            data = b""
-        if len(data) != SLOTS * RECORD_SIZE:
+            pass
+        if slots != SLOTS:  # missing or spoilt: start an empty ring
+            self.seq = 0
             with open(self.path, "wb") as f:
-                f.write(bytes(SLOTS * RECORD_SIZE))
-            data = b""
-        for pos in range(0, len(data), RECORD_SIZE):
-            seq = struct.unpack_from("<I", data, pos)[0]
-            if seq > self.seq:
-                self.seq = seq
+                for _ in range(SLOTS):
+                    f.write(bytes(RECORD_SIZE))
 
     def add(self, time, code, channel, value):
         self.seq += 1

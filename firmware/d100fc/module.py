@@ -22,7 +22,6 @@ from firmware.d100fc.loadcontrol import CAUSE_GROUP, CAUSE_LIMIT, CAUSE_REMOTE, 
 from firmware.d100fc.pulses import CHANNELS, WRAP, PulseInputs
 from firmware.d100fc.registers import CHANNEL_STATE, PENALTY, UNKNOWN, Registers
 from protocol import messages as m
-from protocol import obis
 from protocol.compat import const
 from protocol.errors import ProtocolError
 
@@ -34,6 +33,7 @@ CLOCK_EVENT_S = const(10)  # smaller corrections are routine time-sync trimming,
 BATTERY_LOW_MV = const(3300)  # ER18505 lithium cell: 3.6 V nominal, ~3.3 V near end of life
 BATTERY_HYST_MV = const(100)
 LEAK_HOURS = const(24)  # water flowing in every hour of a day
+OBIS_PENALTY = const(9)  # protocol.obis.PENALTY, the penalty register's tariff digit
 MODULE = const(0xFF)  # EVENT.channel of events that are not about a channel
 STATE_VERSION = const(1)
 STATE = "<BIBBHHIII3B"  # version, hour, tariff, bits, flags, restarts, shed_until, reconnect_at, uptime_s, leak x3
@@ -54,13 +54,14 @@ class Module:
     def __init__(self, hal, config, uplink):
         self.hal = hal
         self.uplink = uplink
+        self.config = config
         self.addr = config["addr"]
         self.channels, self._initial = settings.channels_from_config(config["channels"])
         self.max_sleep_s = config.get("max_sleep_s", MAX_SLEEP_S)
         self.checkpoint_s = config.get("checkpoint_s", CHECKPOINT_S)
         self.battery_low_mv = config.get("battery_low_mv", BATTERY_LOW_MV)
         cal = config.get("calendar")
-        self.calendar = calendar.Calendar(cal) if cal else calendar.flat()
+        self.calendar = calendar.Calendar(cal or calendar.FLAT)
         self.passive = None
         relay = config.get("relay", {})
         self.load = LoadControl(relay.get("hysteresis_pct", 10), relay.get("reconnect_delay_s", 300),
@@ -437,10 +438,12 @@ class Module:
         """Pulses of ``channel`` in ``tariff`` as OBIS numbers it: 0 total, 1..4, obis.PENALTY."""
         if tariff == 0:
             return self.registers.total(channel)
-        return self.registers.value[channel][PENALTY if tariff == obis.PENALTY else tariff - 1]
+        return self.registers.value[channel][PENALTY if tariff == OBIS_PENALTY else tariff - 1]
 
     def obis_registers(self, channel):
         """{OBIS code: pulses} of every register of ``channel``, the total first."""
+        from protocol import obis  # only tools ask for names: spare the RAM on the module
+
         resource = self.channels[channel][0]
         return dict((obis.code(resource, t), self.register(channel, t)) for t in (0, 1, 2, 3, 4, obis.PENALTY))
 

@@ -8,7 +8,6 @@ CONFIG_CHUNK blob of kind KIND_CHANNELS (layout in docs/firmware.md).
 import struct
 
 from firmware.d100fc.errors import E_FORMAT, E_PULSE_CONST, E_RESOURCE, ConfigError
-from protocol import obis
 from protocol.compat import const
 
 KIND_CALENDAR = const(1)
@@ -19,12 +18,12 @@ CHANNELS_VERSION = const(1)
 CHANNEL = "<BIHI"  # resource code, pulse constant, debounce ms, contract pulses per hour
 CHANNEL_SIZE = const(11)
 DEFAULT_DEBOUNCE_MS = const(20)  # reed contacts bounce for a few ms; S0 pulses last >= 30 ms
-RESOURCE_CODES = ("electricity", "water", "gas", "heat")  # wire code = index + 1; 0 = no meter
+RESOURCE_CODES = ("electricity", "water", "gas", "heat")  # protocol.obis.RESOURCES; wire code = index + 1
 
 
 def channel(resource, pulse_const, debounce_ms=DEFAULT_DEBOUNCE_MS, contract=0):
     """A validated channel tuple; raises ConfigError."""
-    if resource not in obis.RESOURCES or resource not in RESOURCE_CODES:
+    if resource not in RESOURCE_CODES:
         raise ConfigError(E_RESOURCE, "unknown resource %r" % (resource,))
     if not isinstance(pulse_const, int) or pulse_const <= 0:
         raise ConfigError(E_PULSE_CONST, "pulse constant %r" % (pulse_const,))

@@ -1,0 +1,147 @@
+# A simulated week of one module, for the 64 KB-heap test and `balans bench firmware`.
+# Run under MicroPython:  micropython -X heapsize=64k firmware/weekrun.py DAYS DIR [ram] [scale]
+# DIR: a host directory for the flash, or with "ram" a RamFlash mounted as VfsLfs2 (counts erases).
+# Three meters pulse all week (electricity at 3 kW, water and gas trickling), and every kind of
+# event happens once: magnet, cover, clock set, load limit with relay cycling, ripple group shed,
+# backfill, a refused calendar, a power failure with reboot, a water leak. Prints one JSON line.
+import gc
+import json
+import sys
+import time
+
+from firmware.common.benchhal import BenchHAL
+from firmware.d100fc import calendar_blob
+from firmware.d100fc.module import Module
+from protocol import messages as m
+
+START = 1780272000  # 2026-06-01 00:00 UTC, a Monday
+DAY = 86400
+
+
+class CountingUplink:
+    def __init__(self):
+        self.by_type = {}
+        self.hourly = None
+
+    def send(self, payload, urgent=False, backfill=False):
+        self.by_type[payload[0]] = self.by_type.get(payload[0], 0) + 1
+        if payload[0] == m.Hourly.TYPE and not backfill:
+            self.hourly = payload
+        return True
+
+
+def two_tariff():
+    return calendar_blob.encode([(1, 1, 1), (10, 1, 2)], {1: bytes([1, 1, 1, 1, 1, 2, 2]), 2: bytes([3, 3, 3, 3, 3, 2, 2])},
+                           {1: [(0, 2), (420, 1), (1380, 2)], 2: [(0, 2)], 3: [(0, 2), (420, 3), (1260, 1), (1380, 2)]},
+                           [(0, 1, 1, 2), (0, 5, 9, 2)], 0, 180, 0)
+
+
+CONFIG = {"addr": 42, "groups": [5], "channels": [
+    {"resource": "electricity", "pulse_const": 3200, "debounce_ms": 30, "initial": 123456, "contract": 12000},
+    {"resource": "water", "pulse_const": 100, "debounce_ms": 50},
+    {"resource": "gas", "pulse_const": 100, "debounce_ms": 50}]}
+
+
+def main(days, where, ram, scale):
+    dev = None
+    if ram:
+        import vfs
+        from firmware.common.ramflash import RamFlash
+        dev = RamFlash(4096, 64)
+        vfs.VfsLfs2.mkfs(dev)
+        vfs.mount(vfs.VfsLfs2(dev), where)
+        dev.ops = dev.erases = 0
+    hal = BenchHAL(where, START)
+    up = CountingUplink()
+    cfg = dict(CONFIG)
+    cfg["calendar"] = two_tariff()
+    mod = Module(hal, cfg, up)
+    mod.boot()
+    # pulse periods in ms: 3 kW at 3200 imp/kWh; a trickle of water; some gas
+    period = [375 * scale, 60000 * scale, 90000 * scale]
+    due = [period[0], period[1], period[2]]
+    truth = [123456, 0, 0]
+    end_ms = days * DAY * 1000
+    script = [(DAY + 12 * 3600, "magnet on"), (DAY + 12 * 3600 + 1800, "magnet off"),
+              (2 * DAY + 3600, "cover"), (2 * DAY + 3700, "cover"), (2 * DAY + 7200, "clock"),
+              (3 * DAY + 8 * 3600, "limit"), (3 * DAY + 12 * 3600, "unlimit"), (4 * DAY + 10 * 3600, "shed"),
+              (5 * DAY, "backfill"), (5 * DAY + 60, "bad calendar"), (6 * DAY + 5 * 3600, "power cut")]
+    tick_us = 0
+    ticks = 0
+    live_peak = 0
+    wake_ms = wake(mod, hal)
+    while hal.ms < end_ms:
+        nxt = min(due[0], due[1], due[2], wake_ms)
+        if script and script[0][0] * 1000 < nxt:
+            nxt = script[0][0] * 1000
+        hal.ms = nxt
+        for ch in range(3):
+            if due[ch] == nxt:
+                hal.pulse(ch)
+                truth[ch] += 1
+                # the relay sheds secondary load: half the electricity while it is open
+                due[ch] += period[ch] * (2 if ch == 0 and not hal.relay_closed else 1)
+        if script and script[0][0] * 1000 == nxt:
+            what = script.pop(0)[1]
+            if what == "power cut":  # the old module's RAM is gone before the new one boots
+                mod.power_fail()
+                config = mod.config
+                mod = None
+                gc.collect()
+                mod = Module(hal, config, up)
+                mod.boot()
+            else:
+                act(what, mod, hal)
+        if nxt >= wake_ms:
+            t0 = time.ticks_us()
+            mod.tick()
+            tick_us += time.ticks_diff(time.ticks_us(), t0)
+            ticks += 1
+            wake_ms = wake(mod, hal)
+            if hal.ms % 3600000 == 0:
+                gc.collect()
+                live_peak = max(live_peak, gc.mem_alloc())
+    mod.power_fail()
+    hours = days * 24
+    out = {"days": days, "pulses": sum(truth) - 123456, "exact": [mod.registers.total(ch) for ch in range(3)] == truth,
+           "hourly": up.by_type.get(m.Hourly.TYPE, 0), "events": mod.events.seq, "checkpoints": mod.checkpoints,
+           "hour_cpu_ms": tick_us / 1000 / hours, "ticks_per_hour": ticks / hours, "live_heap_peak": live_peak,
+           "heap_total": gc.mem_alloc() + gc.mem_free(), "relay_switches": hal.relay_switches}
+    if dev is not None:
+        out["erases"] = dev.erases
+        out["programs"] = dev.ops - dev.erases
+        out["block_count"] = dev.block_count
+        out["block_size"] = dev.block_size
+    print(json.dumps(out))
+
+
+def wake(mod, hal):
+    """The HAL millisecond at which the module wants its next tick (the clock may have been set)."""
+    return hal.ms + (mod.next_wakeup() - hal.unix_time()) * 1000
+
+
+def act(what, mod, hal):
+    if what == "magnet on" or what == "magnet off":
+        hal.magnet = what == "magnet on"
+    elif what == "cover":
+        hal.cover = not hal.cover
+    elif what == "clock":
+        mod.on_downlink(m.TimeSync(1, hal.unix_time() + 120, 0).encode())
+    elif what == "limit":
+        mod.on_downlink(m.SetLimit(2, 0, 0, 1, 6000).encode())
+    elif what == "unlimit":
+        mod.on_downlink(m.SetLimit(3, 0, 0, 1, 0).encode())
+        mod.on_downlink(m.Relay(4, m.RELAY_AUTO, 0).encode())
+    elif what == "shed":
+        mod.on_downlink(m.GroupCmd(5, 5, 1, 3600).encode())
+    elif what == "backfill":
+        mod.on_downlink(m.BackfillReq(6, hal.unix_time() // 3600 - 48, 48).encode())
+    elif what == "bad calendar":
+        blob = calendar_blob.encode([(1, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, 7)]})
+        for off in range(0, len(blob), 30):
+            mod.on_downlink(m.ConfigChunk(7, 1, 9, off, len(blob), blob[off:off + 30]).encode())
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), sys.argv[2], len(sys.argv) > 3 and sys.argv[3] == "ram",
+         int(sys.argv[4]) if len(sys.argv) > 4 else 1)
