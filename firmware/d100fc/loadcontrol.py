@@ -19,7 +19,7 @@ SLOTS = const(5)  # tariff 0 (all) and 1..4
 CHANNELS = const(3)
 FOREVER = const(0xFFFFFFFF)  # a group shed without a duration
 
-# Why the relay moved (EVENT value = cause * 2 + closed)
+# Why the relay moved (EVENT value = cause * 2 + closed); also the bit of each reason to be open
 CAUSE_LIMIT = const(1)
 CAUSE_REMOTE = const(2)
 CAUSE_GROUP = const(3)
@@ -53,8 +53,10 @@ class LoadControl:
     def any_limit(self):
         return any(self.limits)
 
-    def closed(self, now):
-        return not (self.remote_open or self.limit_shed or now < self.shed_until)
+    def open_reasons(self, now):
+        """Bit (1 << cause) for every reason that holds the relay open now; 0: closed."""
+        return (((1 << CAUSE_LIMIT) if self.limit_shed else 0) | ((1 << CAUSE_REMOTE) if self.remote_open else 0)
+                | ((1 << CAUSE_GROUP) if now < self.shed_until else 0))
 
     def check(self, now, demand, tariff):
         """Apply per-hour ``demand`` per channel; return the channel over its limit, or None."""

@@ -76,6 +76,7 @@ class Module:
         self.restarts = 0
         self.uptime_ms = 0
         self.relay_closed = True
+        self._open_reasons = 0
         self.leak_hours = [0] * CHANNELS
         self.battery_low = self.magnet = self.cover = False
         self.power_failed = False
@@ -108,7 +109,8 @@ class Module:
         self.pulses.arm(self._ticks)
         for ch in range(len(self.channels)):
             self.hal.pulse_attach(ch, self.pulses.on_edge)
-        self.relay_closed = self.load.closed(now)
+        self._open_reasons = self.load.open_reasons(now)
+        self.relay_closed = not self._open_reasons
         self.hal.relay_set(self.relay_closed)
         self._event(m.EV_POWER_RESTART, MODULE, self.restarts)
         self._sense(now)
@@ -260,15 +262,18 @@ class Module:
         if over is not None and not was_shed:
             self._event(m.EV_LIMIT_EXCEEDED, over, demand[over])
 
-    def _apply_relay(self, now, cause=CAUSE_LIMIT):
-        closed = self.load.closed(now)
-        if closed == self.relay_closed:
+    def _apply_relay(self, now, cause=None):
+        """Switch the relay if its reasons to be open changed; the event names ``cause`` or the reason that moved."""
+        reasons = self.load.open_reasons(now)
+        changed = reasons ^ self._open_reasons
+        self._open_reasons = reasons
+        if bool(reasons) != self.relay_closed:
             return False
-        if cause == CAUSE_LIMIT and not self.load.limit_shed and now < self.load.shed_until:
-            cause = CAUSE_GROUP
-        self.relay_closed = closed
-        self.hal.relay_set(closed)
-        self._event(m.EV_RELAY_SWITCHED, MODULE, cause * 2 + (1 if closed else 0))
+        if cause is None:
+            cause = CAUSE_LIMIT if changed & (1 << CAUSE_LIMIT) else CAUSE_GROUP
+        self.relay_closed = not reasons
+        self.hal.relay_set(self.relay_closed)
+        self._event(m.EV_RELAY_SWITCHED, MODULE, cause * 2 + (1 if self.relay_closed else 0))
         return True
 
     def _event(self, code, channel, value):
@@ -298,7 +303,7 @@ class Module:
             now = self.hal.unix_time()
             if self.load.group_command(now, msg.group, msg.action == 1, msg.duration_s):
                 self._drain()
-                if self._apply_relay(now, CAUSE_GROUP):
+                if self._apply_relay(now):
                     self.checkpoint()
             return None
         handler = _HANDLERS.get(kind)
