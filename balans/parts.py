@@ -15,5 +15,9 @@ def offered(filename, attribute):
     """Yield ``attribute`` of ``<part>.<filename>`` for every part that has that file."""
     for part in PARTS:
         name = "%s.%s" % (part, filename)
-        if importlib.util.find_spec(name) is not None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except ModuleNotFoundError:  # the part's package itself is not in this checkout (yet)
+            spec = None
+        if spec is not None:
             yield getattr(importlib.import_module(name), attribute)
