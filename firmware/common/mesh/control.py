@@ -1,0 +1,40 @@
+"""Payloads of the mesh's own frames (docs/mesh.md). Sealed like every frame: beacons and
+acknowledgements under the network key, join requests and answers under the module key.
+
+BEACON  (T_BEACON, to BROADCAST)   version u8, depth u8, rank u16, parent u16, phase u16
+ACK     (T_ACK, to the link sender) acked src u16, acked counter u32, rank u16, depth u8, phase u16
+JOIN    (T_JOIN, up to CONCENTRATOR) parent u16, rank u16, depth u8
+ANSWER  (T_JOIN, down to the module) status u8, version u8
+
+``rank`` is the path cost to the concentrator in ETX/128 units (RFC 6719's
+MinHopRankIncrease 128), RANK_INFINITE when the sender has no route.
+``phase`` is the sender's position in the MAC cycle (ms) when it sealed the
+frame: receivers align their rendezvous with it. ``version`` is the
+concentrator's boot generation: a new one rebuilds the network (global repair).
+"""
+
+import struct
+
+from protocol.compat import const
+from protocol.errors import ProtocolError
+
+RANK_INFINITE = const(0xFFFF)
+ETX_ONE = const(128)  # one perfect hop
+
+BEACON_FMT = "<BBHHH"
+ACK_FMT = "<HIHBH"
+JOIN_FMT = "<HHB"
+ANSWER_FMT = "<BB"
+BEACON_LEN = const(8)
+ACK_LEN = const(11)
+JOIN_LEN = const(5)
+ANSWER_LEN = const(2)
+
+JOIN_OK = const(0)
+
+
+def unpack(fmt, size, payload):
+    """struct.unpack that raises ProtocolError, the one error of every decoder."""
+    if len(payload) != size:
+        raise ProtocolError("mesh control payload of %d bytes, expected %d" % (len(payload), size))
+    return struct.unpack(fmt, payload)

@@ -1,0 +1,59 @@
+"""Timing of the low-power MAC: depth-staggered rendezvous on a 38.4 kBaud FSK channel.
+
+Every router samples the channel once per CYCLE_MS with the transceiver's own
+wake-on-radio (CC1101 WOR: 9.8 uA average at one poll a second), at a phase
+set by its depth: depth d samples at d * SLOT_MS into the cycle. A sender
+learns the network's cycle phase from its parent (beacons and acknowledgements
+carry it) and transmits when its receiver samples, with a preamble
+WAKE_PREAMBLE_MS long to cover the residual clock error. So a relay costs one
+frame of transmit and one of receive, not a cycle-long preamble: about 2 mAs
+instead of 40 (docs/mesh.md has the budget). The stagger makes broadcasts fast:
+a node that hears one in its slot forwards it in the next slot, where its
+children sample, so a wave crosses 30 hops in 30 slots (3 s). Reports go up one
+cycle per hop. The concentrator is mains powered and always listening: frames to
+it go at once.
+"""
+
+from protocol.compat import const
+from protocol.frame import CONCENTRATOR, T_ACK
+
+BITRATE = const(38400)  # CC1101 at 38.4 kBaud: -104 dBm sensitivity (datasheet SWRS061)
+PHY_OVERHEAD = const(10)  # 4 preamble + 4 sync + 2 CRC bytes around each frame
+WAKE_PREAMBLE_MS = const(11)  # +-3 ms rendezvous error (drift tracked per neighbour) + half the contention window
+CYCLE_MS = const(1000)  # receiver's channel-sample period
+SLOT_MS = const(100)  # depth stagger: a 64-byte broadcast (19 ms) and its jitter fit in a slot
+TURNAROUND_MS = const(1)  # RX->TX switch of the receiver before it acknowledges
+ACK_TIMEOUT_MS = const(30)  # turnaround + a 30-byte ACK (8 ms) + processing, with margin
+CONTENTION_MS = const(10)  # senders to one receiver spread their start; later ones hear the first (CCA)
+MAX_ATTEMPTS = const(5)  # transmissions per hop: first try and four retries
+CCA_RETRIES = const(4)  # busy channel: back off and listen again this many times
+
+
+def airtime_us(frame):
+    """Time on air of a sealed frame in microseconds, as the simulator's channel counts it.
+
+    Frames towards a sleeping router carry the wake preamble; acknowledgements
+    (the sender is still listening) and frames to the concentrator do not.
+    """
+    n = len(frame) + PHY_OVERHEAD
+    us = n * 125000 // (BITRATE // 64)  # n * 8 bits * 1e6 / BITRATE, in small ints
+    kind = frame[3] & 0x0F
+    link_dst = frame[7] | (frame[8] << 8)
+    if kind != T_ACK and link_dst != CONCENTRATOR:
+        us += WAKE_PREAMBLE_MS * 1000
+    return us
+
+
+def airtime_ms(frame):
+    """Time on air rounded up to whole ms, as the sender's duty-cycle meter books it."""
+    return (airtime_us(frame) + 999) // 1000
+
+
+def wait_for(depth, net_phase_ms):
+    """Milliseconds from now until a router at ``depth`` samples, given the cycle phase of now.
+
+    Depth 0 is the concentrator, which never sleeps.
+    """
+    if depth == 0:
+        return 0
+    return (depth * SLOT_MS - net_phase_ms) % CYCLE_MS

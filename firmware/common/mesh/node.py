@@ -1,0 +1,165 @@
+"""A module's mesh station: joins, picks parents, routes for others, carries its own reports.
+
+Wiring (the board's main, or the simulator)::
+
+    node = MeshNode(hal, addr, net_id, net_key, module_key)
+    module = Module(hal, config, node.uplink)
+    node.on_downlink = module.on_downlink   # commands and broadcasts; replies go back up
+
+Join: on its first parent the node sends JOIN (sealed under its module key)
+to the concentrator, which answers under the same key; a node that is not
+answered asks again with doubling pauses. Beacons of other networks or with a
+wrong tag are never heard, so only provisioned modules join or route.
+"""
+
+import struct
+
+from protocol.compat import const
+from protocol.errors import ProtocolError
+from protocol.frame import CONCENTRATOR, F_ACK_REQ, F_BACKFILL, MAX_HOPS, T_DATA, T_JOIN, ReplayWindow
+
+from firmware.common.mesh import control
+from firmware.common.mesh.clock import ticks_add, ticks_diff
+from firmware.common.mesh.station import Station
+
+JOIN_RETRY_MS = const(180000)  # first pause before asking again (a cold start's answers take minutes); doubles
+JOIN_RETRY_MAX_MS = const(3600000)
+REPORT_SPREAD_MS = const(600000)  # routine reports leave within 10 minutes of being made
+JOIN_SPREAD_MS = const(10000)  # a whole network attaches within seconds: spread the requests
+
+
+class Uplink:
+    """What the module's firmware sees of the mesh: ``send`` an application message upward."""
+
+    def __init__(self, node):
+        self._node = node
+
+    def send(self, payload, urgent=False, backfill=False):
+        """Queue ``payload`` (<= 39 bytes) for the concentrator; False if the queue is full."""
+        return self._node.send_up(payload, urgent, backfill)
+
+
+class MeshNode(Station):
+    def __init__(self, hal, addr, net_id, net_key, module_key, seed=0):
+        Station.__init__(self, hal, addr, net_id, net_key, seed)
+        self.module_key = bytes(module_key)
+        self.uplink = Uplink(self)
+        self.on_downlink = None  # payload -> reply bytes or None
+        self.joined = False
+        self.join_count = 0  # answers received: rejoins after a concentrator restart count too
+        self._join_at = None  # tick of the next join request, None when none is due
+        self._join_pause = JOIN_RETRY_MS
+        self._down_window = ReplayWindow(max_sources=1)
+        self._held = []  # (tick, frame): routine reports waiting out their spread
+
+    def send_up(self, payload, urgent=False, backfill=False):
+        """Seal and queue a message; routine ones wait a random spread first.
+
+        Every module closes its hour at hh:00; without the spread 240 reports
+        would meet in the first ring within a second.
+        """
+        if len(self.queue) + len(self._held) >= self.queue_max:
+            return False
+        kind = T_DATA | F_ACK_REQ | (F_BACKFILL if backfill else 0)
+        frame = self._seal(kind, CONCENTRATOR, payload, self.module_key)
+        if urgent:
+            return self.enqueue(frame, True, True)
+        now = self.hal.ticks_ms()
+        self._held.append((ticks_add(now, self.rand.below(REPORT_SPREAD_MS)), frame))
+        return True
+
+    # ---- routing ------------------------------------------------------------
+
+    def _beacon_heard(self, n, phase, buf, now):
+        r = self.routing
+        newer = r.version < 0 or (n.rank != control.RANK_INFINITE and 0 < (n.version - r.version) & 0xFF < 128)
+        if newer:
+            # The concentrator restarted: follow its new generation, forget the old tree.
+            r.version = n.version
+            r.preferred, r.parents = None, []
+            self.routes = {}
+            self.joined = False
+        elif n.version == r.version and n.rank >= r.rank:
+            self.trickle.consistent()
+        if n is r.preferred:
+            self._sync(phase, buf, now)
+        if (newer or r.matters(n)) and r.select(now) or newer:
+            self._routing_changed(now)
+
+    def _routing_changed(self, now):
+        r = self.routing
+        self.trickle.reset(now)
+        if r.preferred is not None and not self.joined and self._join_at is None:
+            self._join_at = ticks_add(now, self.rand.below(JOIN_SPREAD_MS))
+            self._join_pause = JOIN_RETRY_MS
+
+    # ---- join ---------------------------------------------------------------
+
+    def _timers(self, now):
+        held = self._held
+        i = 0
+        while i < len(held):
+            if ticks_diff(now, held[i][0]) >= 0:
+                self.enqueue(held.pop(i)[1], True)
+            else:
+                i += 1
+        if self._join_at is not None and ticks_diff(now, self._join_at) >= 0:
+            if self.joined:
+                self._join_at = None
+                return
+            r = self.routing
+            if r.preferred is not None:
+                payload = struct.pack(control.JOIN_FMT, r.preferred.addr, r.rank, min(r.depth, MAX_HOPS))
+                self.enqueue(self._seal(T_JOIN | F_ACK_REQ, CONCENTRATOR, payload, self.module_key), True, True)
+            self._join_at = ticks_add(now, self._join_pause + self.rand.below(self._join_pause))
+            self._join_pause = min(self._join_pause * 2, JOIN_RETRY_MAX_MS)
+
+    def _timer_due_in(self, now):
+        best = None
+        for at in [h[0] for h in self._held] + ([self._join_at] if self._join_at is not None else []):
+            d = max(0, ticks_diff(at, now))
+            if best is None or d < best:
+                best = d
+        return best
+
+    # ---- frames for this module ---------------------------------------------
+
+    def _accept_own(self, buf, f):
+        if f.src != CONCENTRATOR:
+            return None
+        fr = self._open(buf, self.module_key)
+        if fr is None:
+            return None
+        try:
+            self._down_window.accept(fr.src, fr.counter)
+        except ProtocolError:
+            return None
+        return fr
+
+    def _deliver_own(self, fr, f, now):
+        if fr.kind == T_JOIN:
+            try:
+                status, version = control.unpack(control.ANSWER_FMT, control.ANSWER_LEN, fr.payload)
+            except ProtocolError:
+                return
+            if status == control.JOIN_OK and version == self.routing.version & 0xFF:
+                self.joined = True
+                self.join_count += 1
+                self._join_at = None
+        elif fr.kind == T_DATA:
+            self._deliver_app(fr.payload, True)
+
+    def _deliver_broadcast(self, payload, now):
+        self._deliver_app(payload, False)
+
+    def _deliver_app(self, payload, reply):
+        """Hand a command to the module; a unicast command's reply goes back up at once.
+
+        Replies to broadcasts are not sent: 240 answers at once would jam the
+        first ring; the concentrator learns the outcome from the next reports.
+        """
+        if self.on_downlink is None:
+            return
+        answer = self.on_downlink(payload)
+        if answer and reply:
+            self.send_up(answer, urgent=True)

@@ -1,0 +1,181 @@
+"""Upward routing: neighbour table, link quality learnt from traffic, parent set and rank.
+
+Link quality is an EWMA of the share of transmissions that were acknowledged,
+seeded from a beacon's RSSI; nothing is probed (Contiki-NG's 90 s probing
+alone would cost 960 frames a day). Rank is the path cost in ETX/128 as in
+RPL/MRHOF (RFC 6550, 6719); the preferred parent changes only when another is
+better by HYSTERESIS. Frames go round-robin over a parent set: every neighbour
+whose path cost is within SLACK of ours, which spreads relaying over the
+first ring around the concentrator instead of draining one battery. Loops are
+avoided by choosing only parents of lower rank that do not name us as their
+parent, detected on the data path (a frame to relay arriving from one of our
+parents), and cut by the hop limit.
+"""
+
+from protocol.compat import const
+from protocol.frame import MAX_HOPS
+
+from firmware.common.mesh.clock import ticks_add, ticks_diff
+from firmware.common.mesh.control import ETX_ONE, RANK_INFINITE
+
+SENSITIVITY_DBM = const(-104)  # CC1101 at 38.4 kBaud
+GOOD_MARGIN_DB = const(12)  # a link this far above sensitivity starts as perfect
+Q_ONE = const(256)  # link quality scale: share of attempts acknowledged * 256
+Q_MIN_PARENT = const(64)  # ETX 4: MRHOF's max link metric 512
+HYSTERESIS = const(192)  # RFC 6719 PARENT_SWITCH_THRESHOLD: 1.5 ETX
+SLACK = const(96)  # parent set: path cost within 0.75 ETX of the best (< ETX_ONE keeps it loop-free)
+MAX_NEIGHBOURS = const(24)
+HOLD_MS = const(8000)  # detached: four Trickle Imin for our poisoned rank to reach our descendants
+TTL_MS = const(7200000)  # a neighbour unheard for two hours is forgotten (beacons: <= 34 min)
+
+
+def _from_rssi(rssi):
+    """First guess of link quality from signal strength, before any traffic."""
+    margin = rssi - SENSITIVITY_DBM
+    return max(16, min(Q_ONE - 16, Q_MIN_PARENT + margin * (Q_ONE - Q_MIN_PARENT) // GOOD_MARGIN_DB))
+
+
+class Neighbour:
+    def __init__(self, addr):
+        self.addr = addr
+        self.rank = RANK_INFINITE
+        self.depth = MAX_HOPS
+        self.parent = 0xFFFF
+        self.version = -1
+        self.rssi = -127
+        self.quality = 0  # 0 until first heard
+        self.etx = ETX_ONE  # link cost, kept with quality (set_quality)
+        self.heard = 0  # tick of the last frame from it
+        self.counter = -1  # its highest frame counter seen: older control frames are replays
+
+    def set_quality(self, quality):
+        self.quality = quality
+        self.etx = ETX_ONE * Q_ONE // max(quality, 1)
+
+    def cost(self):
+        return self.rank + self.etx
+
+
+class Routing:
+    def __init__(self, me):
+        self.me = me
+        self.table = {}
+        self.preferred = None  # Neighbour
+        self.parents = []  # Neighbour, best first
+        self.rank = RANK_INFINITE
+        self.depth = MAX_HOPS
+        self.version = -1  # the concentrator's boot generation we follow
+        self.anchor = False  # the concentrator: rank 0 for good
+        self._next = 0
+        self._ceiling = RANK_INFINITE  # parents must rank below this (lowered while detached)
+        self._hold_until = None
+        self._told_parent = None  # what the neighbourhood last heard from us
+        self._told_rank = RANK_INFINITE
+
+    def heard(self, addr, rssi, now, rank):
+        """Note a frame from ``addr`` advertising ``rank``; its entry, or None if not worth a slot.
+
+        A full table admits only a possible parent (ranked below us), in place of the worst entry.
+        """
+        n = self.table.get(addr)
+        if n is None:
+            if len(self.table) >= MAX_NEIGHBOURS and (rank >= self.rank or not self._evict(now)):
+                return None
+            n = self.table[addr] = Neighbour(addr)
+            n.rssi = rssi
+            n.set_quality(_from_rssi(rssi))
+        else:
+            n.rssi = (3 * n.rssi + rssi) // 4
+            guess = _from_rssi(n.rssi)
+            if n.quality < guess:
+                # Heard well again: a link written off after failures earns another chance.
+                n.set_quality(n.quality + (guess - n.quality) // 4)
+        n.heard = now
+        return n
+
+    def _evict(self, now):
+        worst = None
+        for n in self.table.values():
+            if n is self.preferred or n in self.parents:
+                continue
+            if worst is None or n.cost() > worst.cost():
+                worst = n
+        if worst is None:
+            return False
+        del self.table[worst.addr]
+        return True
+
+    def link_result(self, addr, ok):
+        """One transmission to ``addr`` was (ok) or was not acknowledged."""
+        n = self.table.get(addr)
+        if n is not None:
+            n.set_quality(n.quality - n.quality // 8 + (Q_ONE // 8 if ok else 0))
+
+    def forget(self, addr):
+        n = self.table.pop(addr, None)
+        if n is not None and n is self.preferred:
+            self.preferred = None
+
+    def _usable(self, n, now):
+        return (n.rank < self._ceiling and n.version == self.version and n.parent != self.me
+                and n.depth < MAX_HOPS and n.quality >= Q_MIN_PARENT
+                and ticks_diff(now, n.heard) < TTL_MS)
+
+    def select(self, now):
+        """Recompute preferred parent, parent set, rank and depth.
+
+        True when the neighbourhood must hear of it: attached, detached, a new
+        preferred parent, or a rank change of a whole hop.
+        """
+        if self.anchor:
+            return False
+        if self.preferred is None and self._hold_until is not None and ticks_diff(now, self._hold_until) >= 0:
+            self._hold_until = None
+            self._ceiling = RANK_INFINITE
+        best = None
+        best_cost = RANK_INFINITE
+        for n in self.table.values():
+            if self._usable(n, now) and n.rank + n.etx < best_cost:
+                best, best_cost = n, n.rank + n.etx
+        pref = self.preferred
+        if pref is not None and best is not None and self._usable(pref, now) and pref.cost() <= best_cost + HYSTERESIS:
+            best, best_cost = pref, pref.cost()
+        if best is None:
+            if self.preferred is not None:
+                # Detached: for HOLD_MS accept only parents ranked below our last rank,
+                # which cannot be our own descendants still advertising the old tree.
+                self._ceiling = self.rank
+                self._hold_until = ticks_add(now, HOLD_MS)
+            self.preferred, self.parents = None, []
+            self.rank, self.depth = RANK_INFINITE, MAX_HOPS
+        else:
+            self.preferred = best
+            self.rank = min(best_cost, RANK_INFINITE - 1)
+            self.depth = best.depth + 1
+            limit = self.rank + SLACK
+            self.parents = [best]
+            for n in self.table.values():
+                if n is not best and n.rank < self.rank and n.rank + n.etx <= limit and self._usable(n, now):
+                    self.parents.append(n)
+        news = (self.preferred is not self._told_parent
+                or abs(self.rank - self._told_rank) >= ETX_ONE)
+        if news:
+            self._told_parent, self._told_rank = self.preferred, self.rank
+        return news
+
+    def next_hop(self):
+        """The parent for the next upward frame: round robin over the parent set."""
+        if not self.parents:
+            return None
+        self._next = (self._next + 1) % len(self.parents)
+        return self.parents[self._next].addr
+
+    def matters(self, n):
+        """Whether news from ``n`` can change our parents: it is one, or could become one."""
+        return n in self.parents or n.rank + n.etx < self.rank + SLACK or n.parent == self.me
+
+    def is_parent(self, addr):
+        for n in self.parents:
+            if n.addr == addr:
+                return True
+        return False

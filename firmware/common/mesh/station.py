@@ -1,0 +1,411 @@
+"""What every mesh station does, module or concentrator.
+
+Receives and dispatches frames, acknowledges unicasts hop by hop, relays them
+(upward over the parent set, downward along routes learnt from upward
+traffic), retries and reroutes, floods broadcasts, sends Trickle beacons and
+keeps the duty cycle. ``node.MeshNode`` (a module) and ``root.MeshRoot`` (the
+concentrator) add what differs. A host drives it with ``poll()`` whenever the
+radio has a frame or ``wakeup_in_ms()`` has passed; nothing here blocks.
+"""
+
+import struct
+
+from protocol.compat import const
+from protocol.errors import ProtocolError
+from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, T_ACK, T_BCAST, T_BEACON, Frame, ReplayWindow,
+                            open_frame, parse_header, relay_header, seal_frame)
+
+from firmware.common.mesh import control
+from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
+from firmware.common.mesh.counter import FrameCounter
+from firmware.common.mesh.duty import DutyCycle
+from firmware.common.mesh.flood import JITTER_MS, REDUNDANCY, Flood
+from firmware.common.mesh.mac import (ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, CYCLE_MS, MAX_ATTEMPTS, SLOT_MS,
+                                      airtime_ms, wait_for)
+from firmware.common.mesh.routing import Routing
+from firmware.common.mesh.trickle import Trickle
+
+MAX_QUEUE = const(24)  # frames waiting for their hop: an hour's bursts of a first-ring relay
+MAX_ROUTES = const(512)  # downward routes: every module of a 240-module network, with room
+RECENT = const(32)  # unicasts remembered to acknowledge a retransmission without relaying it twice
+BURST_GAP_MS = const(3)  # silence after which woken receivers go back to sleep
+BURST_TAIL_MS = const(35)  # one more exchange (frame + ACK) must fit before the slot ends
+
+
+class Job:
+    """One unicast frame crossing one hop: sent, acknowledged or retried."""
+
+    def __init__(self, frame, up):
+        self.frame = frame  # bytearray, sealed; link fields are rewritten per attempt
+        self.up = up
+        self.src, self.dst, self.counter = struct.unpack_from("<HHI", frame, 9)
+        self.hop = None
+        self.at = 0  # tick of the next step
+        self.attempts = 0
+        self.busy = 0  # channel-busy deferrals of the current attempt
+        self.waiting = False  # sent, waiting for the acknowledgement
+
+
+class Station:
+    def __init__(self, hal, addr, net_id, net_key, seed=0):
+        self.hal = hal
+        self.addr = addr
+        self.net_id = net_id
+        self.net_key = bytes(net_key)
+        now = hal.ticks_ms()
+        self.rand = Rand(seed * 65599 + addr + 1)
+        self.counter = FrameCounter(hal.flash_path() + "/mesh_counter")
+        self.duty = DutyCycle(now)
+        self.routing = Routing(addr)
+        self.trickle = Trickle(self.rand)
+        self.flood = Flood()
+        self.bcast_window = ReplayWindow(max_sources=4)
+        self.routes = {}  # destination -> next hop downward
+        self.recent = []  # (src, counter) of unicasts taken lately
+        self.queue = []  # Job waiting for the radio
+        self.queue_max = MAX_QUEUE
+        self.job = None  # Job being sent
+        self._burst_until = now  # a frame just went through: the slot is still open
+        self.phase_offset = 0  # network cycle phase = (ticks + offset) % CYCLE_MS
+        self.sent = self.relayed = self.dropped = self.retries = self.duty_refused = self.acked = 0
+        hal.radio_listen()
+
+    # ---- the host's interface ----------------------------------------------
+
+    def poll(self):
+        """Handle every received frame, then every timer that is due."""
+        hal = self.hal
+        while True:
+            buf = hal.radio_receive()
+            if buf is None:
+                break
+            self._receive(buf, hal.radio_rssi(), hal.ticks_ms())
+        now = hal.ticks_ms()
+        if self.trickle.poll(now):
+            self._send_beacon(now)
+        for b in self.flood.due(now):
+            if b.copies >= REDUNDANCY or self._transmit(b.frame, now):
+                self.flood.reschedule(b, now, CYCLE_MS + self.rand.below(JITTER_MS))
+            else:
+                b.at = ticks_add(now, CYCLE_MS)  # busy or over budget: same slot next cycle
+        self._timers(now)
+        self._run_jobs(now)
+
+    def wakeup_in_ms(self):
+        """Milliseconds until ``poll`` must run again without a radio event; None: only for frames."""
+        now = self.hal.ticks_ms()
+        best = None
+        for d in (self.trickle.due_in(now), self.flood.due_in(now), self._timer_due_in(now), self._job_due_in(now)):
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    # ---- hooks for node and root ------------------------------------------
+
+    def _timers(self, now):
+        """Station-specific timers (the node's join retry)."""
+
+    def _timer_due_in(self, now):
+        return None
+
+    # ---- time ---------------------------------------------------------------
+
+    def net_phase(self, now):
+        return (now + self.phase_offset) % CYCLE_MS
+
+    def _sync(self, phase, frame, now):
+        """Align the cycle with a frame sealed at ``phase`` by the neighbour we follow."""
+        self.phase_offset = (phase + airtime_ms(frame) - now) % CYCLE_MS
+
+    # ---- sending ------------------------------------------------------------
+
+    def _seal(self, kind, dst, payload, key):
+        return seal_frame(Frame(self.net_id, kind, self.addr, dst, self.counter.take(), payload), key)
+
+    def _transmit(self, frame, now):
+        """Send one frame now if the duty cycle and the channel allow; True if it went."""
+        ms = airtime_ms(frame)
+        if not self.duty.fits(now, ms):
+            self.duty_refused += 1
+            return False
+        if not self.hal.radio_send(frame):
+            return False
+        self.duty.book(now, ms)
+        self.sent += 1
+        return True
+
+    def _send_beacon(self, now):
+        r = self.routing
+        parent = r.preferred.addr if r.preferred is not None else BROADCAST
+        payload = struct.pack(control.BEACON_FMT, r.version & 0xFF, r.depth, r.rank, parent, self.net_phase(now))
+        self._transmit(self._seal(T_BEACON, BROADCAST, payload, self.net_key), now)
+
+    def _ack(self, f, now):
+        r = self.routing
+        payload = struct.pack(control.ACK_FMT, f.src, f.counter, r.rank, r.depth, self.net_phase(now))
+        frame = Frame(self.net_id, T_ACK, self.addr, f.link_src, self.counter.take(), payload)
+        self._transmit(seal_frame(frame, self.net_key), now)
+
+    def enqueue(self, frame, up, urgent=False):
+        """Queue a sealed unicast for its next hop; False when the queue is full."""
+        if len(self.queue) >= self.queue_max:
+            return False
+        job = Job(frame, up)
+        if urgent:
+            self.queue.insert(0, job)
+        else:
+            self.queue.append(job)
+        return True
+
+    def _hop_for(self, job):
+        if job.up:
+            return self.routing.next_hop()
+        return self.routes.get(job.dst)
+
+    def _depth_of(self, addr):
+        n = self.routing.table.get(addr)
+        if n is not None and n.version == self.routing.version:
+            return n.depth
+        return self.routing.depth + 1 if addr != CONCENTRATOR else 0
+
+    def _schedule(self, job, now):
+        """Aim the next attempt at the hop's sample time, spread over the contention window.
+
+        Right after an acknowledged frame, while the slot lasts, the next frame
+        for a router of the same slot goes at once: routers woken in their slot
+        stay awake while the channel stays busy, so a burst costs one wake-up.
+        """
+        wait = wait_for(self._depth_of(job.hop), self.net_phase(now))
+        if ticks_diff(self._burst_until, now) > 0 and (CYCLE_MS - wait) % CYCLE_MS < SLOT_MS - BURST_TAIL_MS:
+            job.at = now
+            return
+        job.at = ticks_add(now, wait + self.rand.below(CONTENTION_MS))
+
+    def _job_due_in(self, now):
+        if self.job is not None:
+            return max(0, ticks_diff(self.job.at, now))
+        if self.queue and (not self.queue[0].up or self.routing.parents):
+            return 0
+        return None
+
+    def _run_jobs(self, now):
+        while True:
+            job = self.job
+            if job is None:
+                if not self.queue:
+                    return
+                job = self.queue[0]
+                job.hop = self._hop_for(job)
+                if job.hop is None:
+                    if job.up:
+                        return  # wait for a parent; a beacon brings one
+                    self.queue.pop(0)
+                    self.dropped += 1
+                    continue
+                self.queue.pop(0)
+                self.job = job
+                self._schedule(job, now)
+            if ticks_diff(now, job.at) < 0:
+                return
+            if job.waiting:
+                self._attempt_failed(job, now)
+                continue
+            struct.pack_into("<HH", job.frame, 5, self.addr, job.hop)
+            if self._transmit(job.frame, now):
+                job.waiting = True
+                job.attempts += 1
+                job.at = ticks_add(now, airtime_ms(job.frame) + ACK_TIMEOUT_MS)
+                return
+            job.busy += 1
+            if job.busy > CCA_RETRIES:
+                job.attempts += 1
+                self._attempt_failed(job, now)
+            else:
+                self._schedule(job, now)
+            return
+
+    def _attempt_failed(self, job, now):
+        job.waiting = False
+        job.busy = 0
+        self.routing.link_result(job.hop, False)
+        if self.routing.select(now):
+            self._routing_changed(now)
+        if job.attempts >= MAX_ATTEMPTS:
+            self.job = None
+            self.dropped += 1
+            if not job.up:
+                self.routes.pop(job.dst, None)
+            return
+        self.retries += 1
+        job.hop = self._hop_for(job)  # upward retries rotate over the parent set
+        if job.hop is None:
+            self.job = None
+            self.queue.insert(0, job)  # no parent left: wait for one
+            return
+        self._schedule(job, now)
+
+    def _routing_changed(self, now):
+        """The preferred parent or the rank changed: tell the neighbourhood soon."""
+        self.trickle.reset(now)
+
+    # ---- receiving ----------------------------------------------------------
+
+    def _open(self, buf, key):
+        try:
+            return open_frame(buf, key, self.net_id)
+        except ProtocolError:
+            return None
+
+    def _receive(self, buf, rssi, now):
+        try:
+            f = parse_header(buf)
+        except ProtocolError:
+            return
+        if f.net_id != self.net_id:
+            return
+        kind = f.kind
+        if kind == T_ACK:
+            if f.link_dst == self.addr:
+                self._on_ack(buf, rssi, now)
+        elif kind == T_BEACON:
+            self._on_beacon(buf, rssi, now)
+        elif kind == T_BCAST:
+            self._on_broadcast(buf, f, now)
+        elif f.link_dst == self.addr:
+            self._on_unicast(buf, f, rssi, now)
+
+    def _neighbour_says(self, fr, rssi, now, rank, depth):
+        """A neighbour's authenticated frame: note it; None if it is a replay or the table is full."""
+        n = self.routing.heard(fr.src, rssi, now, rank)
+        if n is None or fr.counter <= n.counter:
+            return None
+        n.counter = fr.counter
+        n.rank = rank
+        n.depth = depth
+        return n
+
+    def _on_ack(self, buf, rssi, now):
+        fr = self._open(buf, self.net_key)
+        if fr is None:
+            return
+        try:
+            src, counter, rank, depth, phase = control.unpack(control.ACK_FMT, control.ACK_LEN, fr.payload)
+        except ProtocolError:
+            return
+        n = self._neighbour_says(fr, rssi, now, rank, depth)
+        if n is None:
+            return
+        n.version = self.routing.version  # it acknowledged within our network generation
+        if n is self.routing.preferred:
+            self._sync(phase, buf, now)
+        job = self.job
+        if job is not None and job.waiting and fr.src == job.hop and src == job.src and counter == job.counter:
+            self.acked += 1
+            self.routing.link_result(job.hop, True)
+            self.job = None
+            self._burst_until = ticks_add(now, BURST_GAP_MS)
+            if job.up and rank >= self.routing.rank and self.routing.select(now):
+                self._routing_changed(now)  # the parent now sits below us: reselect
+
+    def _on_beacon(self, buf, rssi, now):
+        fr = self._open(buf, self.net_key)
+        if fr is None:
+            return
+        try:
+            version, depth, rank, parent, phase = control.unpack(control.BEACON_FMT, control.BEACON_LEN, fr.payload)
+        except ProtocolError:
+            return
+        n = self._neighbour_says(fr, rssi, now, rank, depth)
+        if n is None:
+            return
+        n.version = version
+        n.parent = parent
+        self._beacon_heard(n, phase, buf, now)
+
+    def _beacon_heard(self, n, phase, buf, now):
+        """Routing reacts to a neighbour's advertisement (the node overrides)."""
+        if n.version == self.routing.version:
+            self.trickle.consistent()
+
+    def _on_unicast(self, buf, f, rssi, now):
+        key = (f.src, f.counter)
+        if key in self.recent:
+            if f.ftype & F_ACK_REQ:
+                self._ack(f, now)  # our acknowledgement was lost: confirm again, do not relay twice
+            return
+        if f.dst == self.addr:
+            fr = self._accept_own(buf, f)
+            if fr is None:
+                return
+            self._remember(key)
+            if f.ftype & F_ACK_REQ:
+                self._ack(f, now)
+            self._deliver_own(fr, f, now)
+            return
+        if not self._relay(buf, f, now):
+            return
+        self._remember(key)
+        if f.ftype & F_ACK_REQ:
+            self._ack(f, now)
+
+    def _remember(self, key):
+        self.recent.append(key)
+        if len(self.recent) > RECENT:
+            self.recent.pop(0)
+
+    def _relay(self, buf, f, now):
+        """Take a frame to forward; False (no acknowledgement) if we cannot carry it."""
+        if f.dst == CONCENTRATOR:
+            if self.routing.is_parent(f.link_src):
+                self._loop_detected(f.link_src, now)
+                return False
+            if not self.routing.parents:
+                return False
+            self._learn_route(f.src, f.link_src)
+            up = True
+        elif f.dst in self.routes:
+            up = False
+        else:
+            return False
+        frame = bytearray(buf)
+        try:
+            relay_header(frame, self.addr, CONCENTRATOR)
+        except ProtocolError:
+            return False  # hop limit: a frame that went round in circles ends here
+        if not self.enqueue(frame, up):
+            return False
+        self.relayed += 1
+        return True
+
+    def _learn_route(self, dst, hop):
+        if dst in self.routes or len(self.routes) < MAX_ROUTES:
+            self.routes[dst] = hop
+
+    def _loop_detected(self, addr, now):
+        """A parent handed us an upward frame: it routes through us. Drop it as a parent."""
+        n = self.routing.table.get(addr)
+        if n is not None:
+            n.rank = control.RANK_INFINITE
+        if self.routing.select(now):
+            self._routing_changed(now)
+
+    def _on_broadcast(self, buf, f, now):
+        b = self.flood.find(f.counter) if f.src == CONCENTRATOR else None
+        if b is not None:
+            b.copies += 1
+            return
+        fr = self._open(buf, self.net_key)
+        if fr is None or fr.src != CONCENTRATOR:
+            return
+        try:
+            self.bcast_window.accept(fr.src, fr.counter)
+        except ProtocolError:
+            return
+        frame = bytearray(buf)
+        wait = wait_for(self.routing.depth + 1, self.net_phase(now)) + self.rand.below(JITTER_MS)
+        b = self.flood.start(fr.counter, frame, ticks_add(now, wait))
+        try:
+            relay_header(frame, self.addr, BROADCAST)
+        except ProtocolError:
+            b.sends_left = 0
+        self._deliver_broadcast(fr.payload, now)

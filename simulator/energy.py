@@ -1,0 +1,58 @@
+"""Energy: datasheet currents of a CC1101-class transceiver and an MCU, and an ER18505 cell.
+
+Each node books time in states; the average current and the battery life
+follow. Currents: CC1101 datasheet SWRS061 (433 MHz, +10 dBm, 38.4 kBaud);
+the WOR figure is the datasheet's average for one RX poll a second.
+"""
+
+TX_MA = 29.2  # CC1101 TX at +10 dBm, 433 MHz
+RX_MA = 15.7  # CC1101 RX, 38.4 kBaud, near sensitivity
+WOR_UA = 9.8  # CC1101 wake-on-radio, one RX poll per second (RC oscillator, RSSI early exit)
+SYNTH_MA = 8.4  # frequency synthesiser calibration before each transmission
+SYNTH_S = 0.0008  # its duration (CC1101 FS_CAL ~ 720 us)
+MCU_ACTIVE_MA = 8.0  # a Cortex-M4 running MicroPython
+MCU_SLEEP_UA = 2.0  # stop mode with RTC and RAM retention
+MCU_FRAME_S = 0.020  # MicroPython handling one received frame (parse, CCM, routing)
+MCU_SEND_S = 0.010  # preparing one transmission
+MCU_WAKE_S = 0.005  # one timer wake without a frame
+ACK_WAIT_S = 0.009  # listening for an acknowledgement: turnaround + 30-byte ACK
+CELL_MAH = 4000.0  # ER18505, 3.6 V Li-SOCl2 bobbin cell
+USABLE = 0.85  # capacity left above the cut-off at the end of life
+SELF_DISCHARGE_MAH_YEAR = 40.0  # 1 % of nominal a year
+HOURS_PER_YEAR = 8766.0
+
+
+class Meter:
+    """Charge a node has drawn, by state (mA*s)."""
+
+    def __init__(self, always_on=False):
+        self.always_on = always_on  # the mains-powered concentrator listens all the time
+        self.tx_mas = self.rx_mas = self.mcu_mas = 0.0
+        self.tx_s = 0.0
+
+    def transmit(self, airtime_s, wants_ack):
+        self.tx_s += airtime_s
+        self.tx_mas += airtime_s * TX_MA + SYNTH_S * SYNTH_MA
+        self.mcu_mas += MCU_SEND_S * MCU_ACTIVE_MA
+        if wants_ack:
+            self.rx_mas += ACK_WAIT_S * RX_MA
+
+    def receive(self, airtime_s):
+        self.rx_mas += airtime_s * RX_MA
+        self.mcu_mas += MCU_FRAME_S * MCU_ACTIVE_MA
+
+    def wake(self):
+        self.mcu_mas += MCU_WAKE_S * MCU_ACTIVE_MA
+
+    def average_ua(self, seconds):
+        """Average current over ``seconds`` of life, idle listening and sleep included."""
+        if seconds <= 0:
+            return 0.0
+        base_ua = RX_MA * 1000.0 if self.always_on else WOR_UA + MCU_SLEEP_UA
+        return base_ua + (self.tx_mas + self.rx_mas + self.mcu_mas) * 1000.0 / seconds
+
+
+def battery_years(average_ua):
+    """Years an ER18505 lasts at ``average_ua``, self-discharge included."""
+    per_year = average_ua / 1000.0 * HOURS_PER_YEAR + SELF_DISCHARGE_MAH_YEAR
+    return CELL_MAH * USABLE / per_year

@@ -1,0 +1,95 @@
+"""firmware/common/hal.py over the simulated world: a drifting clock, the shared channel,
+pulse inputs fed by consumption profiles, a flash directory per node and an energy meter."""
+
+import os
+
+from firmware.common.hal import HAL
+from firmware.common.mesh.clock import TICKS_PERIOD
+
+
+class SimHAL(HAL):
+    def __init__(self, world, node):
+        self.world = world
+        self.node = node
+        self.rx = []  # received frames waiting for radio_receive: (bytes, rssi)
+        self.listening = False
+        self._rssi = 0
+        self.relay_closed = True
+        self.link_in = b""
+        self._rtc_offset = 0.0
+        self._tick_offset_ms = world.rng.uniform(0, 1e6)  # boards boot at different times
+
+    # ---- clock: the node's crystal runs node.ppm fast or slow --------------
+    def local_seconds(self, t=None):
+        t = self.world.now if t is None else t
+        return t * (1.0 + self.node.ppm * 1e-6)
+
+    def ticks_ms(self):
+        return int(self.local_seconds() * 1000.0 + self._tick_offset_ms) % TICKS_PERIOD
+
+    def ticks_at(self, t):
+        return int(self.local_seconds(t) * 1000.0 + self._tick_offset_ms) % TICKS_PERIOD
+
+    def unix_seconds(self):
+        return self.world.epoch + self.local_seconds() + self._rtc_offset
+
+    def unix_time(self):
+        return int(self.unix_seconds())
+
+    def set_unix_time(self, seconds):
+        self._rtc_offset = seconds - (self.world.epoch + self.local_seconds())
+
+    # ---- radio --------------------------------------------------------------
+    def radio_send(self, frame):
+        return self.world.transmit(self.node, bytes(frame))
+
+    def radio_receive(self):
+        if not self.rx:
+            return None
+        frame, self._rssi = self.rx.pop(0)
+        return frame
+
+    def radio_rssi(self):
+        return self._rssi
+
+    def radio_listen(self):
+        self.listening = True
+
+    def radio_sleep(self):
+        self.listening = False
+
+    # ---- pulses, relay, sensors ----------------------------------------------
+    def pulse_attach(self, channel, handler):
+        self.node.pulse_handlers[channel] = handler
+
+    def relay_set(self, closed):
+        self.relay_closed = bool(closed)
+
+    def battery_mv(self):
+        return 3600
+
+    def magnet_present(self):
+        return False
+
+    def cover_open(self):
+        return False
+
+    def power_ok(self):
+        return True
+
+    # ---- flash, watchdog, link ------------------------------------------------
+    def flash_path(self):
+        path = os.path.join(self.world.flash_dir, "node-%04x" % self.node.addr)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def watchdog_feed(self):
+        pass
+
+    def link_write(self, data):
+        self.world.link_output(self.node, bytes(data))
+        return len(data)
+
+    def link_read(self):
+        data, self.link_in = self.link_in, b""
+        return data

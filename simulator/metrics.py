@@ -1,0 +1,131 @@
+"""The figures of ``balans simulate``, gathered from the world's events and the nodes' counters."""
+
+import math
+
+from protocol import messages
+from protocol.frame import T_ACK, T_BCAST, T_DATA
+from simulator.energy import battery_years
+
+HOUR = 3600
+
+
+class Recorder:
+    """Listens to a World: reports made and stored, broadcasts sent and heard, pulses produced."""
+
+    def __init__(self, world):
+        self.world = world
+        self.made = {}  # (addr, hour) -> world time of a live HOURLY leaving the module
+        self.stored = {}  # (addr, hour) -> first world time the concentrator had that hour's data
+        self.first_hourly = set()  # (addr, hour) received as live reports
+        self.broadcasts = {}  # payload -> world time sent
+        self.heard = {}  # payload -> {addr: world time}
+        self.truth = {}  # (addr, channel, unix hour) -> pulses
+        world.listeners.append(self.event)
+
+    def event(self, name, **data):
+        if name == "pulses":
+            addr, ch = data["node"].addr, data["channel"]
+            for u in data["times"]:
+                key = (addr, ch, int(u // HOUR))
+                self.truth[key] = self.truth.get(key, 0) + 1
+
+    def made_report(self, addr, payload, backfill):
+        if payload and payload[0] == messages.Hourly.TYPE and not backfill:
+            self.made[(addr, messages.Hourly.decode(payload).hour)] = self.world.now
+
+    def arrived(self, addr, payload, backfill):
+        if not payload or payload[0] != messages.Hourly.TYPE:
+            return
+        msg = messages.Hourly.decode(payload)
+        if not backfill:
+            self.first_hourly.add((addr, msg.hour))
+        now = self.world.now
+        for hour in (msg.hour - 1, msg.hour - 2):  # the hours its totals and deltas complete
+            if msg.hour - hour == 1 or msg.delta(0, 2) is not None:
+                self.stored.setdefault((addr, hour), now)
+
+    def broadcast_sent(self, payload):
+        self.broadcasts[payload] = self.world.now
+        self.heard[payload] = {}
+
+    def downlink_heard(self, addr, payload):
+        seen = self.heard.get(payload)
+        if seen is not None and addr not in seen:
+            seen[addr] = self.world.now
+
+    def figures(self, wall_s):
+        w = self.world
+        modules = [n for n in w.nodes if not n.is_root]
+        alive = [n for n in modules if n.alive]
+        days = w.now / 86400.0
+        horizon = w.now - 600.0  # reports made in the last 10 minutes may still be travelling
+        made = [k for k, t in self.made.items() if t <= horizon]
+        delivered = sum(1 for k in made if k in self.first_hourly)
+        # daily completeness: meter-hours stored by 02:00 the next day (or the run's end)
+        first_hour = int(w.epoch // HOUR) + 2  # the first two hours are the cold start
+        last_hour = int((w.epoch + w.now) // HOUR) - 2
+        due = got = 0
+        for n in alive:
+            for hour in range(first_hour, last_hour):
+                deadline = ((hour * HOUR) // 86400 + 1) * 86400 + 2 * HOUR - w.epoch
+                due += 1
+                t = self.stored.get((n.addr, hour))
+                if t is not None and t <= min(deadline, w.now):
+                    got += 1
+        latencies, reached, expected = [], 0, 0
+        for payload, sent in self.broadcasts.items():
+            seen = self.heard[payload]
+            expected += len(alive)
+            reached += sum(1 for n in alive if n.addr in seen)
+            latencies.extend(seen[n.addr] - sent for n in alive if n.addr in seen)
+        latencies.sort()
+        busiest = max(modules, key=lambda n: n.mesh.relayed)
+        life = [battery_years(n.meter.average_ua(w.now)) for n in alive]
+        acked = sum(n.mesh.acked for n in w.nodes)
+        attempts = acked + sum(n.mesh.retries + n.mesh.dropped for n in w.nodes)
+        total = sum(w.frames_by_kind.values()) or 1
+        data = w.frames_by_kind.get(T_DATA, 0) + w.frames_by_kind.get(T_BCAST, 0)
+        acks = w.frames_by_kind.get(T_ACK, 0)
+        joined = [n.joined_at for n in modules]
+        return {
+            "scenario": getattr(w, "scenario", ""),
+            "nodes": len(modules),
+            "days": round(days, 3),
+            "seed": w.seed,
+            "depth_max": max(n.mesh.routing.depth for n in alive if n.mesh.routing.preferred is not None),
+            "delivery_ratio": delivered / len(made) if made else 0.0,
+            "per_hop_delivery": acked / attempts if attempts else 0.0,
+            "daily_completeness": got / due if due else 0.0,
+            "broadcast_median_s": _quantile(latencies, 0.5),
+            "broadcast_p95_s": _quantile(latencies, 0.95),
+            "broadcast_max_s": latencies[-1] if latencies else None,
+            "broadcast_reached": reached / expected if expected else 0.0,
+            "relayed_per_day_max": busiest.mesh.relayed / days if days else 0.0,
+            "busiest_current_ua": busiest.meter.average_ua(w.now),
+            "battery_years_min": min(life) if life else 0.0,
+            "duty_cycle_max": max(_max_hour_duty(n.minute_tx) for n in w.nodes),
+            "control_overhead": (total - data - acks) / total,
+            "ack_share": acks / total,
+            "control_per_node_day": (total - data - acks) / len(modules) / days if days else 0.0,
+            "join_time_s": max(joined) if all(t is not None for t in joined) else None,
+            "joined": sum(t is not None for t in joined) / len(modules),
+            "wall_s": wall_s,
+        }
+
+
+def _quantile(values, q):
+    if not values:
+        return None
+    return values[min(len(values) - 1, int(math.ceil(q * len(values))) - 1)]
+
+
+def _max_hour_duty(minute_tx):
+    """Highest transmit share in any 60 consecutive minutes."""
+    if not minute_tx:
+        return 0.0
+    best = 0.0
+    minutes = sorted(minute_tx)
+    for start in minutes:
+        s = sum(minute_tx.get(m, 0.0) for m in range(start, start + 60))
+        best = max(best, s)
+    return best / 3600.0

@@ -1,0 +1,284 @@
+"""The discrete-event world: nodes that run the real firmware, one shared channel.
+
+Events are (time, seq, kind, data) in a heap: a node's wake-up (when its mesh
+station or its application asked for one), the end of a transmission (when
+receivers get the frame and react at once), and scheduled faults or
+broadcasts. A sleeping node is only an entry in the heap, so idle nodes cost
+nothing; pulses are generated lazily when a module wakes.
+
+Time ``now`` is true seconds since ``epoch`` (unix seconds). Each node's own
+clock runs ``ppm`` fast or slow (crystal tolerance +-20 ppm).
+
+``run_district`` is the small, fast entry point for an end-to-end run with the
+real module and collector firmware (docs/mesh.md).
+"""
+
+import hashlib
+import heapq
+import math
+import random
+import tempfile
+
+import numpy as np
+
+from firmware.common.mesh.mac import PHY_OVERHEAD, airtime_us
+from firmware.common.mesh.node import MeshNode
+from firmware.common.mesh.root import MeshRoot
+from protocol.frame import BROADCAST, F_ACK_REQ
+from simulator import radio
+from simulator.energy import Meter
+from simulator.hal_sim import SimHAL
+from simulator.profiles import MeterSource
+
+EPOCH = 1767571200  # 2026-01-05 00:00 UTC, a Monday
+NET_ID = 0x4241
+PPM = 20.0  # crystal tolerance
+AIR_MEMORY_S = 0.2  # transmissions older than this cannot overlap a new one
+MIN_WAKE_S = 0.001
+
+
+def derive_key(seed, label, addr):
+    """Provisioning: a 16-byte key per (seed, label, address), as the factory would write it."""
+    return hashlib.sha256(b"%d/%s/%d" % (seed, label.encode(), addr)).digest()[:16]
+
+
+class Tx:
+    def __init__(self, sender, start, end, frame):
+        self.sender = sender
+        self.start = start
+        self.end = end
+        self.frame = frame
+        self.kind = frame[3] & 0x0F
+        self.link_dst = frame[7] | (frame[8] << 8)
+
+
+class Node:
+    """One virtual device: its HAL, mesh station, application, meters and energy."""
+
+    def __init__(self, world, index, addr):
+        self.world = world
+        self.index = index
+        self.addr = addr
+        self.is_root = index == 0
+        self.ppm = world.rng.uniform(-PPM, PPM)
+        self.alive = True
+        self.hal = SimHAL(world, self)
+        self.mesh = None
+        self.app = None
+        self.meter = Meter(always_on=self.is_root)
+        self.wake_at = math.inf
+        self.busy_until = 0.0
+        self.last_tx = (0.0, 0.0)  # its latest transmission, for half-duplex
+        self.minute_tx = {}  # minute -> seconds on air
+        self.pulse_handlers = {}
+        self.sources = []
+        self.joined_at = None
+        self.app_due = None  # world time of the application's next tick
+
+
+class World:
+    def __init__(self, loss_db, seed=1, days=1.0, sigma_db=6.0, interference=0.05, flash_dir=None):
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.prng = random.Random(seed)
+        self.channel = radio.Channel(loss_db, seed, sigma_db, interference)
+        self.epoch = EPOCH
+        self.now = 0.0
+        self.end = days * 86400.0
+        self._tmp = None
+        if flash_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="balans-sim-")
+            flash_dir = self._tmp.name
+        self.flash_dir = flash_dir
+        self.net_key = derive_key(seed, "net", 0)
+        self.heap = []
+        self._seq = 0
+        self.air = []
+        self.nodes = [Node(self, i, i) for i in range(len(loss_db))]
+        self.by_addr = {n.addr: n for n in self.nodes}
+        self.interference_boost = 0.0
+        self.frames_by_kind = {}
+        self.on_link = None  # callable(bytes) for the concentrator's agent link
+        self.listeners = []  # callables(event, **data) for metrics
+
+    # ---- building -----------------------------------------------------------
+
+    def module_key(self, addr):
+        return derive_key(self.seed, "module", addr)
+
+    def start_node(self, node, app_factory=None):
+        """(Re)boot a node's firmware: a fresh mesh station and application over its flash."""
+        node.alive = True
+        node.hal.rx = []
+        if node.is_root:
+            keys = {n.addr: self.module_key(n.addr) for n in self.nodes[1:]}
+            node.mesh = MeshRoot(node.hal, NET_ID, self.net_key, keys, seed=self.seed)
+        else:
+            node.mesh = MeshNode(node.hal, node.addr, NET_ID, self.net_key, self.module_key(node.addr),
+                                 seed=self.seed)
+        node.app = app_factory(node) if app_factory else None
+        node.app_due = None
+        self.reschedule(node)
+
+    # ---- the event loop ---------------------------------------------------------
+
+    def at(self, t, kind, data=None):
+        self._seq += 1
+        heapq.heappush(self.heap, (t, self._seq, kind, data))
+
+    def run(self, until=None):
+        until = self.end if until is None else until
+        heap = self.heap
+        while heap and heap[0][0] <= until:
+            t, _, kind, data = heapq.heappop(heap)
+            self.now = t
+            if kind == "wake":
+                node = data
+                if node.wake_at == t and node.alive:
+                    node.wake_at = math.inf
+                    self.run_node(node)
+            elif kind == "txend":
+                self._tx_end(data)
+            else:
+                kind(self, data)
+        self.now = max(self.now, until)
+
+    def run_node(self, node):
+        """Wake a node's firmware: its application if due, then its mesh station."""
+        node.meter.wake()
+        app = node.app
+        if app is not None and self.now >= node.app_due - 1e-6:
+            if not node.is_root:
+                self.feed_pulses(node)
+            app.tick()
+            node.app_due = None
+        node.mesh.poll()
+        if node.joined_at is None and not node.is_root and node.mesh.joined:
+            node.joined_at = self.now
+            self.emit("joined", node=node)
+        self.reschedule(node)
+
+    def reschedule(self, node):
+        if not node.alive:
+            return
+        rate = 1.0 + node.ppm * 1e-6
+        best = math.inf
+        ms = node.mesh.wakeup_in_ms()
+        if ms is not None:
+            best = self.now + max(ms / 1000.0 / rate, MIN_WAKE_S)
+        app = node.app
+        if app is not None:
+            if node.app_due is None:  # the application asked at its last tick; ask again after each
+                wait = (app.next_wakeup() - node.hal.unix_seconds()) / rate
+                if node.is_root:
+                    wait = min(wait, getattr(app, "TICK_S", 1.0))
+                node.app_due = self.now + max(wait, MIN_WAKE_S)
+            best = min(best, node.app_due)
+        if best != node.wake_at:
+            node.wake_at = best
+            if best < math.inf:
+                self.at(best, "wake", node)
+
+    # ---- the air --------------------------------------------------------------------
+
+    def transmit(self, node, frame):
+        """A node's radio sends ``frame``: False if the channel is busy (carrier sense)."""
+        if not node.alive:
+            return False
+        start = max(self.now, node.busy_until)
+        ch = self.channel
+        for tx in self.air:
+            if tx.start <= start < tx.end and tx.sender != node.index:
+                p = ch.power(tx.sender, node.index, start)
+                if p is not None and p > radio.CCA_DBM:
+                    return False
+        if ch.outside_burst_dbm(0.0, self.interference_boost) is not None:
+            return False  # outside interference on the channel right now
+        duration = airtime_us(frame) / 1e6
+        tx = Tx(node.index, start, start + duration, frame)
+        self.air.append(tx)
+        node.busy_until = tx.end
+        node.last_tx = (tx.start, tx.end)
+        node.meter.transmit(duration, bool(frame[3] & F_ACK_REQ))
+        minute = int(start // 60)
+        node.minute_tx[minute] = node.minute_tx.get(minute, 0.0) + duration
+        self.frames_by_kind[tx.kind] = self.frames_by_kind.get(tx.kind, 0) + 1
+        self.at(tx.end, "txend", tx)
+        return True
+
+    def _tx_end(self, tx):
+        now = self.now
+        self.air = [a for a in self.air if a.end > now - AIR_MEMORY_S]
+        ch = self.channel
+        if tx.link_dst == BROADCAST:
+            receivers = ch.audience[tx.sender]
+        else:
+            target = self.by_addr.get(tx.link_dst)
+            receivers = [target.index] if target is not None and tx.sender in ch.neighbours[target.index] else []
+        nbytes = len(tx.frame) + PHY_OVERHEAD
+        duration = tx.end - tx.start
+        for r in receivers:
+            rn = self.nodes[r]
+            if not rn.alive or not rn.hal.listening:
+                continue
+            s, e = rn.last_tx
+            if s < tx.end and e > tx.start:
+                continue  # half-duplex: it was transmitting
+            signal = ch.power(tx.sender, r, tx.start)
+            others = []
+            for o in self.air:
+                if o is not tx and o.sender != r and o.start < tx.end and o.end > tx.start:
+                    p = ch.power(o.sender, r, o.start)
+                    if p is not None:
+                        others.append(p)
+            burst = ch.outside_burst_dbm(duration, self.interference_boost)
+            if burst is not None:
+                others.append(burst)
+            rn.meter.receive(duration)
+            if ch.received(signal, others, nbytes):
+                rn.hal.rx.append((tx.frame, int(round(signal))))
+                self.run_node(rn)
+
+    # ---- meters and the agent link ---------------------------------------------------
+
+    def feed_pulses(self, node):
+        """Deliver every pulse up to now to the module's interrupt handlers."""
+        until = self.epoch + self.now  # pulses happen in true time
+        for channel, source in enumerate(node.sources):
+            start = max(source.until, self.epoch)
+            if until <= start:
+                continue
+            handler = node.pulse_handlers.get(channel)
+            times = source.pulses(start, until, self.rng)
+            source.until = until
+            if times:
+                self.emit("pulses", node=node, channel=channel, times=times)
+            if handler is not None:
+                hal = node.hal
+                for u in times:
+                    handler(channel, hal.ticks_at(u - self.epoch))
+
+    def give_meters(self, node, kinds=(0, 1, 2)):
+        node.sources = [MeterSource(k, self.rng) for k in kinds]
+
+    def link_output(self, node, data):
+        self.emit("link", node=node, data=data)
+        if self.on_link is not None:
+            self.on_link(data)
+
+    def emit(self, event, **data):
+        for listener in self.listeners:
+            listener(event, **data)
+
+    # ---- faults --------------------------------------------------------------------
+
+    def kill(self, node):
+        node.alive = False
+        node.wake_at = math.inf
+        self.emit("died", node=node)
+
+    def close(self):
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+

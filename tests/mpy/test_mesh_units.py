@@ -1,0 +1,60 @@
+# The mesh firmware's building blocks on real MicroPython: duty cycle, Trickle, routing, MAC timing.
+from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
+from firmware.common.mesh.control import RANK_INFINITE
+from firmware.common.mesh.duty import LIMIT_MS, DutyCycle
+from firmware.common.mesh.mac import CYCLE_MS, wait_for
+from firmware.common.mesh.routing import Routing
+from firmware.common.mesh.trickle import Trickle
+
+
+def test_duty_cycle_stops_at_ten_percent():
+    d = DutyCycle(0)
+    sent = 0
+    t = 0
+    while t < 3600000:
+        if d.fits(t, 20):
+            d.book(t, 20)
+            sent += 20
+        t += 50
+    assert sent <= LIMIT_MS
+    assert sent >= LIMIT_MS - 20
+
+
+def test_ticks_wrap():
+    a = ticks_add((1 << 30) - 5, 10)
+    assert a == 5
+    assert ticks_diff(a, (1 << 30) - 5) == 10
+
+
+def test_trickle_fires_then_backs_off():
+    tr = Trickle(Rand(7))
+    tr.reset(0)
+    fired = []
+    t = 0
+    while t < 20000:
+        if tr.poll(t):
+            fired.append(t)
+        t += 10
+    assert 1000 <= fired[0] < 2000
+    assert tr.interval > tr.imin
+    assert len(fired) < 6
+
+
+def test_routing_prefers_the_cheaper_parent_and_refuses_its_child():
+    r = Routing(5)
+    r.version = 0
+    for addr, rank, rssi, parent in ((1, 128, -60, 0), (2, 512, -60, 0), (3, 0, -103, 0xFFFF), (4, 100, -60, 5)):
+        n = r.heard(addr, rssi, 0, rank)
+        n.rank, n.version, n.parent, n.depth = rank, 0, parent, 1
+    assert r.select(0)
+    assert r.preferred.addr == 1
+    assert r.rank < RANK_INFINITE
+    assert not r.is_parent(4)  # names us as its parent
+
+
+def test_wait_for_lands_on_the_receivers_slot():
+    for phase in (0, 99, 100, 999):
+        w = wait_for(3, phase)
+        assert 0 <= w < CYCLE_MS
+        assert (phase + w) % CYCLE_MS == 300
+    assert wait_for(0, 123) == 0

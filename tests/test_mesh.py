@@ -1,0 +1,185 @@
+"""The mesh layer in the simulated world: join, up and down routing, duplicates, replay,
+loops, repair, broadcast and the duty-cycle limit (raw payloads, no application)."""
+
+import math
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware.common.mesh.duty import BUCKET_MS, LIMIT_MS, DutyCycle
+from firmware.common.mesh.mac import airtime_ms
+from protocol.frame import CONCENTRATOR, F_ACK_REQ, T_DATA, Frame, seal_frame
+from simulator import scenarios
+from simulator.world import NET_ID, World
+
+
+def make_world(layout="block", n=12, seed=3, interference=0.0):
+    _, loss = scenarios.SCENARIOS[layout](n, rng=np.random.default_rng(seed))
+    w = World(loss, seed=seed, days=1, interference=interference)
+    got = []
+    for node in w.nodes:
+        w.start_node(node)
+    w.nodes[0].mesh.on_uplink = lambda src, payload, backfill=False: got.append((src, payload, backfill, w.now))
+    return w, got
+
+
+def test_cold_network_joins_and_reports_arrive_once():
+    w, got = make_world()
+    w.run(600)
+    assert all(n.mesh.joined for n in w.nodes[1:])
+    for n in w.nodes[1:]:
+        assert n.mesh.uplink.send(b"\x99" + struct.pack("<H", n.addr), urgent=True)
+        w.run_node(n)
+    w.run(w.now + 120)
+    srcs = sorted(src for src, payload, _, _ in got)
+    assert srcs == [n.addr for n in w.nodes[1:]]
+    assert all(payload == b"\x99" + struct.pack("<H", src) for src, payload, _, _ in got)
+    w.close()
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: the 30-hop chain detaches beyond the first houses (docs/mesh.md)")
+def test_thirty_hop_chain_is_thirty_deep_and_delivers():
+    w, got = make_world("chain", n=60, seed=5)
+    w.run(1800)
+    last = w.nodes[-1]
+    assert last.mesh.routing.depth == 30
+    assert last.mesh.uplink.send(b"far", urgent=True)
+    w.run_node(last)
+    w.run(w.now + 900)
+    assert (last.addr, b"far") in [(s, p) for s, p, _, _ in got]
+    w.close()
+
+
+def seal_up(w, node, payload, counter):
+    frame = Frame(NET_ID, T_DATA | F_ACK_REQ, node.addr, CONCENTRATOR, counter, payload, 0, node.addr, CONCENTRATOR)
+    return seal_frame(frame, w.module_key(node.addr))
+
+
+def test_duplicate_is_acknowledged_again_but_delivered_once():
+    w, got = make_world(n=4)
+    w.run(300)
+    root, node = w.nodes[0], w.nodes[1]
+    frame = bytes(seal_up(w, node, b"dup", 10 ** 6))
+    sent_before = root.mesh.sent
+    for _ in range(2):
+        root.hal.rx.append((frame, -60))
+        root.mesh.poll()
+    assert [p for _, p, _, _ in got].count(b"dup") == 1
+    assert root.mesh.sent - sent_before == 2  # two acknowledgements
+    w.close()
+
+
+def test_replayed_and_forged_frames_are_refused():
+    w, got = make_world(n=4)
+    w.run(300)
+    root, node = w.nodes[0], w.nodes[1]
+    old = bytes(seal_up(w, node, b"old", 5 * 10 ** 6))
+    root.hal.rx.append((old, -60))
+    root.mesh.poll()
+    for i in range(40):  # push the old counter out of the replay window and the recent list
+        root.hal.rx.append((bytes(seal_up(w, node, b"n%d" % i, 5 * 10 ** 6 + 1 + i)), -60))
+        root.mesh.poll()
+    forged = bytearray(seal_up(w, node, b"forged", 6 * 10 ** 6))
+    forged[-1] ^= 1
+    root.hal.rx.append((old, -60))
+    root.hal.rx.append((bytes(forged), -60))
+    root.mesh.poll()
+    payloads = [p for _, p, _, _ in got]
+    assert payloads.count(b"old") == 1 and b"forged" not in payloads
+    w.close()
+
+
+def test_broadcast_reaches_every_node_within_seconds():
+    w, _ = make_world("chain", n=60, seed=5)
+    w.run(1800)
+    heard = {}
+    for n in w.nodes[1:]:
+        n.mesh.on_downlink = lambda payload, addr=n.addr: heard.setdefault(addr, w.now)
+    start = w.now
+    w.nodes[0].mesh.downlink.broadcast(b"\x14ripple")
+    w.run_node(w.nodes[0])
+    w.run(start + 60)
+    assert len(heard) == 60
+    assert max(heard.values()) - start < 30  # 30 hops
+    w.close()
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: retries rotate over the parent set, so a dead parent loses "
+                   "quality too slowly to be dropped within 16 reports (docs/mesh.md)")
+def test_dead_parent_is_replaced():
+    w, got = make_world("block", n=40, seed=7)
+    w.run(900)
+    child = next(n for n in w.nodes[1:] if n.mesh.routing.depth >= 2)
+    parent = w.by_addr[child.mesh.routing.preferred.addr]
+    w.kill(parent)
+    for i in range(16):
+        child.mesh.uplink.send(b"r%d" % i, urgent=True)
+        w.run_node(child)
+        w.run(w.now + 120)
+    assert child.mesh.routing.preferred is not None and child.mesh.routing.preferred.addr != parent.addr
+    assert b"r15" in [p for s, p, _, _ in got if s == child.addr]
+    w.close()
+
+
+def test_upward_frame_from_a_parent_reveals_a_loop():
+    w, _ = make_world("block", n=40, seed=7)
+    w.run(900)
+    child = next(n for n in w.nodes[1:] if n.mesh.routing.depth >= 2)
+    parent = child.mesh.routing.preferred.addr
+    frame = bytearray(seal_up(w, w.nodes[0 + 1], b"x", 7 * 10 ** 6))
+    struct.pack_into("<HH", frame, 5, parent, child.addr)
+    sent = child.mesh.sent
+    child.hal.rx.append((bytes(frame), -60))
+    child.mesh.poll()
+    assert child.mesh.routing.table[parent].rank == 0xFFFF  # no longer a parent
+    assert not child.mesh.routing.is_parent(parent)
+    assert child.mesh.sent == sent or child.mesh.routing.preferred is not None  # not acknowledged
+    w.close()
+
+
+def test_same_seed_same_run():
+    a, b = (make_world(seed=11)[0] for _ in range(2))
+    a.run(400)
+    b.run(400)
+    assert a.frames_by_kind == b.frames_by_kind
+    assert [n.joined_at for n in a.nodes] == [n.joined_at for n in b.nodes]
+    a.close()
+    b.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400000), st.integers(1, 60)), min_size=1, max_size=400))
+def test_duty_cycle_never_exceeds_ten_percent_in_any_hour(sends):
+    duty = DutyCycle(0)
+    now, booked = 0, []
+    for gap, ms in sends:
+        now += gap
+        if duty.fits(now, ms):
+            duty.book(now, ms)
+            booked.append((now, ms))
+    for t, _ in booked:
+        in_hour = sum(ms for u, ms in booked if t <= u < t + 3600000)
+        assert in_hour <= LIMIT_MS
+
+
+def test_duty_cycle_refuses_a_sender_that_keeps_sending():
+    duty = DutyCycle(0)
+    sent = 0
+    for i in range(100000):
+        if duty.fits(i * 10, 9):
+            duty.book(i * 10, 9)
+            sent += 9
+    assert sent <= math.ceil(1000000 / 3600000 * LIMIT_MS) + LIMIT_MS + BUCKET_MS
+
+
+def test_airtime_counts_the_wake_preamble_only_for_sleeping_receivers():
+    w, _ = make_world(n=2)
+    node = w.nodes[1]
+    to_root = seal_up(w, node, b"x" * 20, 1)
+    to_module = bytearray(to_root)
+    struct.pack_into("<H", to_module, 7, 2)
+    assert airtime_ms(to_module) > airtime_ms(to_root)
+    w.close()
