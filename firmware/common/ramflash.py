@@ -8,6 +8,8 @@ that operation, while the live copy runs on so the firmware above never notices.
 Remounting ``image`` is what the module finds after the cut.
 """
 
+from array import array
+
 from protocol.compat import const
 
 IOCTL_BLOCK_COUNT = const(4)
@@ -22,6 +24,7 @@ class RamFlash:
         self.data = bytearray(image) if image is not None else bytearray(b"\xff" * (block_size * block_count))
         self.ops = 0  # programs and erases so far
         self.erases = 0
+        self.wear = array("I", [0] * block_count)  # erases per block
         self.cut_after = -1
         self.image = None  # the flash at the power cut, once it has happened
 
@@ -51,6 +54,7 @@ class RamFlash:
         if op == IOCTL_BLOCK_ERASE:
             self._operation()
             self.erases += 1
+            self.wear[arg] += 1
             at = arg * self.block_size
             self.data[at:at + self.block_size] = b"\xff" * self.block_size
         return 0

@@ -1,0 +1,184 @@
+"""``balans bench firmware``: the D100FC module on the real MicroPython unix port.
+
+Figures (x86-64 unix port; a board's MCU is slower, its pointers half as wide):
+- ``mpy_bytes``: the compiled module image (firmware/d100fc, the shared firmware code it
+  imports, all of protocol/ that runs on boards), against the 64 KB target.
+- ``heap_peak_bytes``: the smallest ``-X heapsize`` on which the simulated week (pulses on
+  three channels, tariff switches, checkpoints, hourly reports, every event) runs; on the unix
+  port that heap also holds the imported bytecode and qstrs, which a board keeps in flash.
+  ``heap_runtime_bytes`` is the live heap after the imports, which is what a board's RAM holds.
+- ``hour_cpu_ms``: time of one simulated hour's ticks, the median hour of the run (pulse
+  interrupts excluded; wall time, as the unix port has no CPU clock); ``isr_us``: one pulse
+  interrupt; ``hour_cpu_ms_cpython``: the same work hosted on CPython, as in the simulator.
+- ``erases_per_day``: LittleFS erases on a 64 x 4 KB RamFlash over the week, against a
+  baseline that checkpoints every minute; ``flash_life_years`` from the most-erased block at
+  100,000 cycles (typical SPI NOR endurance).
+- ``max_pulse_hz``: the highest rate per channel, on all three channels at once, counted
+  exactly (the debounce set to its 1 ms minimum), and never above the interrupt-cost bound.
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+from tests.micropython_port import REPO, tool
+
+# the module's image: what a board flashes (calendar_blob is the head-end's builder, weekrun the bench driver)
+IMAGE_DIRS = ("firmware/d100fc", "protocol")
+IMAGE_FILES = ("firmware/__init__.py", "firmware/common/__init__.py", "firmware/common/hal.py",
+               "firmware/common/records.py")
+NOT_IN_IMAGE = ("firmware/d100fc/calendar_blob.py", "protocol/batch.py", "protocol/cose.py")
+TARGET_MPY = 64 * 1024
+TARGET_HEAP = 64 * 1024
+ENDURANCE = 100000  # erase cycles per block, typical SPI NOR
+HEAP_STEP = 4096
+
+ISR_SCRIPT = """
+import time
+from firmware.d100fc.pulses import PulseInputs
+p = PulseInputs([1, 1, 1]); p.arm(0); h = p.on_edge
+n = 0; t0 = time.ticks_us()
+while n < 300000:
+    h(n % 3, n)
+    n += 1
+print(time.ticks_diff(time.ticks_us(), t0) / 300000)
+"""
+
+RATE_SCRIPT = """
+from firmware.common.benchhal import BenchHAL
+from firmware.d100fc.module import Module
+class Up:
+    def send(self, p, urgent=False, backfill=False): return True
+for hz in (100, 200, 250, 500, 1000):
+    hal = BenchHAL(%r)
+    chans = [{"resource": "electricity", "pulse_const": 10000, "debounce_ms": 1} for _ in range(3)]
+    mod = Module(hal, {"addr": 1, "channels": chans}, Up()); mod.boot()
+    period = 1000000 // hz  # microseconds
+    us = 0
+    for i in range(hz * 10):
+        us += period
+        hal.ms = us // 1000
+        for ch in range(3):
+            hal.pulse(ch)
+        if i %% hz == 0:
+            mod.tick()
+    mod.tick()
+    print(hz, all(mod.registers.total(ch) == hz * 10 for ch in range(3)))
+"""
+
+
+def _build(out):
+    """Compile the firmware to .mpy under ``out``; return the image size in bytes."""
+    image = 0
+    for top in ("firmware", "protocol"):
+        for dirpath, _, files in os.walk(REPO / top):
+            for name in files:
+                if not name.endswith(".py"):
+                    continue
+                rel = os.path.relpath(os.path.join(dirpath, name), REPO)
+                if rel in ("protocol/batch.py", "protocol/cose.py") or rel == "firmware/bench.py":
+                    continue
+                target = os.path.join(out, rel[:-3] + ".mpy")
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                subprocess.run([tool("mpy-cross"), "-o", target, rel], cwd=REPO, check=True)
+                if rel not in NOT_IN_IMAGE and (rel in IMAGE_FILES or rel.startswith(IMAGE_DIRS)):
+                    image += os.path.getsize(target)
+    return image
+
+
+def _mp(build, args, heap, cwd):
+    env = dict(os.environ, MICROPYPATH=build)
+    return subprocess.run([tool("micropython"), "-X", "heapsize=%d" % heap] + args, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def _week(build, days, heap, extra=(), must=True):
+    """The week run's figures; None if it failed and ``must`` is False."""
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [str(days), extra[0] if extra else tmp] + list(extra[1:])
+        proc = _mp(build, ["-m", "firmware.weekrun"] + args, heap, tmp)
+    if proc.returncode:
+        if must:
+            raise RuntimeError("the simulated week failed:\n" + proc.stdout[-2000:] + proc.stderr[-2000:])
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _smallest_heap(build, days):
+    """Bisect the smallest heap (HEAP_STEP granularity) on which the week runs."""
+    lo, hi = 32 * 1024, 256 * 1024  # lo fails (imports alone need more), hi runs
+    while hi - lo > HEAP_STEP:
+        mid = (lo + hi) // 2 // HEAP_STEP * HEAP_STEP
+        if _week(build, days, mid, must=False) is None:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def firmware(args):
+    days = 1 if args.quick else 7
+    with tempfile.TemporaryDirectory() as build:
+        mpy = _build(build)
+        run = _week(build, days, 1024 * 1024)
+        flash = _week(build, days, 1024 * 1024, ["/ramfl", "ram"])
+        baseline = _week(build, 1, 1024 * 1024, ["/ramfl", "ram", "1", "60"])
+        heap = _smallest_heap(build, days)
+        with tempfile.TemporaryDirectory() as tmp:
+            isr_us = float(_mp(build, ["-c", ISR_SCRIPT], 1024 * 1024, tmp).stdout.split()[-1])
+            rates = _mp(build, ["-c", RATE_SCRIPT % tmp], 1024 * 1024, tmp).stdout.split("\n")
+        after_imports = _mp(build, ["-c", "import gc\nfrom firmware.d100fc.module import Module\n"
+                                    "from firmware.common.benchhal import BenchHAL\ngc.collect()\n"
+                                    "print(gc.mem_alloc())"], 1024 * 1024, build).stdout.split()[-1]
+    if not (run["exact"] and flash["exact"]):
+        raise RuntimeError("the simulated week miscounted pulses")
+    exact = [int(line.split()[0]) for line in rates if line.endswith("True")]
+    cpu_bound_hz = int(1e6 / (3 * isr_us))
+    per_day = flash["erases"] / days
+    worst_per_day = flash["max_block_erases"] / days
+    cpython_hour_ms = _cpython_hour_ms()
+    return {
+        "days": days,
+        "pulses": run["pulses"],
+        "mpy_bytes": mpy,
+        "mpy_vs_64k": round(mpy / TARGET_MPY, 3),
+        "heap_peak_bytes": heap,
+        "heap_vs_64k": round(heap / TARGET_HEAP, 3),
+        "heap_runtime_bytes": run["live_heap_peak"] - int(after_imports),
+        "hour_cpu_ms": round(run["hour_cpu_ms"], 3),
+        "hour_cpu_ms_cpython": round(cpython_hour_ms, 3),
+        "isr_us": round(isr_us, 3),
+        "erases_per_day": round(per_day, 1),
+        "erases_per_day_checkpoint_every_minute": baseline["erases"],
+        "erases_vs_baseline": round(baseline["erases"] / per_day, 2),
+        "flash_life_years": round(ENDURANCE / worst_per_day / 365, 1),
+        "max_pulse_hz": min(max(exact), cpu_bound_hz) if exact else 0,
+        "cpu_bound_pulse_hz": cpu_bound_hz,
+    }
+
+
+def _cpython_hour_ms():
+    """The median hour of a day's ticks hosted on CPython (as in the simulator), for comparison."""
+    from firmware.common.benchhal import BenchHAL
+    from firmware.d100fc.module import Module
+    from firmware.weekrun import CONFIG, CountingUplink, two_tariff
+
+    with tempfile.TemporaryDirectory() as tmp:
+        hal = BenchHAL(tmp)
+        cfg = dict(CONFIG, calendar=two_tariff())
+        mod = Module(hal, cfg, CountingUplink())
+        mod.boot()
+        hours = [0.0] * 24
+        for minute in range(24 * 60):
+            hal.advance(60)
+            for _ in range(160):  # 3 kW at 3200 imp/kWh: 160 pulses a minute
+                hal.pulse(0)
+            t0 = time.process_time()
+            mod.tick()
+            hours[minute // 60] += time.process_time() - t0
+    return sorted(hours)[12] * 1000
+
+
+BENCHMARKS = {"firmware": firmware}
