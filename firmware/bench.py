@@ -6,7 +6,9 @@ Figures (x86-64 unix port; a board's MCU is slower, its pointers half as wide):
 - ``heap_peak_bytes``: the smallest ``-X heapsize`` on which the simulated week (pulses on
   three channels, tariff switches, checkpoints, hourly reports, every event) runs; on the unix
   port that heap also holds the imported bytecode and qstrs, which a board keeps in flash.
-  ``heap_runtime_bytes`` is the live heap after the imports, which is what a board's RAM holds.
+  ``heap_romfs_bytes`` is the same with the compiled modules in a ROMFS image mounted as
+  ``vfs.VfsRom`` (bytecode runs in place, as from a board's ROMFS partition), minus the image;
+  ``heap_runtime_bytes`` is the live heap after the imports (sampled hourly after a collection).
 - ``hour_cpu_ms``: time of one simulated hour's ticks, the median hour of the week on the
   RamFlash LittleFS (so LittleFS's work counts and the host disk's does not; pulse
   interrupts excluded; wall time, as the unix port has no CPU clock); ``isr_us``: one pulse
@@ -70,7 +72,7 @@ for hz in (100, 200, 250, 500, 1000):
 """
 
 
-def _build(out):
+def build_mpy(out):
     """Compile the firmware to .mpy under ``out``; return the image size in bytes."""
     image = 0
     for top in ("firmware", "protocol"):
@@ -95,11 +97,69 @@ def _mp(build, args, heap, cwd):
                           capture_output=True, text=True, timeout=900)
 
 
-def _week(build, days, heap, extra=(), must=True):
-    """The week run's figures; None if it failed and ``must`` is False."""
+ROMFS_LAUNCH = """
+import sys, vfs
+f = open(%r, "rb")
+image = f.read()
+f.close()
+vfs.mount(vfs.VfsRom(image), "/rom")
+sys.path.insert(0, "/rom")
+from firmware.weekrun import main
+main(%d, %r, False, 1, 0)
+"""
+# what the week run imports: the image a board would carry, plus the bench HAL and the driver
+ROMFS_TREE = ("firmware/__init__.mpy", "firmware/weekrun.mpy", "firmware/common/", "firmware/d100fc/",
+              "protocol/__init__.mpy", "protocol/compat.mpy", "protocol/errors.mpy", "protocol/messages.mpy",
+              "protocol/obis.mpy")
+ROMFS_MAGIC = b"\xd2\xcd\x31"  # the varint of MicroPython's ROMFS header record kind
+ROM_DATA, ROM_DIR, ROM_FILE = 2, 4, 5  # record kinds
+
+
+def _varint(value):
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.insert(0, 0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(out)
+
+
+def _record(kind, payload):
+    return _varint(kind) + _varint(len(payload)) + payload
+
+
+def romfs_image(build, path):
+    """Write a ROMFS image of the week run's compiled modules under ``build`` to ``path``; return its size."""
+
+    def tree(rel):
+        body = b""
+        for name in sorted(os.listdir(os.path.join(build, rel))):
+            sub = os.path.join(rel, name) if rel else name
+            wanted = any(sub.startswith(t) or t.startswith(sub + "/") for t in ROMFS_TREE)
+            if not wanted or "/ota" in sub:
+                continue
+            named = _varint(len(name)) + name.encode()
+            if os.path.isdir(os.path.join(build, sub)):
+                body += _record(ROM_DIR, named + tree(sub))
+            else:
+                with open(os.path.join(build, sub), "rb") as f:
+                    body += _record(ROM_FILE, named + _record(ROM_DATA, f.read()))
+        return body
+
+    body = tree("")
+    with open(path, "wb") as f:
+        f.write(ROMFS_MAGIC + _varint(len(body)) + body)
+    return len(ROMFS_MAGIC + _varint(len(body)) + body)
+
+
+def week_run(build, days, heap, extra=(), must=True, romfs=None):
+    """The week run's figures; None if it failed and ``must`` is False. ``romfs``: import from that image."""
     with tempfile.TemporaryDirectory() as tmp:
         args = [str(days), extra[0] if extra else tmp] + list(extra[1:])
-        proc = _mp(build, ["-m", "firmware.weekrun"] + args, heap, tmp)
+        if romfs:
+            proc = _mp(build, ["-c", ROMFS_LAUNCH % (romfs, days, tmp)], heap, tmp)
+        else:
+            proc = _mp(build, ["-m", "firmware.weekrun"] + args, heap, tmp)
     if proc.returncode:
         if must:
             raise RuntimeError("the simulated week failed:\n" + proc.stdout[-2000:] + proc.stderr[-2000:])
@@ -107,12 +167,12 @@ def _week(build, days, heap, extra=(), must=True):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _smallest_heap(build, days):
+def _smallest_heap(build, days, romfs=None):
     """Bisect the smallest heap (HEAP_STEP granularity) on which the week runs."""
     lo, hi = 32 * 1024, 256 * 1024  # lo fails (imports alone need more), hi runs
     while hi - lo > HEAP_STEP:
         mid = (lo + hi) // 2 // HEAP_STEP * HEAP_STEP
-        if _week(build, days, mid, must=False) is None:
+        if week_run(build, days, mid, must=False, romfs=romfs) is None:
             lo = mid
         else:
             hi = mid
@@ -122,11 +182,14 @@ def _smallest_heap(build, days):
 def firmware(args):
     days = 1 if args.quick else 7
     with tempfile.TemporaryDirectory() as build:
-        mpy = _build(build)
-        run = _week(build, days, 1024 * 1024)
-        flash = _week(build, days, 1024 * 1024, ["/ramfl", "ram"])
-        baseline = _week(build, 1, 1024 * 1024, ["/ramfl", "ram", "1", "60"])
+        mpy = build_mpy(build)
+        run = week_run(build, days, 1024 * 1024)
+        flash = week_run(build, days, 1024 * 1024, ["/ramfl", "ram"])
+        baseline = week_run(build, 1, 1024 * 1024, ["/ramfl", "ram", "1", "60"])
         heap = _smallest_heap(build, days)
+        image = os.path.join(build, "week.romfs")
+        image_bytes = romfs_image(build, image)
+        heap_romfs = _smallest_heap(build, days, image) - image_bytes
         with tempfile.TemporaryDirectory() as tmp:
             isr_us = float(_mp(build, ["-c", ISR_SCRIPT], 1024 * 1024, tmp).stdout.split()[-1])
             rates = _mp(build, ["-c", RATE_SCRIPT % tmp], 1024 * 1024, tmp).stdout.split("\n")
@@ -147,6 +210,8 @@ def firmware(args):
         "mpy_vs_64k": round(mpy / TARGET_MPY, 3),
         "heap_peak_bytes": heap,
         "heap_vs_64k": round(heap / TARGET_HEAP, 3),
+        "heap_romfs_bytes": heap_romfs,
+        "heap_romfs_vs_64k": round(heap_romfs / TARGET_HEAP, 3),
         "heap_runtime_bytes": run["live_heap_peak"] - int(after_imports),
         "hour_cpu_ms": round(flash["hour_cpu_ms"], 3),
         "hour_cpu_ms_cpython": round(cpython_hour_ms, 3),

@@ -72,7 +72,7 @@ def main(days, where, ram, scale, checkpoint_s):
               (2 * DAY + 3600, "cover"), (2 * DAY + 3700, "cover"), (2 * DAY + 7200, "clock"),
               (3 * DAY + 8 * 3600, "limit"), (3 * DAY + 12 * 3600, "unlimit"), (4 * DAY + 10 * 3600, "shed"),
               (5 * DAY, "backfill"), (5 * DAY + 60, "bad calendar"), (6 * DAY + 5 * 3600, "power cut")]
-    hour_us = array("I", [0] * (days * 24 + 1))  # tick time per simulated hour
+    hour_us = array("I", bytes(4 * (days * 24 + 1)))  # tick time per simulated hour
     ticks = 0
     live_peak = 0
     wake_ms = wake(mod, hal)

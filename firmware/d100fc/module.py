@@ -69,7 +69,7 @@ class Module:
         self.load.groups = list(config.get("groups", ()))
         self.pulses = PulseInputs([c[2] for c in self.channels])
         self.registers = Registers([c[3] for c in self.channels])
-        self._blobs = settings.BlobAssembler()
+        self._blobs = None  # a BlobAssembler while a configuration blob is arriving (1 KB: not kept idle)
         self.hour = 0
         self.tariff = 1
         self.flags = 0
@@ -323,9 +323,12 @@ class Module:
 
     def _on_config_chunk(self, msg):
         try:
+            if self._blobs is None:
+                self._blobs = settings.BlobAssembler()
             done = self._blobs.feed(msg)
             if done is None:
                 return m.ST_OK, 0
+            self._blobs = None
             kind, blob = done
             if kind == settings.KIND_CALENDAR:
                 return m.ST_OK, self._accept_calendar(calendar.Calendar(blob))
@@ -334,6 +337,7 @@ class Module:
                 return m.ST_OK, 1
             raise ConfigError(E_FORMAT, "blob kind %d" % kind)
         except ConfigError as e:
+            self._blobs = None
             self._event(m.EV_CONFIG_REFUSED, MODULE, e.code)
             return m.ST_REFUSED, e.code
 

@@ -67,13 +67,13 @@ def decode_channels(blob):
 
 
 class BlobAssembler:
-    """Puts CONFIG_CHUNK pieces together in a preallocated buffer; chunks may come in any order or twice."""
+    """Puts the CONFIG_CHUNK pieces of one blob together; pieces may come in any order or twice.
+
+    The buffer is sized by the blob's announced total when its first piece arrives.
+    """
 
     def __init__(self):
-        self._buf = bytearray(BLOB_MAX)
-        self._have = bytearray(BLOB_MAX // 8)  # one bit per byte received
         self._key = None
-        self._missing = 0
 
     def feed(self, chunk):
         """Add one ConfigChunk; return (kind, blob) when it completes one, else None. Raises ConfigError."""
@@ -83,8 +83,8 @@ class BlobAssembler:
         if key != self._key:
             self._key = key
             self._missing = chunk.total
-            for i in range(len(self._have)):
-                self._have[i] = 0
+            self._buf = bytearray(chunk.total)
+            self._have = bytearray((chunk.total + 7) // 8)  # one bit per byte received
         for i in range(len(chunk.data)):
             at = chunk.offset + i
             bit = 1 << (at & 7)
@@ -95,4 +95,4 @@ class BlobAssembler:
         if self._missing:
             return None
         self._key = None
-        return chunk.kind, bytes(self._buf[:chunk.total])
+        return chunk.kind, bytes(self._buf)
