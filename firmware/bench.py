@@ -100,7 +100,8 @@ def _mp(build, args, heap, cwd):
 ROMFS_LAUNCH = """
 import sys, vfs
 f = open(%r, "rb")
-image = f.read()
+image = bytearray(%d)  # one allocation: read() would grow a buffer and fragment the heap
+f.readinto(image)
 f.close()
 vfs.mount(vfs.VfsRom(image), "/rom")
 sys.path.insert(0, "/rom")
@@ -108,7 +109,9 @@ from firmware.weekrun import main
 main(%d, %r, False, 1, 0)
 """
 # what the week run imports: the image a board would carry, plus the bench HAL and the driver
-ROMFS_TREE = ("firmware/__init__.mpy", "firmware/weekrun.mpy", "firmware/common/", "firmware/d100fc/",
+ROMFS_TREE = ("firmware/__init__.mpy", "firmware/weekrun.mpy", "firmware/common/__init__.mpy",
+              "firmware/common/benchhal.mpy", "firmware/common/records.mpy", "firmware/common/ramflash.mpy",
+              "firmware/common/hal.mpy", "firmware/d100fc/",
               "protocol/__init__.mpy", "protocol/compat.mpy", "protocol/errors.mpy", "protocol/messages.mpy",
               "protocol/obis.mpy")
 ROMFS_MAGIC = b"\xd2\xcd\x31"  # the varint of MicroPython's ROMFS header record kind
@@ -136,7 +139,7 @@ def romfs_image(build, path):
         for name in sorted(os.listdir(os.path.join(build, rel))):
             sub = os.path.join(rel, name) if rel else name
             wanted = any(sub.startswith(t) or t.startswith(sub + "/") for t in ROMFS_TREE)
-            if not wanted or "/ota" in sub:
+            if not wanted:
                 continue
             named = _varint(len(name)) + name.encode()
             if os.path.isdir(os.path.join(build, sub)):
@@ -157,7 +160,7 @@ def week_run(build, days, heap, extra=(), must=True, romfs=None):
     with tempfile.TemporaryDirectory() as tmp:
         args = [str(days), extra[0] if extra else tmp] + list(extra[1:])
         if romfs:
-            proc = _mp(build, ["-c", ROMFS_LAUNCH % (romfs, days, tmp)], heap, tmp)
+            proc = _mp(build, ["-c", ROMFS_LAUNCH % (romfs, os.path.getsize(romfs), days, tmp)], heap, tmp)
         else:
             proc = _mp(build, ["-m", "firmware.weekrun"] + args, heap, tmp)
     if proc.returncode:
