@@ -6,11 +6,12 @@ A command is (name, help, configure(parser), run(args) -> exit code).
 import argparse
 import sys
 
-from balans import benchmarks
+from balans import benchmarks, demo
 from balans.parts import offered
 
 # balans' own commands; every other part lists its own in <part>/cli.py
 COMMANDS = [
+    ("demo", "run the end-to-end district demo on embedded defaults", demo.configure, demo.run),
     ("bench", "run a benchmark and print its figures", benchmarks.configure, benchmarks.run),
 ]
 

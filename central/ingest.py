@@ -136,7 +136,9 @@ class MqttIngest:
         self.ingestor = ingestor
         self.host = host
         self.port = port
-        self.subscription = "$share/%s/%s/+/+/batch" % (share_group, ingestor.prefix)
+        # share_group None: a plain subscription, for brokers without shared subscriptions
+        share = "$share/%s/" % share_group if share_group else ""
+        self.subscription = "%s%s/+/+/batch" % (share, ingestor.prefix)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or "balans-central-%s" % uuid.uuid4().hex[:8],
                                   protocol=mqtt.MQTTv5)

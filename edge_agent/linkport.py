@@ -49,6 +49,11 @@ class _PipeEnd:
             del self._in[:n]
         return data
 
+    def waiting(self):
+        """How many bytes have arrived at this end and are not read yet."""
+        with self._lock:
+            return len(self._in)
+
     def read_all(self):
         """Everything received so far (the HAL's link_read)."""
         with self._lock:

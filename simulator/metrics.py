@@ -15,6 +15,7 @@ class Recorder:
     def __init__(self, world):
         self.world = world
         self.made = {}  # (addr, hour) -> world time of a live HOURLY leaving the module
+        self.made_totals = {}  # (addr, hour) -> the channel totals that HOURLY carried
         self.stored = {}  # (addr, hour) -> first world time the concentrator had that hour's data
         self.first_hourly = set()  # (addr, hour) received as live reports
         self.broadcasts = {}  # payload -> world time sent
@@ -31,7 +32,9 @@ class Recorder:
 
     def made_report(self, addr, payload, backfill):
         if payload and payload[0] == messages.Hourly.TYPE and not backfill:
-            self.made[(addr, messages.Hourly.decode(payload).hour)] = self.world.now
+            msg = messages.Hourly.decode(payload)
+            self.made[(addr, msg.hour)] = self.world.now
+            self.made_totals[(addr, msg.hour)] = msg.totals
 
     def arrived(self, addr, payload, backfill):
         if not payload or payload[0] != messages.Hourly.TYPE:

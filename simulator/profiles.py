@@ -26,6 +26,35 @@ def hourly_share(unix_hour):
     return shape[unix_hour % 24] / sum(shape)
 
 
+# A meter's pulse output cannot pulse faster than this: an S0 output (IEC 62053-31) holds
+# each pulse >= 30 ms and then rests; a meter buffers energy that arrives faster and
+# pulses it out as soon as the output is free, so none is lost. 100 ms keeps every
+# pulse clear of the module's 20 ms debounce window.
+MIN_PULSE_PERIOD_S = 0.1
+
+
+class PulseOutput:
+    """A meter's pulse output: passes on the pulses owed, no two closer than MIN_PULSE_PERIOD_S."""
+
+    def __init__(self):
+        self._owed = []  # pulses due but not yet out, sorted
+        self._last = float("-inf")  # time of the last pulse out
+
+    def emit(self, due, end):
+        """Pulses out before ``end``, given the newly ``due`` ones (sorted); the rest wait."""
+        self._owed.extend(due)
+        self._owed.sort()
+        out = []
+        for t in self._owed:
+            t = max(t, self._last + MIN_PULSE_PERIOD_S)
+            if t >= end:
+                break
+            out.append(t)
+            self._last = t
+        del self._owed[:len(out)]
+        return out
+
+
 class MeterSource:
     """The pulses of one meter: a Poisson process following the profile."""
 
@@ -34,6 +63,7 @@ class MeterSource:
         self.kind = kind
         self.per_day = per_day * math.exp(rng.normal(0.0, 0.5))
         self.until = 0.0  # unix seconds up to which pulses were generated
+        self.output = PulseOutput()
 
     def pulses(self, start, end, rng):
         """Sorted unix times of the pulses in [start, end)."""
@@ -47,4 +77,4 @@ class MeterSource:
             if n:
                 times.extend(sorted(rng.uniform(t, seg_end, n).tolist()))
             t = seg_end
-        return times
+        return self.output.emit(times, end)
