@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import time
 
-from tests.micropython_port import REPO, tool
+from balans.toolchain import REPO, tool
 
 # the module's image: what a board flashes (calendar_blob is the head-end's builder, weekrun the bench driver)
 IMAGE_DIRS = ("firmware/d100fc", "protocol")

@@ -8,7 +8,7 @@ import time
 from firmware.j100uc.collector import Collector
 from edge_agent.linkport import Pipe
 from protocol import messages
-from tests.micropython_port import REPO
+from balans.toolchain import REPO
 
 sys.path.insert(0, str(REPO / "tests" / "mpy"))
 from j100uc_bench import Downlink, BenchHAL  # noqa: E402

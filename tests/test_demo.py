@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from tests.micropython_port import REPO
+from balans.toolchain import REPO
 
 
 def test_demo_stores_every_reading_once_and_balances():

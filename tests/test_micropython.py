@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.micropython_port import REPO, run_micropython, tool
+from balans.toolchain import REPO, run_micropython, tool
 
 MPY_TESTS = sorted(p.stem for p in (REPO / "tests" / "mpy").glob("test_*.py"))
 # protocol/ modules that are CPython-only by design (COSE and CBOR live on the agent and central)

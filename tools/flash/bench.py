@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tools.flash import build, bundle, cli, fleetmodel, provision, workorder
 from tools.flash.emulator import Emulator
+from balans.toolchain import tool
 
 BAUD = 115200
 FLOOR_S = 60  # issue 7: provisioning one module, verification included, within 60 s
@@ -86,7 +87,7 @@ print('RESULT', verify_us, time.ticks_diff(time.ticks_us(), t))
 def _run_verify(root, heap_kb, runs):
     script = Path(root) / "bench.py"
     script.write_text(VERIFY_SCRIPT % {"root": str(root), "runs": runs})
-    proc = subprocess.run([build.toolchain("micropython"), "-X", "heapsize=%dk" % heap_kb, str(script)],
+    proc = subprocess.run([tool("micropython"), "-X", "heapsize=%dk" % heap_kb, str(script)],
                           capture_output=True, text=True, timeout=300, env={"MICROPYPATH": ".frozen"})
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT"):

