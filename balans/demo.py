@@ -14,6 +14,7 @@ the module sent. The demo checks both and says so.
 
 import json
 import os
+import secrets
 import tempfile
 import time
 from collections import Counter
@@ -35,7 +36,7 @@ from protocol.obis import code
 from simulator.groups import SumSource
 from simulator.network import CHANNELS, District
 
-SITE, CONC = "demo", "c-demo"
+CONC = "c-demo"
 AGENT_KID, CENTRAL_KID = b"c-demo-1", b"central-1"
 INPUT_MODULE = 1  # the module on the house's main meters
 DAY_S = 86400
@@ -172,12 +173,14 @@ def _run(tmp, host, port, broker, modules, seed, db, say, days):
     verifier = Verifier()
     verifier.add_key(AGENT_KID, agent_key.public_key(), CONC)
     ingestor = Ingestor(store, verifier, Signer(central_key, CENTRAL_KID))
+    # A site of its own: demos that share a broker (a test run beside a user's run) never meet.
+    site = "demo-" + secrets.token_hex(4)
     shared = getattr(broker, "shared_subscriptions", True)
-    subscriber = MqttIngest(ingestor, host, port, share_group="balans-demo" if shared else None).start()
+    subscriber = MqttIngest(ingestor, host, port, share_group=site if shared else None, site=site).start()
 
     pipe = Pipe()
     agent = Agent(from_dict({
-        "concentrator": {"site": SITE, "id": CONC},
+        "concentrator": {"site": site, "id": CONC},
         "queue": {"dir": os.path.join(tmp, "queue"), "flush_s": 0.01},
         "signing": {"key_file": agent_key_file, "kid": AGENT_KID.decode()},
         "central": {"keys": {CENTRAL_KID.decode(): central_pub}},

@@ -132,13 +132,13 @@ def claimed_key(payload, conc):
 class MqttIngest:
     """Runs an Ingestor on a broker: ``start()`` connects and subscribes in a thread, ``stop()`` ends it."""
 
-    def __init__(self, ingestor, host="127.0.0.1", port=1883, share_group=SHARE_GROUP, client_id=None):
+    def __init__(self, ingestor, host="127.0.0.1", port=1883, share_group=SHARE_GROUP, client_id=None, site="+"):
         self.ingestor = ingestor
         self.host = host
         self.port = port
         # share_group None: a plain subscription, for brokers without shared subscriptions
         share = "$share/%s/" % share_group if share_group else ""
-        self.subscription = "%s%s/+/+/batch" % (share, ingestor.prefix)
+        self.subscription = "%s%s/%s/+/batch" % (share, ingestor.prefix, site)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or "balans-central-%s" % uuid.uuid4().hex[:8],
                                   protocol=mqtt.MQTTv5)
