@@ -98,7 +98,8 @@ class PowerCut(Exception):
 class Flash:
     """The flash chip's cells: they outlive power cycles; ``writes`` counts programs and erases."""
 
-    def __init__(self):
+    def __init__(self, mount=MOUNT):
+        self.mount = mount
         self.data = bytearray(BLOCKS * BLOCK)
         self.cut_at = 0  # 0: never
         self.writes = 0
@@ -157,32 +158,32 @@ def power_up(flash):
 
     """Mount the flash as a module does at start, through a fresh device: nothing cached survives."""
     try:
-        vfs.umount(MOUNT)
+        vfs.umount(flash.mount)
     except OSError:
         pass
     flash.device = CuttingBlockDevice(flash)
-    vfs.mount(vfs.VfsLfs2(flash.device), MOUNT)
+    vfs.mount(vfs.VfsLfs2(flash.device), flash.mount)
 
 
-def provisioned():
-    """A RAM LittleFS volume at MOUNT (MicroPython), provisioned with image 1; returns its Flash."""
+def provisioned(mount=MOUNT):
+    """A RAM LittleFS volume at ``mount`` (MicroPython), provisioned with image 1; returns its Flash."""
     import vfs
 
-    flash = Flash()
+    flash = Flash(mount)
     vfs.VfsLfs2.mkfs(CuttingBlockDevice(flash))
     power_up(flash)
-    provision(MOUNT, image(1), 1)
+    provision(mount, image(1), 1)
     flash.writes = 0
     return flash
 
 
-def fresh_flash():
+def fresh_flash(mount=MOUNT):
     """A provisioned flash directory: a RAM LittleFS volume on MicroPython, a temp dir on CPython."""
     try:
         import tempfile
     except ImportError:
-        provisioned()
-        return MOUNT
+        provisioned(mount)
+        return mount
     path = tempfile.mkdtemp() + "/flash"
     provision(path, image(1), 1)
     return path

@@ -88,6 +88,12 @@ class Download:
         self.missing[index >> 3] &= ~(1 << (index & 7)) & 0xFF
         write_atomic(self.dir + "/missing", self.missing)
 
+    def read_page(self, index):
+        """Page ``index`` as stored (a relay sends it on only once it is no longer missing)."""
+        with open(self.dir + "/image", "rb") as f:
+            f.seek(index * self.manifest.page_size)
+            return f.read(self.manifest.page_length(index))
+
     def is_missing(self, index):
         return bool(self.missing[index >> 3] & (1 << (index & 7)))
 
