@@ -1,27 +1,42 @@
-"""The fleet model behind ``balans bench ota``: what it schedules must add up."""
+"""The fleet model and simulation behind ``balans bench ota``: what they schedule must add up."""
 
 import math
 
+from firmware.common.ota import transfer
 from firmware.common.ota.manifest import ENVELOPE_LEN, PAGE_HASH_LEN, PAGE_SIZE
-from tools.flash import fleetmodel
+from tools.flash import fleetmodel, fleetsim
 
 
-def test_pages_cover_envelope_table_and_image_and_loss_costs_time_and_air():
+def test_units_cover_envelope_table_and_image_and_loss_costs_time_and_air():
     image = 5000
+    units = fleetmodel.units(image)
+    pages = math.ceil(image / PAGE_SIZE)
+    assert units[0] == (transfer.ENVELOPE, 0, ENVELOPE_LEN)
+    assert sum(size for part, _, size in units if part == transfer.TABLE) == pages * PAGE_HASH_LEN
+    assert sum(size for part, _, size in units if part == transfer.IMAGE) == image
     clean = fleetmodel.simulate(image, modules=30, depth=10, loss=0.0, seed=3)
     lossy = fleetmodel.simulate(image, modules=30, depth=10, loss=0.3, seed=3)
-    pages = math.ceil(image / PAGE_SIZE)
-    assert clean["pages"] == math.ceil((ENVELOPE_LEN + pages * PAGE_HASH_LEN + image) / PAGE_SIZE)
+    assert clean["units"] == len(units)
     assert lossy["fleet_update_s"] > clean["fleet_update_s"] > fleetmodel.ACTIVATE_S
     assert lossy["airtime_s_max"] > clean["airtime_s_max"]
     assert clean["duty_cycle_ok"] and 0 < clean["battery_share"] < 0.01
 
 
-def test_a_loss_free_chain_takes_one_page_time_per_hop_plus_the_pipelined_rest():
-    # 5 modules in a chain: one sender per level, one child each, so every page costs the same
-    r = fleetmodel.simulate(2000, modules=5, depth=5, loss=0.0)
-    page_s = 8 * fleetmodel.frame_s(fleetmodel.FRAGMENT_HEADER + fleetmodel.FRAGMENT) \
-        + fleetmodel.frame_s(fleetmodel.NACK_PAYLOAD)
-    # 5 stages with reuse 3: the last page leaves stage 1 after 3 page times per page, then crosses 4 more hops
-    expected = (fleetmodel.REUSE * (r["pages"] - 1) + 5) * page_s + fleetmodel.ACTIVATE_S
-    assert abs(r["fleet_update_s"] - expected) < page_s
+def test_a_loss_free_chain_is_paced_by_spatial_reuse():
+    # 5 modules in a chain: one sender per level, one child each
+    image, depth = 2000, 5
+    r = fleetmodel.simulate(image, modules=depth, depth=depth, loss=0.0)
+    nack_s = fleetmodel.frame_s(fleetmodel.NACK_PAYLOAD)
+    unit_s = [sum(fleetmodel.frame_s(fleetmodel.FRAGMENT_HEADER + min(fleetmodel.FRAGMENT, size - f))
+                  for f in range(0, size, fleetmodel.FRAGMENT)) + nack_s for _, _, size in fleetmodel.units(image)]
+    # levels within REUSE - 1 of each other take turns, so in steady state a unit leaves the chain
+    # every REUSE unit times; the first unit also needs to cross the chain
+    transfer_s = r["fleet_update_s"] - fleetmodel.ACTIVATE_S
+    assert fleetmodel.REUSE * (sum(unit_s) - max(unit_s)) <= transfer_s
+    assert transfer_s <= fleetmodel.REUSE * sum(unit_s) + depth * max(unit_s)
+
+
+def test_every_module_of_a_simulator_scenario_installs_with_the_real_firmware():
+    r = fleetsim.run("block", 6, seed=2)
+    assert r["unreachable"] == 0 and r["installed"] == r["modules"] == 6
+    assert r["fleet_update_s"] > fleetmodel.ACTIVATE_S and r["duty_cycle_ok"]

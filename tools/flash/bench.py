@@ -5,10 +5,11 @@ MicroPython behind a pty), verification included, with the serial line paced
 at 115200 baud as a USB-serial cable to a board runs; the baseline is the
 same provisioning unpaced (what the protocol and the board cost by themselves).
 
-``balans bench ota``: one signed update for 240 modules over 30 hops, from
-the fleet MODEL in tools/flash/fleetmodel.py (not a mesh simulator run; the
-model says what it assumes), with the real image size; baseline: the same
-fleet with loss-free links.
+``balans bench ota``: one signed update for the 240 modules of the mesh
+simulator's 30-hop chain scenario (its path losses and channel), with the real
+OTA firmware on every module; the air schedule is tools/flash/fleetmodel.py's
+(tools/flash/fleetsim.py says what is real and what is modelled). Baseline:
+the fleet model with loss-free links.
 
 ``balans bench ota_verify``: the module's signature check of a manifest, the
 compiled .mpy firmware on MicroPython under ``-X heapsize=64k``: time, and the
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tools.flash import build, bundle, cli, fleetmodel, provision, workorder
+from tools.flash import build, bundle, cli, fleetmodel, fleetsim, provision, workorder
 from tools.flash.emulator import Emulator
 from balans.toolchain import tool
 
@@ -133,17 +134,11 @@ def bench_ota_verify(args):
 
 
 def bench_ota(args):
-    key = bundle.new_key()
-    b = bundle.make(build.image("d100fc"), 1, "d100fc", key)
-    b.verify(bundle.public_bytes(key))  # the concentrator's check before it sends anything
-    modules, depth = (60, 10) if args.quick else (240, 30)
-    figures = fleetmodel.simulate(b.manifest.size, modules, depth, loss=0.1)
-    baseline = fleetmodel.simulate(b.manifest.size, modules, depth, loss=0.0)
-    lossy = fleetmodel.simulate(b.manifest.size, modules, depth, loss=0.3)
-    figures["fleet_update_s_no_loss"] = baseline["fleet_update_s"]
-    figures["fleet_update_s_loss_0.3"] = lossy["fleet_update_s"]
-    figures["ratio_to_no_loss"] = round(figures["fleet_update_s"] / baseline["fleet_update_s"], 3)
-    figures["method"] = "model (tools/flash/fleetmodel.py), not a mesh simulator run"
+    scenario, modules = ("block", 12) if args.quick else ("chain", 240)
+    figures = fleetsim.run(scenario, modules)
+    baseline = fleetmodel.simulate(figures["image_bytes"], figures["modules"], figures["depth"], loss=0.0)
+    figures["fleet_update_s_no_loss_model"] = baseline["fleet_update_s"]
+    figures["ratio_to_no_loss_model"] = round(figures["fleet_update_s"] / baseline["fleet_update_s"], 3)
     return figures
 
 

@@ -12,7 +12,9 @@ UNIT bytes; image units are the manifest's pages)::
 it needs next (DLMS image transfer's "first not transferred block"), DONE, or
 REFUSED (signature, class, seq or battery). Each module checks a page against
 the signed table before it keeps it, and sends on only what it kept, so a
-corrupted or forged page stops at the first hop. What a module keeps is in
+corrupted or forged page stops at the first hop. Table pages are passed on
+as they come (only the whole table can be checked); a bad one is caught by
+every module when its table completes, and asked for again. What a module keeps is in
 flash (ota/download.py): after a power cut it answers NEED with what is still
 missing. The envelope is held in RAM until complete and the table until
 checked; a power cut loses only those partial units.
@@ -152,8 +154,12 @@ class Receiver:
             return None
         if part == ENVELOPE:
             return d.envelope if index == 0 else None
-        if part == TABLE:
-            return d.table[index * UNIT:(index + 1) * UNIT] if d.table is not None else None
+        if part == TABLE:  # a relay passes table pages on before it has all; each child checks the whole
+            if d.table is not None:
+                return d.table[index * UNIT:(index + 1) * UNIT]
+            if self._table is not None and self._table_have & (1 << index):
+                return bytes(self._table[index * UNIT:(index + 1) * UNIT])
+            return None
         if index >= d.manifest.pages or d.table is None or d.is_missing(index):
             return None
         return d.read_page(index)
