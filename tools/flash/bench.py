@@ -24,9 +24,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from balans.toolchain import tool
 from tools.flash import build, bundle, cli, fleetmodel, fleetsim, provision, workorder
 from tools.flash.emulator import Emulator
-from balans.toolchain import tool
 
 BAUD = 115200
 FLOOR_S = 60  # issue 7: provisioning one module, verification included, within 60 s
