@@ -8,7 +8,7 @@ work on districts of any size and shape:
   (its usual share of the input, give or take ``RISE_SIGMAS`` robust deviations, widened
   by the uncertainty of any estimated member hours), or exceeds the group's threshold.
 - **suspect**: in a group whose imbalance rose, every member is scored by how well its
-  own deficit (its forecast minus what it reported) explains the rise, hour by hour, over
+  own deficit (its forecast minus what it reported) explains the rise, day by day, over
   the days of the rise: the log-likelihood ratio of "this member's deficit is the missing
   energy" against "this member's deficit is its usual variation". A member whose profile
   changed while the group's balance did not is not suspect. Up to ``SUSPECTS_PER_GROUP``
@@ -33,6 +33,14 @@ RISE_SIGMAS = 5.0  # robust deviations a daily imbalance must rise by to be an a
 # ... and at least this share of the group's input: below it, meter class errors and loss
 # model errors of one day are indistinguishable from theft.
 MIN_RISE_SHARE = 0.003
+MIN_FIT_DAYS = 8  # fully measured days a baseline wants before days with estimates are used
+MIN_FIT_TERMS = 4  # fewer usable days than this and a group is not judged at all
+TRIM_SIGMAS = 4.0  # history days this far off the first fit are left out of the second
+RIDGE = 1e-6  # keeps the 3-term fit solvable when a group's load barely varies
+# The robust deviation of a group's daily imbalance is never taken below this share of its
+# input: class 0.5S input meters repeat to about that over a day.
+MIN_SIGMA_SHARE = 2e-4
+EST_FACTOR = 1.5  # how far estimated member hours may be off: their deviation × this, √share of the day
 MAX_RISE_DAYS = 3  # the rise's days that score suspects (the recent past of a persistent theft)
 SUSPECTS_PER_GROUP = 3
 MAD_TO_SIGMA = 1.4826
@@ -103,10 +111,7 @@ class MeterStats:
             self.forecast, sigma = _robust(daily, axis=1)
             self.forecast = np.nan_to_num(self.forecast)
             self.sigma = np.maximum(np.nan_to_num(sigma), MIN_RELATIVE_SIGMA * self.forecast) + 1e-6
-            self.hour_forecast, hsigma = _robust(history, axis=1)
-            self.hour_forecast = np.nan_to_num(self.hour_forecast)
-            self.hour_sigma = np.maximum(np.nan_to_num(hsigma), MIN_RELATIVE_SIGMA * self.forecast[:, None] / HOURS)
-            self.hour_sigma += 1e-6
+            self.hour_forecast = np.nan_to_num(np.nanmedian(history, axis=1))
             self.zero_days = np.nanmean(daily <= 0, axis=1)
             self.min_flow = np.nanmin(history, axis=2)  # [meters, history days]
         self.today = np.nan_to_num(hourly[:, -1, :])
@@ -129,6 +134,35 @@ class _quiet:
         self._w.__exit__(*exc)
 
 
+def fit_baseline(inp, sumsq, imb, valid, clean):
+    """Per group, the daily imbalance its history explains: a + b·input + c·Σ input² (losses).
+
+    Fitted on the fully measured days before the last (all valid days when fewer than
+    MIN_FIT_DAYS are), then again without the days more than TRIM_SIGMAS off (an
+    earlier fault). Returns (coefficients [groups, 3], the days used [groups, days]).
+    """
+    use = clean & valid
+    use[:, -1] = False
+    few = use.sum(axis=1) < MIN_FIT_DAYS
+    use[few] = valid[few]
+    use[:, -1] = False
+    with _quiet():
+        sx = np.nan_to_num(np.nanmean(np.where(use, inp, np.nan), axis=1), nan=1.0)[:, None]
+        sq = np.nan_to_num(np.nanmean(np.where(use, sumsq, np.nan), axis=1), nan=1.0)[:, None]
+    sx[sx <= 0], sq[sq <= 0] = 1.0, 1.0
+    X = np.stack((np.ones_like(inp), inp / sx, sumsq / sq), axis=2)  # [groups, days, 3], columns near 1
+    y = np.nan_to_num(imb)
+    for _ in range(2):
+        w = use.astype(np.float64)
+        xtx = np.einsum("gdi,gd,gdj->gij", X, w, X) + RIDGE * np.eye(3)
+        beta = np.linalg.solve(xtx, np.einsum("gdi,gd,gd->gi", X, w, y)[..., None])[..., 0]
+        resid = y - np.einsum("gdi,gi->gd", X, beta)
+        with _quiet():
+            med, sigma = _robust(np.where(use, resid, np.nan), axis=1)
+        use &= np.abs(resid - np.nan_to_num(med)[:, None]) <= TRIM_SIGMAS * np.nan_to_num(sigma)[:, None] + 1e-12
+    return np.stack((beta[:, 0], beta[:, 1] / sx[:, 0], beta[:, 2] / sq[:, 0]), axis=1), use
+
+
 class GroupRise:
     """Each group's imbalance against what its history explains, for every day of the window."""
 
@@ -138,18 +172,25 @@ class GroupRise:
         inp, imb = d["input"], d["imbalance"]
         valid = (d["completeness"] >= MIN_COMPLETENESS) & (d["unknown"] == 0) & (inp > 0)
         self.valid = valid
-        hist = np.where(valid[:, :-1], imb[:, :-1] / np.where(inp[:, :-1] > 0, inp[:, :-1], 1), np.nan)
+        hourly_in = b.input.reshape(s.n_groups, b.ndays, HOURS)
+        self.coef, self._fit_days = fit_baseline(inp, (hourly_in ** 2).sum(axis=2), imb, valid,
+                                                 d["completeness"] >= 1.0)
+        valid &= (self._fit_days.sum(axis=1) >= MIN_FIT_TERMS)[:, None]
+        a, c1, c2 = self.coef[:, 0:1], self.coef[:, 1:2], self.coef[:, 2:3]
+        expected = a + c1 * inp + c2 * (hourly_in ** 2).sum(axis=2)
+        self.residual = imb - expected  # [groups, days]
+        hourly_expected = a / HOURS + c1 * b.input + c2 * b.input ** 2
+        self.hourly_residual = b.imbalance - hourly_expected  # [groups, hours]
         with _quiet():
-            self.share = np.nan_to_num(np.nanmedian(hist, axis=1))
-            resid_hist = np.where(valid[:, :-1], imb[:, :-1] - self.share[:, None] * inp[:, :-1], np.nan)
+            resid_hist = np.where(self.fit_days, self.residual, np.nan)[:, :-1]
             _, sigma = _robust(resid_hist, axis=1)
             typical = np.nanmedian(np.where(valid, inp, np.nan), axis=1)
-        self.sigma = np.maximum(np.nan_to_num(sigma), 1e-3 * np.nan_to_num(typical)) + 1e-9
-        self.residual = imb - self.share[:, None] * inp  # [groups, days]
-        self.hourly_residual = b.imbalance - self.share[:, None] * b.input  # [groups, hours]
+            self.usual_pct = np.nan_to_num(np.nanmedian(np.where(valid, expected / np.where(inp > 0, inp, 1), np.nan),
+                                                        axis=1)) * 100
+        self.sigma = np.maximum(np.nan_to_num(sigma), MIN_SIGMA_SHARE * np.nan_to_num(typical)) + 1e-9
         # Estimated member hours widen the band: their error goes straight into the imbalance.
         est_var = np.zeros(s.n_groups)
-        est = stats.estimated_share * stats.sigma
+        est = np.sqrt(stats.estimated_share) * stats.sigma * EST_FACTOR
         np.add.at(est_var, s.member_g, est[s.member_m] ** 2)
         np.add.at(est_var, s.input_g, est[s.input_m] ** 2)
         self.sigma_today = np.sqrt(self.sigma ** 2 + est_var)
@@ -158,6 +199,10 @@ class GroupRise:
         limit = np.maximum(RISE_SIGMAS * self.sigma_today[:, None], MIN_RISE_SHARE * inp)
         self.risen = valid & (self.residual > limit) & s.has_input[:, None]
         self.pct = np.where(inp > 0, imb / np.where(inp > 0, inp, 1) * 100, 0.0)
+
+    @property
+    def fit_days(self):
+        return self._fit_days
 
     def rise_days(self, g):
         """Indexes of the consecutive risen days that end with the last day (at most MAX_RISE_DAYS)."""
@@ -175,7 +220,7 @@ class GroupRise:
         for g in np.nonzero(self.risen[:, k] | over)[0]:
             z = self.residual[g, k] / self.sigma_today[g]
             detail = "imbalance %.2f %% of input (%.3f), usual %.2f %%, rise %.1f sigma%s" % (
-                self.pct[g, k], self.imbalance[g, k], self.share[g] * 100, z,
+                self.pct[g, k], self.imbalance[g, k], self.usual_pct[g], z,
                 "; over the %.1f %% threshold" % s.threshold_pct[g] if over[g] else "")
             out.append(_alert("imbalance", s.group_ids[g], s.group_ids[g], max(z, abs(self.pct[g, k])), detail))
         return out
@@ -191,14 +236,13 @@ def _suspects(rise, stats, s, meter_ids):
         days = rise.rise_days(g)
         if len(members) == 0 or not days:
             continue
-        score = np.zeros(len(members))
-        for d in days:
-            r = rise.hourly_residual[g, d * HOURS:(d + 1) * HOURS]  # [24]
-            deficit = stats.hour_forecast[members] - np.nan_to_num(stats.hourly[members, d, :])
-            sigma2 = stats.hour_sigma[members] ** 2
-            score += (r[None, :] * (2 * deficit - r[None, :]) / (2 * sigma2)).sum(axis=1)
-        today_deficit = stats.forecast[members] - stats.today_sum[members]
-        ranked = [i for i in np.argsort(-score) if today_deficit[i] > 0][:SUSPECTS_PER_GROUP]
+        used = np.nan_to_num(stats.hourly[members][:, days, :]).sum(axis=2)  # [members, days]
+        # The forecast of a day is the sum of each hour's median: a typical day, not one
+        # pulled up by the rare busy evenings that make a day's total skewed.
+        deficit = stats.hour_forecast[members].sum(axis=1)[:, None] - used
+        order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members])
+        today_deficit = deficit[:, -1]
+        ranked = [i for i in order if today_deficit[i] > 0][:SUSPECTS_PER_GROUP]
         group_id = s.group_ids[g]
         if not ranked:
             out.append(_alert("imbalance", group_id, group_id, 0.0,
@@ -211,6 +255,33 @@ def _suspects(rise, stats, s, meter_ids):
                               "over %d day(s)" % (rank, stats.today_sum[m], stats.forecast[m],
                                                  rise.residual[g, k], len(days))))
     return out
+
+
+
+
+def rank_members(r, deficit, sigma, picks=SUSPECTS_PER_GROUP):
+    """Order members by how well their deficits explain the group's residual imbalance ``r`` [days].
+
+    A member's score is the log-likelihood ratio of "its true use was what it reported plus
+    the missing energy" against "what it reported is its usual variation", with its own
+    forecast and daily deviation ``sigma``: sum over days of r·(2·deficit − r) / (2·sigma²).
+    Greedy: the best member is taken, its deficit (clipped to what is left) is removed
+    from ``r``, and the rest are scored again, so two thieves in one group both come up.
+    ``deficit`` is [members, days]; returns (order, score at the time each was taken).
+    """
+    left = np.asarray(r, dtype=np.float64).copy()
+    score = np.full(len(deficit), -np.inf)
+    order = []
+    remaining = np.ones(len(deficit), dtype=bool)
+    for _ in range(min(picks, len(deficit))):
+        llr = (left[None, :] * (2 * deficit - left[None, :])).sum(axis=1) / (2 * sigma ** 2)
+        llr[~remaining] = -np.inf
+        best = int(np.argmax(llr))
+        order.append(best)
+        score[best] = llr[best]
+        remaining[best] = False
+        left = left - np.clip(deficit[best], 0, np.maximum(left, 0))
+    return order + list(np.nonzero(remaining)[0]), score
 
 
 def _stopped(stats, rise, s, meter_ids, group_of):
@@ -240,7 +311,9 @@ def _stopped(stats, rise, s, meter_ids, group_of):
 
 
 def _leaks(stats, model, meter_ids, group_of):
-    water = np.array([m.resource == "water" for m in model.meters.values()], dtype=bool)
+    """Consumers' water meters only: a leak between an input and its members shows as imbalance."""
+    inputs = {m for g in model.groups.values() for m in g.inputs}
+    water = np.array([m.resource == "water" and m.id not in inputs for m in model.meters.values()], dtype=bool)
     measured = stats.raw_quality[:, -1, :] == MEASURED
     flowing = np.where(measured, stats.today, np.inf).min(axis=1)
     with _quiet():

@@ -74,9 +74,7 @@ def score(d, days):
                 top3 += f["point_id"] in ranked(o)[:3]
                 within3 += any(f["point_id"] in ranked(o + k)[:3] for k in range(3))
             first = [day for day in sorted(days) if day >= o and _found(kind, f, days[day], ranked(day))]
-            if kind == "leak":
-                first = [day for day in first if day - o < LEAK_DEADLINE_DAYS] or first and [None]
-            if first and first[0] is not None:
+            if first and (kind != "leak" or first[0] - o < LEAK_DEADLINE_DAYS):
                 delays.append(first[0] - o + 1)  # data of day o are judged the next morning
         n = len(faults)
         out["%s_n" % kind] = n
@@ -89,15 +87,19 @@ def score(d, days):
         out["%s_delay_days_max" % kind] = max(delays) if delays else None
     false = 0
     for kind in ("imbalance", "suspect", "stopped_meter", "leak", "tamper"):
-        alerted = {(p, day) for day, alerts in days.items() for a in alerts if a["kind"] == kind
-                   for p in [a["point_id"]]}
-        true_points, points = set(), set()
-        for p, day in alerted:
+        alerted = {(a["point_id"], a["group_id"], day) for day, alerts in days.items() for a in alerts
+                   if a["kind"] == kind}
+        true_points, points, excused = set(), set(), set()
+        for p, g, day in alerted:
             points.add(p)
             if _true_alert(kind, p, day, by_point, faulty_groups):
                 true_points.add(p)
+            elif kind == "suspect" and any(f["onset"] <= day for f in faulty_groups.get(g, [])):
+                excused.add(p)  # ranked below the culprit in a group that does have a fault
         out["%s_precision" % kind] = round(len(true_points) / len(points), 4) if points else None
-        false += len(points - true_points)
+        false += len(points - true_points - excused)
+    # A false alert names a point (or group) where nothing was wrong; the other members
+    # listed after the culprit of a faulty group are not counted.
     out["false_alerts_per_1000_meters_month"] = round(false / n_meters * 1000 * MONTH_DAYS / len(days), 3)
     return out
 
