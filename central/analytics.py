@@ -90,8 +90,9 @@ def _alert(kind, point_id, group_id, score, detail):
 
 def _robust(x, axis):
     """(median, robust deviation) along ``axis``, ignoring NaN."""
-    med = np.nanmedian(x, axis=axis)
-    mad = np.nanmedian(np.abs(x - np.expand_dims(med, axis)), axis=axis)
+    median = np.nanmedian if np.isnan(x).any() else np.median  # the plain one is much faster
+    med = median(x, axis=axis)
+    mad = median(np.abs(x - np.expand_dims(med, axis)), axis=axis)
     return med, MAD_TO_SIGMA * mad
 
 
@@ -111,7 +112,7 @@ class MeterStats:
             self.forecast, sigma = _robust(daily, axis=1)
             self.forecast = np.nan_to_num(self.forecast)
             self.sigma = np.maximum(np.nan_to_num(sigma), MIN_RELATIVE_SIGMA * self.forecast) + 1e-6
-            self.hour_forecast = np.nan_to_num(np.nanmedian(history, axis=1))
+            self.hour_forecast = np.nan_to_num(_robust(history, axis=1)[0])
             self.zero_days = np.nanmean(daily <= 0, axis=1)
             self.min_flow = np.nanmin(history, axis=2)  # [meters, history days]
         self.today = np.nan_to_num(hourly[:, -1, :])
@@ -316,13 +317,12 @@ def _leaks(stats, model, meter_ids, group_of):
     water = np.array([m.resource == "water" and m.id not in inputs for m in model.meters.values()], dtype=bool)
     measured = stats.raw_quality[:, -1, :] == MEASURED
     flowing = np.where(measured, stats.today, np.inf).min(axis=1)
+    candidates = np.nonzero(water & (stats.measured_today >= STOPPED_MIN_HOURS) & (flowing >= LEAK_MIN_FLOW))[0]
     with _quiet():
-        usual_min = np.nan_to_num(np.nanpercentile(stats.min_flow, 90, axis=1))
-    leak = (water & (stats.measured_today >= STOPPED_MIN_HOURS) & (flowing >= LEAK_MIN_FLOW)
-            & (flowing > LEAK_BASELINE_FACTOR * usual_min))
+        usual_min = np.nan_to_num(np.nanpercentile(stats.min_flow[candidates], 90, axis=1))
     return [_alert("leak", meter_ids[m], group_of[m], flowing[m] * 1000,
-                   "flow in every hour, at least %.1f L/h (usual minimum %.1f L/h)" % (
-                       flowing[m] * 1000, usual_min[m] * 1000)) for m in np.nonzero(leak)[0]]
+                   "flow in every hour, at least %.1f L/h (usual minimum %.1f L/h)" % (flowing[m] * 1000, u * 1000))
+            for m, u in zip(candidates, usual_min) if flowing[m] > LEAK_BASELINE_FACTOR * u]
 
 
 def _tamper(events, model, rise, s):

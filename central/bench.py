@@ -1,7 +1,10 @@
 """Benchmarks of central: ``detect`` (how well the analytics find injected faults) and
 ``central`` (import and balance 1,000,000 meters × 7 days against a raw bulk load)."""
 
+import os
+import tempfile
 import time
+import uuid
 
 import numpy as np
 
@@ -118,4 +121,165 @@ def _true_alert(kind, point, day, by_point, faulty_groups):
     return any(f["kind"] in wanted and f["onset"] <= day + (kind == "tamper") for f in by_point.get(point, []))
 
 
-BENCHMARKS = {"detect": detect}
+FULL_METERS, QUICK_METERS = 1_000_000, 20_000
+BENCH_DAYS = 7
+TARGET_METERS = 10_000_000
+
+
+def _option(args, name, env, default):
+    """A benchmark option: ``--name`` where balans bench offers it, else $env, else the default."""
+    value = getattr(args, name, None) or os.environ.get(env)
+    return default if value in (None, "") else value
+
+
+def central(args):
+    """Import N meters × D days of hourly values, compute every balance and alert; beside a raw bulk load."""
+    quick = getattr(args, "quick", False)
+    n = int(_option(args, "meters", "BALANS_BENCH_METERS", QUICK_METERS if quick else FULL_METERS))
+    ndays = int(_option(args, "days", "BALANS_BENCH_DAYS", BENCH_DAYS))
+    db = _option(args, "db", "BALANS_BENCH_DB", "")
+    with _scratch_store(db) as (store, backend):
+        return _central(store, backend, n, ndays)
+
+
+class _scratch_store:
+    """A store of its own for one run: a temporary SQLite file, or a temporary PostgreSQL database."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def __enter__(self):
+        from central.store import open_store
+
+        if self.db.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            self.name = "balans_bench_%s" % uuid.uuid4().hex[:8]
+            with psycopg.connect(self.db, autocommit=True) as admin:
+                admin.execute("CREATE DATABASE %s" % self.name)
+            self.store = open_store(self.db.rsplit("/", 1)[0] + "/" + self.name)
+            return self.store, "postgresql"
+        self.dir = tempfile.TemporaryDirectory(prefix="balans-bench-", dir=self.db or None)
+        self.store = open_store(os.path.join(self.dir.name, "bench.db"))
+        return self.store, "sqlite"
+
+    def __exit__(self, *exc):
+        self.store.close()
+        if hasattr(self, "name"):
+            import psycopg
+
+            with psycopg.connect(self.db, autocommit=True) as admin:
+                admin.execute("DROP DATABASE %s" % self.name)
+        else:
+            self.dir.cleanup()
+
+
+def bench_model(n_flats):
+    """Groups and meters of a city-sized tree: 25 flats an entrance, 4 entrances a house, 10 houses a street."""
+    groups, meters = [], []
+    n_ent = -(-n_flats // 25)
+    n_house = -(-n_ent // 4)
+    n_street = -(-n_house // 10)
+    groups.append(dict(group_id="C", parent_id="", level="city", resource="electricity", input_meter_id="CI"))
+    meters.append(dict(meter_id="CI", group_id="", resource="electricity"))
+    for level, prefix, count, parent, per in (("street", "S", n_street, lambda i: "C", 1),
+                                              ("house", "H", n_house, lambda i: "S%d" % (i // 10), 10),
+                                              ("entrance", "E", n_ent, lambda i: "H%d" % (i // 4), 4)):
+        for i in range(count):
+            groups.append(dict(group_id="%s%d" % (prefix, i), parent_id=parent(i), level=level,
+                               resource="electricity", input_meter_id="%sI%d" % (prefix, i)))
+            meters.append(dict(meter_id="%sI%d" % (prefix, i), group_id=parent(i), resource="electricity"))
+    meters += [dict(meter_id="m%d" % i, group_id="E%d" % (i // 25), resource="electricity") for i in range(n_flats)]
+    return groups, meters
+
+
+def _central(store, backend, n, ndays):
+    from central import analytics
+    from central.balance import Balances, Structure
+
+    rng = np.random.default_rng(7)
+    groups, meters = bench_model(n)
+    model = from_lists(groups, meters)
+    day0 = synth.EPOCH_DAY
+    t = time.perf_counter()
+    days = []
+    for k in range(ndays):
+        v = rng.lognormal(-1.0, 0.6, (len(meters), HOURS)) * synth.SHAPE[None, :]
+        days.append(np.round(v, 3))
+    gen_s = time.perf_counter() - t
+    rows = np.arange(len(meters))
+    _inputs_from_members(Structure(model), days)
+
+    raw_load_s = _raw_load(store, backend, rows, day0, days)
+
+    t = time.perf_counter()
+    store.save_model(model)
+    model = store.load_model()
+    refused = 0
+    for k, values in enumerate(days):
+        refused += store.import_day(day0 + k, rows, values)
+    import_s = time.perf_counter() - t
+
+    t = time.perf_counter()
+    window = Window.load(store, day0, ndays, model)
+    load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    balances = Balances(Structure(model), window)
+    n_rows = sum(len(balances.daily(day0 + k)) for k in range(ndays))
+    balance_s = time.perf_counter() - t
+    t = time.perf_counter()
+    alerts = analytics.find_alerts(model, window)
+    alerts_s = time.perf_counter() - t
+    total_s = import_s + load_s + balance_s + alerts_s
+    values = len(meters) * ndays * HOURS
+    return {"backend": backend, "meters": len(meters), "groups": len(groups), "days": ndays,
+            "values": values, "generate_s": round(gen_s, 2), "raw_load_s": round(raw_load_s, 2),
+            "import_s": round(import_s, 2), "load_s": round(load_s, 2), "balance_s": round(balance_s, 2),
+            "alerts_s": round(alerts_s, 2), "total_s": round(total_s, 2),
+            "import_vs_raw": round(import_s / raw_load_s, 3) if raw_load_s else None,
+            "values_per_s": round(values / total_s), "daily_balance_rows": n_rows, "alerts": len(alerts),
+            "refused_values": refused,
+            "projected_10m_s": round(total_s * TARGET_METERS / len(meters), 1)}
+
+
+def _inputs_from_members(s, days):
+    """Make each input meter read its members' sum plus 1 % losses, lowest level first."""
+    from central.balance import group_sums
+
+    depth = {}
+    for gid, g in s.model.groups.items():
+        d, p = 0, g.parent
+        while p:
+            d, p = d + 1, s.model.groups[p].parent
+        depth[gid] = d
+    order = sorted(range(s.n_groups), key=lambda g: -depth[s.group_ids[g]])
+    for values in days:
+        for level in sorted(set(depth.values()), reverse=True):
+            gs = [g for g in order if depth[s.group_ids[g]] == level]
+            sums = group_sums(s.member_g, s.member_m, values, s.n_groups)
+            values[s.input_m[np.isin(s.input_g, gs)]] = sums[s.input_g[np.isin(s.input_g, gs)]] * 1.01
+
+
+def _raw_load(store, backend, rows, day0, days):
+    """The same meter-day rows into a bare table (no key, no merge): executemany or binary COPY."""
+    from central.store import MEASURED, copy_rows, pack_day
+
+    quality = np.full(HOURS, MEASURED, np.uint8)
+    t = time.perf_counter()
+    with store.transaction():
+        store.execute("CREATE TABLE raw_day_values (meter_idx INTEGER, day INTEGER, vals %s, quality %s)"
+                      % ((store.types["blob"],) * 2))
+        for k, values in enumerate(days):
+            batch = ((int(r), day0 + k) + pack_day(v, quality) for r, v in zip(rows, values))
+            if backend == "postgresql":
+                with store.conn.cursor() as cur:
+                    copy_rows(cur, "raw_day_values", batch)
+            else:
+                store.executemany("INSERT INTO raw_day_values VALUES (?,?,?,?)", batch)
+    elapsed = time.perf_counter() - t
+    with store.transaction():
+        store.execute("DROP TABLE raw_day_values")
+    return elapsed
+
+
+BENCHMARKS = {"detect": detect, "central": central}
