@@ -88,7 +88,7 @@ class District:
 
 def district(flats=10000, per_entrance=25, entrances_per_house=4, houses_per_street=10,
              history_days=28, test_days=28, seed=1, theft_share=0.01, stopped_share=0.002,
-             slow_share=0.002, unmetered_share=0.025, leak_share=0.02):
+             slow_share=0.002, unmetered_share=0.025, leak_share=0.02, gap_share=GAP_SHARE):
     """Generate a District; shares are of flats (unmetered: of entrances)."""
     rng = np.random.default_rng(seed)
     ndays = history_days + test_days
@@ -234,8 +234,8 @@ def district(flats=10000, per_entrance=25, entrances_per_house=4, houses_per_str
         rows = [row[prefix + ("" if prefix == "DI" else str(k))] for k in range(n)]
         values[rows] = pulses(flows * (1 + rng.normal(0, cls, n))[:, None], 1000)
 
-    # Lost hours: gaps of 1–48 h covering about GAP_SHARE of all meter-hours.
-    n_gaps = rng.poisson(GAP_SHARE * values.size / GAP_MEAN_HOURS)
+    # Lost hours: gaps of 1–48 h covering about ``gap_share`` of all meter-hours.
+    n_gaps = rng.poisson(gap_share * values.size / GAP_MEAN_HOURS)
     for m, start, length in zip(rng.integers(0, len(meters), n_gaps), rng.integers(0, T, n_gaps),
                                 np.minimum(rng.geometric(1 / GAP_MEAN_HOURS, n_gaps), 48)):
         values[m, start:start + length] = np.nan
