@@ -8,7 +8,7 @@ ANSWER  (T_JOIN, down to the module) status u8, version u8
 
 ``rank`` is the path cost to the concentrator in ETX/128 units (RFC 6719's
 MinHopRankIncrease 128), RANK_INFINITE when the sender has no route.
-``phase`` is the sender's position in the MAC cycle (ms) when it sealed the
+``phase`` is the sender's position in the MAC superframe (ms) when it sealed the
 frame: receivers align their rendezvous with it. ``version`` is the
 concentrator's boot generation: a new one rebuilds the network (global repair).
 """

@@ -10,7 +10,9 @@ frame of transmit and one of receive, not a cycle-long preamble: about 2 mAs
 instead of 40 (docs/mesh.md has the budget). The stagger makes broadcasts fast:
 a node that hears one in its slot forwards it in the next slot, where its
 children sample, so a wave crosses 30 hops in 30 slots (3 s). Reports go up one
-cycle per hop. The concentrator is mains powered and always listening: frames to
+cycle per hop. Upward frames use the first cycle of each two-cycle superframe
+and downward frames (and broadcasts) the second, so a router's parent and its
+children, hidden from each other, never aim at the same sample. The concentrator is mains powered and always listening: frames to
 it go at once.
 """
 
@@ -21,6 +23,7 @@ BITRATE = const(38400)  # CC1101 at 38.4 kBaud: -104 dBm sensitivity (datasheet 
 PHY_OVERHEAD = const(10)  # 4 preamble + 4 sync + 2 CRC bytes around each frame
 WAKE_PREAMBLE_MS = const(11)  # +-3 ms rendezvous error (drift tracked per neighbour) + half the contention window
 CYCLE_MS = const(1000)  # receiver's channel-sample period
+SUPERFRAME_MS = const(2000)  # two cycles: frames go up in the first, down in the second
 SLOT_MS = const(100)  # depth stagger: a 64-byte broadcast (19 ms) and its jitter fit in a slot
 TURNAROUND_MS = const(1)  # RX->TX switch of the receiver before it acknowledges
 ACK_TIMEOUT_MS = const(30)  # turnaround + a 30-byte ACK (8 ms) + processing, with margin
@@ -49,11 +52,13 @@ def airtime_ms(frame):
     return (airtime_us(frame) + 999) // 1000
 
 
-def wait_for(depth, net_phase_ms):
-    """Milliseconds from now until a router at ``depth`` samples, given the cycle phase of now.
+def wait_for(depth, net_phase_ms, down=False):
+    """Milliseconds from now until a router at ``depth`` samples for frames going ``down`` (or up).
 
-    Depth 0 is the concentrator, which never sleeps.
+    ``net_phase_ms`` is the position of now in the superframe. Depth 0 is the
+    concentrator, which never sleeps.
     """
     if depth == 0:
         return 0
-    return (depth * SLOT_MS - net_phase_ms) % CYCLE_MS
+    target = (depth * SLOT_MS) % CYCLE_MS + (CYCLE_MS if down else 0)
+    return (target - net_phase_ms) % SUPERFRAME_MS

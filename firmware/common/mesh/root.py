@@ -80,7 +80,7 @@ class MeshRoot(Station):
         now = self.hal.ticks_ms()
         frame = bytearray(self._seal(T_BCAST, BROADCAST, payload, self.net_key))
         counter = struct.unpack_from("<I", frame, 13)[0]
-        wait = wait_for(1, self.net_phase(now)) + self.rand.below(JITTER_MS)
+        wait = wait_for(1, self.net_phase(now), True) + self.rand.below(JITTER_MS)
         self.flood.start(counter, frame, ticks_add(now, wait))
         return True
 

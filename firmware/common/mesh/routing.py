@@ -22,6 +22,7 @@ SENSITIVITY_DBM = const(-104)  # CC1101 at 38.4 kBaud
 GOOD_MARGIN_DB = const(12)  # a link this far above sensitivity starts as perfect
 Q_ONE = const(256)  # link quality scale: share of attempts acknowledged * 256
 Q_MIN_PARENT = const(64)  # ETX 4: MRHOF's max link metric 512
+DEAD_AFTER = const(4)  # failures in a row that write a link off
 HYSTERESIS = const(192)  # RFC 6719 PARENT_SWITCH_THRESHOLD: 1.5 ETX
 SLACK = const(96)  # parent set: path cost within 0.75 ETX of the best (< ETX_ONE keeps it loop-free)
 MAX_NEIGHBOURS = const(24)
@@ -46,6 +47,7 @@ class Neighbour:
         self.quality = 0  # 0 until first heard
         self.etx = ETX_ONE  # link cost, kept with quality (set_quality)
         self.heard = 0  # tick of the last frame from it
+        self.failures = 0  # unacknowledged transmissions in a row
         self.counter = -1  # its highest frame counter seen: older control frames are replays
 
     def set_quality(self, quality):
@@ -106,9 +108,18 @@ class Routing:
         return True
 
     def link_result(self, addr, ok):
-        """One transmission to ``addr`` was (ok) or was not acknowledged."""
+        """One transmission to ``addr`` was (ok) or was not acknowledged.
+
+        DEAD_AFTER failures in a row write the link off at once (a dead or moved
+        parent); hearing the neighbour well again brings it back (``heard``).
+        """
         n = self.table.get(addr)
-        if n is not None:
+        if n is None:
+            return
+        n.failures = 0 if ok else n.failures + 1
+        if n.failures >= DEAD_AFTER:
+            n.set_quality(Q_MIN_PARENT // 4)
+        else:
             n.set_quality(n.quality - n.quality // 8 + (Q_ONE // 8 if ok else 0))
 
     def forget(self, addr):
@@ -116,9 +127,9 @@ class Routing:
         if n is not None and n is self.preferred:
             self.preferred = None
 
-    def _usable(self, n, now):
+    def _usable(self, n, now, q_min=Q_MIN_PARENT):
         return (n.rank < self._ceiling and n.version == self.version and n.parent != self.me
-                and n.depth < MAX_HOPS and n.quality >= Q_MIN_PARENT
+                and n.depth < MAX_HOPS and n.quality >= q_min
                 and ticks_diff(now, n.heard) < TTL_MS)
 
     def select(self, now):
@@ -137,6 +148,11 @@ class Routing:
         for n in self.table.values():
             if self._usable(n, now) and n.rank + n.etx < best_cost:
                 best, best_cost = n, n.rank + n.etx
+        if best is None:
+            # Only weak links left: a lossy parent beats cutting off the whole subtree.
+            for n in self.table.values():
+                if self._usable(n, now, Q_MIN_PARENT // 2) and n.rank + n.etx < best_cost:
+                    best, best_cost = n, n.rank + n.etx
         pref = self.preferred
         if pref is not None and best is not None and self._usable(pref, now) and pref.cost() <= best_cost + HYSTERESIS:
             best, best_cost = pref, pref.cost()

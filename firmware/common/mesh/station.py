@@ -21,6 +21,7 @@ from firmware.common.mesh.counter import FrameCounter
 from firmware.common.mesh.duty import DutyCycle
 from firmware.common.mesh.flood import JITTER_MS, REDUNDANCY, Flood
 from firmware.common.mesh.mac import (ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, CYCLE_MS, MAX_ATTEMPTS, SLOT_MS,
+                                      SUPERFRAME_MS,
                                       airtime_ms, wait_for)
 from firmware.common.mesh.routing import Routing
 from firmware.common.mesh.trickle import Trickle
@@ -85,9 +86,9 @@ class Station:
             self._send_beacon(now)
         for b in self.flood.due(now):
             if b.copies >= REDUNDANCY or self._transmit(b.frame, now):
-                self.flood.reschedule(b, now, CYCLE_MS + self.rand.below(JITTER_MS))
+                self.flood.reschedule(b, now, SUPERFRAME_MS + self.rand.below(JITTER_MS))
             else:
-                b.at = ticks_add(now, CYCLE_MS)  # busy or over budget: same slot next cycle
+                b.at = ticks_add(now, SUPERFRAME_MS)  # busy or over budget: same slot next time
         self._timers(now)
         self._run_jobs(now)
 
@@ -111,11 +112,11 @@ class Station:
     # ---- time ---------------------------------------------------------------
 
     def net_phase(self, now):
-        return (now + self.phase_offset) % CYCLE_MS
+        return (now + self.phase_offset) % SUPERFRAME_MS
 
     def _sync(self, phase, frame, now):
         """Align the cycle with a frame sealed at ``phase`` by the neighbour we follow."""
-        self.phase_offset = (phase + airtime_ms(frame) - now) % CYCLE_MS
+        self.phase_offset = (phase + airtime_ms(frame) - now) % SUPERFRAME_MS
 
     # ---- sending ------------------------------------------------------------
 
@@ -175,8 +176,8 @@ class Station:
         for a router of the same slot goes at once: routers woken in their slot
         stay awake while the channel stays busy, so a burst costs one wake-up.
         """
-        wait = wait_for(self._depth_of(job.hop), self.net_phase(now))
-        if ticks_diff(self._burst_until, now) > 0 and (CYCLE_MS - wait) % CYCLE_MS < SLOT_MS - BURST_TAIL_MS:
+        wait = wait_for(self._depth_of(job.hop), self.net_phase(now), not job.up)
+        if ticks_diff(self._burst_until, now) > 0 and (SUPERFRAME_MS - wait) % SUPERFRAME_MS < SLOT_MS - BURST_TAIL_MS:
             job.at = now
             return
         job.at = ticks_add(now, wait + self.rand.below(CONTENTION_MS))
@@ -402,7 +403,7 @@ class Station:
         except ProtocolError:
             return
         frame = bytearray(buf)
-        wait = wait_for(self.routing.depth + 1, self.net_phase(now)) + self.rand.below(JITTER_MS)
+        wait = wait_for(self.routing.depth + 1, self.net_phase(now), True) + self.rand.below(JITTER_MS)
         b = self.flood.start(fr.counter, frame, ticks_add(now, wait))
         try:
             relay_header(frame, self.addr, BROADCAST)
