@@ -2,7 +2,7 @@
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.control import RANK_INFINITE
 from firmware.common.mesh.duty import LIMIT_MS, DutyCycle
-from firmware.common.mesh.mac import CYCLE_MS, wait_for
+from firmware.common.mesh.mac import CYCLE_MS, SUPERFRAME_MS, wait_for
 from firmware.common.mesh.routing import Routing
 from firmware.common.mesh.trickle import Trickle
 
@@ -53,8 +53,10 @@ def test_routing_prefers_the_cheaper_parent_and_refuses_its_child():
 
 
 def test_wait_for_lands_on_the_receivers_slot():
-    for phase in (0, 99, 100, 999):
-        w = wait_for(3, phase)
-        assert 0 <= w < CYCLE_MS
-        assert (phase + w) % CYCLE_MS == 300
-    assert wait_for(0, 123) == 0
+    for phase in (0, 99, 100, 999, 1500, 1999):
+        up = wait_for(3, phase)
+        down = wait_for(3, phase, True)
+        assert 0 <= up < SUPERFRAME_MS and 0 <= down < SUPERFRAME_MS
+        assert (phase + up) % SUPERFRAME_MS == 300
+        assert (phase + down) % SUPERFRAME_MS == CYCLE_MS + 300
+    assert wait_for(0, 123) == 0 and wait_for(0, 123, True) == 0
