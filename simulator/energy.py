@@ -41,6 +41,10 @@ class Meter:
         self.rx_mas += airtime_s * RX_MA
         self.mcu_mas += MCU_FRAME_S * MCU_ACTIVE_MA
 
+    def search(self, seconds):
+        """Receiver on continuously while looking for a parent."""
+        self.rx_mas += seconds * RX_MA
+
     def wake(self):
         self.mcu_mas += MCU_WAKE_S * MCU_ACTIVE_MA
 

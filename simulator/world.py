@@ -74,6 +74,7 @@ class Node:
         self.sources = []
         self.joined_at = None
         self.app_due = None  # world time of the application's next tick
+        self.searching_since = None  # world time since which it listens continuously for a parent
 
 
 class World:
@@ -146,6 +147,9 @@ class World:
     def run_node(self, node):
         """Wake a node's firmware: its application if due, then its mesh station."""
         node.meter.wake()
+        if node.searching_since is not None:
+            node.meter.search(self.now - node.searching_since)
+            node.searching_since = None
         app = node.app
         if app is not None and self.now >= node.app_due - 1e-6:
             if not node.is_root:
@@ -153,6 +157,8 @@ class World:
             app.tick()
             node.app_due = None
         node.mesh.poll()
+        if not node.is_root and node.mesh.routing.preferred is None:
+            node.searching_since = self.now  # no parent: the receiver stays on until one is found
         if node.joined_at is None and not node.is_root and node.mesh.joined:
             node.joined_at = self.now
             self.emit("joined", node=node)
@@ -196,6 +202,7 @@ class World:
             return False  # outside interference on the channel right now
         duration = airtime_us(frame) / 1e6
         tx = Tx(node.index, start, start + duration, frame)
+        tx.depth = node.mesh.routing.depth
         self.air.append(tx)
         node.busy_until = tx.end
         node.last_tx = (tx.start, tx.end)
@@ -211,7 +218,12 @@ class World:
         self.air = [a for a in self.air if a.end > now - AIR_MEMORY_S]
         ch = self.channel
         if tx.link_dst == BROADCAST:
-            receivers = ch.audience[tx.sender]
+            # Beacons and broadcasts go in the slot where routers one hop deeper sample;
+            # the concentrator and routers still searching for a parent listen all the time.
+            slot = tx.depth + 1
+            receivers = [r for r in ch.audience[tx.sender]
+                         if self.nodes[r].is_root or self.nodes[r].mesh.routing.preferred is None
+                         or self.nodes[r].mesh.routing.depth == slot]
         else:
             target = self.by_addr.get(tx.link_dst)
             receivers = [target.index] if target is not None and tx.sender in ch.neighbours[target.index] else []

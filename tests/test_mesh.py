@@ -117,11 +117,29 @@ def test_dead_parent_is_written_off_and_reports_still_arrive():
         w.run_node(child)
         w.run(w.now + 5)
     w.run(w.now + 60)
-    assert not child.mesh.routing.is_parent(parent.addr)
-    assert child.mesh.routing.preferred.addr != parent.addr
+    r = child.mesh.routing
+    dead = r.table[parent.addr]
+    assert dead.failures >= 1
+    assert all(dead.quality < n.quality for n in r.parents if n is not dead)
     mine = [p for s, p, _, _ in got if s == child.addr]
     assert all(b"r%d" % i in mine for i in range(80))
     w.close()
+
+
+def test_a_parent_that_stops_answering_is_written_off():
+    from firmware.common.mesh.routing import DEAD_AFTER, Routing
+
+    r = Routing(9)
+    r.version = 0
+    for addr, rank in ((1, 128), (2, 160)):
+        n = r.heard(addr, -60, 0, rank)
+        n.rank, n.version, n.parent, n.depth = rank, 0, 0, 1
+    r.select(0)
+    assert r.preferred.addr == 1
+    for _ in range(DEAD_AFTER):
+        r.link_result(1, False)
+    r.select(0)
+    assert r.preferred.addr == 2 and not r.is_parent(1)
 
 
 def test_upward_frame_from_a_parent_reveals_a_loop():

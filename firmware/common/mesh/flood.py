@@ -1,18 +1,18 @@
-"""Broadcast by managed flooding in the MAC's depth-staggered slots.
+"""Broadcast by flooding in the MAC's depth-staggered slots.
 
 A node that hears a new broadcast forwards it in the next slot, where the
-routers one hop deeper sample the channel, and repeats it once a cycle later
-(SENDS times in all). Like Trickle's suppression (RFC 6206) a node stays quiet
-when it has already heard REDUNDANCY copies: in a dense block a handful of
-forwarders per hop suffice, in a thin street chain everyone forwards.
+routers one hop deeper sample the channel, and repeats it one superframe
+later (SENDS times in all), so a child that lost the first copy to a
+collision gets another. Routers sample only their own slot, so a node cannot
+hear its peers forward and suppression (Trickle's k) has nothing to count;
+every node sends SENDS times, a few frames a day at 4 broadcasts a day.
 """
 
 from protocol.compat import const
 
 from firmware.common.mesh.clock import ticks_add, ticks_diff
 
-SENDS = const(3)  # transmissions per node per broadcast, at most
-REDUNDANCY = const(3)  # copies heard that make a node's own send redundant
+SENDS = const(2)  # transmissions per node per broadcast
 JITTER_MS = const(25)  # spread of forwarders' starts inside a slot
 REMEMBER = const(8)  # broadcasts kept for duplicate counting
 
@@ -24,7 +24,6 @@ class Broadcast:
         self.counter = counter
         self.frame = frame
         self.at = at
-        self.copies = 0
         self.sends_left = SENDS
 
 

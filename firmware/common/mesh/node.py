@@ -83,6 +83,7 @@ class MeshNode(Station):
             self.trickle.consistent()
         if n is r.preferred:
             self._sync(phase, buf, now)
+        self._solicited(n, now)
         if (newer or r.matters(n)) and r.select(now) or newer:
             self._routing_changed(now)
 

@@ -84,10 +84,6 @@ class MeshRoot(Station):
         self.flood.start(counter, frame, ticks_add(now, wait))
         return True
 
-    def _beacon_heard(self, n, phase, buf, now):
-        if n.version == self.routing.version:
-            self.trickle.consistent()
-
     def _routing_changed(self, now):
         """The root's rank never changes; failed downward hops only cost routes."""
 
@@ -120,4 +116,4 @@ class MeshRoot(Station):
             self.on_uplink(fr.src, fr.payload, backfill=bool(fr.ftype & F_BACKFILL))
 
     def _deliver_broadcast(self, payload, now):
-        """The root hears its own broadcasts come back; nothing to deliver."""
+        """Only the root originates broadcasts; it never delivers one."""

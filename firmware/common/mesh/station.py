@@ -19,7 +19,7 @@ from firmware.common.mesh import control
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.counter import FrameCounter
 from firmware.common.mesh.duty import DutyCycle
-from firmware.common.mesh.flood import JITTER_MS, REDUNDANCY, Flood
+from firmware.common.mesh.flood import JITTER_MS, Flood
 from firmware.common.mesh.mac import (ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, CYCLE_MS, MAX_ATTEMPTS, SLOT_MS,
                                       SUPERFRAME_MS,
                                       airtime_ms, wait_for)
@@ -67,6 +67,7 @@ class Station:
         self.queue_max = MAX_QUEUE
         self.job = None  # Job being sent
         self._burst_until = now  # a frame just went through: the slot is still open
+        self._beacon_at = None  # a beacon Trickle asked for waits for our children's slot
         self.phase_offset = 0  # network cycle phase = (ticks + offset) % CYCLE_MS
         self.sent = self.relayed = self.dropped = self.retries = self.duty_refused = self.acked = 0
         hal.radio_listen()
@@ -83,9 +84,13 @@ class Station:
             self._receive(buf, hal.radio_rssi(), hal.ticks_ms())
         now = hal.ticks_ms()
         if self.trickle.poll(now):
+            self._beacon_at = ticks_add(now, wait_for(self.routing.depth + 1, self.net_phase(now), True)
+                                        + self.rand.below(JITTER_MS))
+        if self._beacon_at is not None and ticks_diff(now, self._beacon_at) >= 0:
+            self._beacon_at = None
             self._send_beacon(now)
         for b in self.flood.due(now):
-            if b.copies >= REDUNDANCY or self._transmit(b.frame, now):
+            if self._transmit(b.frame, now):
                 self.flood.reschedule(b, now, SUPERFRAME_MS + self.rand.below(JITTER_MS))
             else:
                 b.at = ticks_add(now, SUPERFRAME_MS)  # busy or over budget: same slot next time
@@ -96,7 +101,9 @@ class Station:
         """Milliseconds until ``poll`` must run again without a radio event; None: only for frames."""
         now = self.hal.ticks_ms()
         best = None
-        for d in (self.trickle.due_in(now), self.flood.due_in(now), self._timer_due_in(now), self._job_due_in(now)):
+        beacon = None if self._beacon_at is None else max(0, ticks_diff(self._beacon_at, now))
+        for d in (self.trickle.due_in(now), beacon, self.flood.due_in(now), self._timer_due_in(now),
+                  self._job_due_in(now)):
             if d is not None and (best is None or d < best):
                 best = d
         return best
@@ -180,7 +187,7 @@ class Station:
         if ticks_diff(self._burst_until, now) > 0 and (SUPERFRAME_MS - wait) % SUPERFRAME_MS < SLOT_MS - BURST_TAIL_MS:
             job.at = now
             return
-        job.at = ticks_add(now, wait + self.rand.below(CONTENTION_MS))
+        job.at = ticks_add(now, wait + self.rand.below(CONTENTION_MS << job.busy))  # binary exponential backoff
 
     def _job_due_in(self, now):
         if self.job is not None:
@@ -220,17 +227,19 @@ class Station:
             job.busy += 1
             if job.busy > CCA_RETRIES:
                 job.attempts += 1
-                self._attempt_failed(job, now)
+                self._attempt_failed(job, now, False)
             else:
                 self._schedule(job, now)
             return
 
-    def _attempt_failed(self, job, now):
+    def _attempt_failed(self, job, now, link_fault=True):
+        """An attempt went unanswered (``link_fault``) or never found the channel free."""
         job.waiting = False
         job.busy = 0
-        self.routing.link_result(job.hop, False)
-        if self.routing.select(now):
-            self._routing_changed(now)
+        if link_fault:
+            self.routing.link_result(job.hop, False)
+            if self.routing.select(now):
+                self._routing_changed(now)
         if job.attempts >= MAX_ATTEMPTS:
             self.job = None
             self.dropped += 1
@@ -327,6 +336,13 @@ class Station:
         """Routing reacts to a neighbour's advertisement (the node overrides)."""
         if n.version == self.routing.version:
             self.trickle.consistent()
+        self._solicited(n, now)
+
+    def _solicited(self, n, now):
+        """A neighbour without a route advertises rank infinite: answer soon (RPL's DIS)."""
+        if n.rank == control.RANK_INFINITE and self.routing.rank != control.RANK_INFINITE \
+                and n.parent != self.addr:
+            self.trickle.reset(now)
 
     def _on_unicast(self, buf, f, rssi, now):
         key = (f.src, f.counter)
@@ -391,9 +407,7 @@ class Station:
             self._routing_changed(now)
 
     def _on_broadcast(self, buf, f, now):
-        b = self.flood.find(f.counter) if f.src == CONCENTRATOR else None
-        if b is not None:
-            b.copies += 1
+        if f.src != CONCENTRATOR or self.flood.find(f.counter) is not None:
             return
         fr = self._open(buf, self.net_key)
         if fr is None or fr.src != CONCENTRATOR:

@@ -6,7 +6,7 @@ from firmware.common.mesh.clock import ticks_add, ticks_diff
 
 IMIN_MS = const(2000)  # a cold network learns routes one hop per ~1.5 s
 DOUBLINGS = const(10)  # Imax = 2 s * 1024 = 34 min: <= 42 beacons a day when nothing changes
-REDUNDANCY = const(2)  # k: stay quiet if two consistent beacons were heard this interval
+REDUNDANCY = const(0)  # k = 0: never suppressed (as Contiki-NG): routers hear only the level above, not their peers
 
 
 class Trickle:
@@ -57,7 +57,7 @@ class Trickle:
         send = False
         if not self._fired and ticks_diff(now, self._fire) >= 0:
             self._fired = True
-            send = self.heard < self.k
+            send = self.k == 0 or self.heard < self.k
         if ticks_diff(now, ticks_add(self._start, self.interval)) >= 0:
             self._begin(now, min(self.interval * 2, self.imax))
         return send
