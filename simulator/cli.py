@@ -1,8 +1,26 @@
-"""``balans simulate``: run a scenario of the simulated mesh with the real firmware and print its figures."""
+"""``balans simulate``: run a scenario of the simulated mesh with the real firmware and print its figures.
+
+With ``--seeds N`` it runs seeds S..S+N-1 (``--jobs`` at a time) and prints a
+markdown table of each figure's mean, worst and best over the seeds, with the
+issue's targets: the table of docs/benchmarks.md.
+"""
 
 import json
+import multiprocessing
 
 from simulator.scenarios import SCENARIOS
+
+# figure -> (target, True if higher is better), the floors of issue 4
+TARGETS = {
+    "delivery_ratio": (0.995, True),
+    "daily_completeness": (0.999, True),
+    "broadcast_p95_s": (10.0, False),
+    "broadcast_reached": (0.999, True),
+    "battery_years_min": (10.0, True),
+    "duty_cycle_max": (0.10, False),
+    "join_time_s": (1800.0, False),
+    "wall_s": (120.0, False),
+}
 
 
 def configure(parser):
@@ -10,22 +28,62 @@ def configure(parser):
     parser.add_argument("--nodes", type=int, default=240, help="radio modules (default 240)")
     parser.add_argument("--days", type=float, default=1.0, help="simulated days (default 1)")
     parser.add_argument("--seed", type=int, default=1, help="random seed: the same seed, the same run")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--seeds", type=int, default=1, help="run this many seeds from --seed and tabulate")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run in parallel (processes)")
+    parser.add_argument("--json", action="store_true", help="print JSON (one object, or one per seed)")
+
+
+def _one(job):
+    from simulator.network import simulate
+
+    scenario, nodes, days, seed = job
+    return simulate(scenario, nodes, days, seed)
 
 
 def run(args):
-    from simulator.network import simulate
-
-    if args.nodes < 1 or args.days <= 0:
-        raise ValueError("--nodes must be >= 1 and --days > 0")
-    figures = simulate(args.scenario, args.nodes, args.days, args.seed)
+    if args.nodes < 1 or args.days <= 0 or args.seeds < 1 or args.jobs < 1:
+        raise ValueError("--nodes, --seeds and --jobs must be >= 1 and --days > 0")
+    jobs = [(args.scenario, args.nodes, args.days, args.seed + i) for i in range(args.seeds)]
+    if args.jobs > 1 and len(jobs) > 1:
+        with multiprocessing.Pool(args.jobs) as pool:
+            results = pool.map(_one, jobs)
+    else:
+        results = [_one(j) for j in jobs]
     if args.json:
-        print(json.dumps(figures))
-        return 0
-    width = max(len(k) for k in figures)
-    for key, value in figures.items():
-        print("  %-*s  %s" % (width, key, "%.6g" % value if isinstance(value, float) else value))
+        for figures in results:
+            print(json.dumps(figures))
+    elif len(results) == 1:
+        figures = results[0]
+        width = max(len(k) for k in figures)
+        for key, value in figures.items():
+            print("  %-*s  %s" % (width, key, "%.6g" % value if isinstance(value, float) else value))
+    else:
+        print(table(results))
     return 0
+
+
+def table(results):
+    """Markdown: each numeric figure's mean, worst and best over the runs, and its target."""
+    lines = ["| figure | mean | worst | best | target | met in |", "|---|---|---|---|---|---|"]
+    for key, value in results[0].items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or key in ("seed", "nodes", "days"):
+            continue
+        values = [r[key] for r in results]
+        numbers = [v for v in values if v is not None]
+        target, higher = TARGETS.get(key, (None, True))
+        if not numbers:
+            lines.append("| %s | none | | | %s | 0/%d |" % (key, "" if target is None else target, len(values)))
+            continue
+        worst = min(numbers) if higher else max(numbers)
+        best = max(numbers) if higher else min(numbers)
+        met = ""
+        if target is not None:
+            met = "%d/%d" % (sum(1 for v in values if v is not None and (v >= target if higher else v <= target)),
+                             len(values))
+        lines.append("| %s | %.4g | %.4g | %.4g | %s | %s |" % (
+            key, sum(numbers) / len(numbers), worst, best, "" if target is None else
+            ("%s %g" % (">=" if higher else "<=", target)), met))
+    return "\n".join(lines)
 
 
 COMMANDS = [("simulate", "simulate the radio mesh with the real firmware and print its figures", configure, run)]

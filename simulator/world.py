@@ -97,6 +97,7 @@ class World:
         self.air = []
         self.nodes = [Node(self, i, i) for i in range(len(loss_db))]
         self.by_addr = {n.addr: n for n in self.nodes}
+        self.hears_broadcast_at = [-1] * len(self.nodes)  # the depth slot each samples; -1: always on
         self.interference_boost = 0.0
         self.frames_by_kind = {}
         self.on_link = None  # callable(bytes) for the concentrator's agent link
@@ -159,6 +160,9 @@ class World:
         node.mesh.poll()
         if not node.is_root and node.mesh.routing.preferred is None:
             node.searching_since = self.now  # no parent: the receiver stays on until one is found
+            self.hears_broadcast_at[node.index] = -1
+        else:
+            self.hears_broadcast_at[node.index] = -1 if node.is_root else node.mesh.routing.depth
         if node.joined_at is None and not node.is_root and node.mesh.joined:
             node.joined_at = self.now
             self.emit("joined", node=node)
@@ -221,9 +225,8 @@ class World:
             # Beacons and broadcasts go in the slot where routers one hop deeper sample;
             # the concentrator and routers still searching for a parent listen all the time.
             slot = tx.depth + 1
-            receivers = [r for r in ch.audience[tx.sender]
-                         if self.nodes[r].is_root or self.nodes[r].mesh.routing.preferred is None
-                         or self.nodes[r].mesh.routing.depth == slot]
+            hears = self.hears_broadcast_at
+            receivers = [r for r in ch.audience[tx.sender] if hears[r] == slot or hears[r] < 0]
         else:
             target = self.by_addr.get(tx.link_dst)
             receivers = [target.index] if target is not None and tx.sender in ch.neighbours[target.index] else []

@@ -132,6 +132,18 @@ class Routing:
                 and n.depth < MAX_HOPS and n.quality >= q_min
                 and ticks_diff(now, n.heard) < TTL_MS)
 
+    def _best(self, now, q_min):
+        """The neighbour of least path cost among those usable as a parent, and its cost."""
+        best = None
+        best_cost = RANK_INFINITE
+        ceiling, version, me = self._ceiling, self.version, self.me
+        for n in self.table.values():
+            cost = n.rank + n.etx
+            if (cost < best_cost and n.rank < ceiling and n.version == version and n.parent != me
+                    and n.depth < MAX_HOPS and n.quality >= q_min and ticks_diff(now, n.heard) < TTL_MS):
+                best, best_cost = n, cost
+        return best, best_cost
+
     def select(self, now):
         """Recompute preferred parent, parent set, rank and depth.
 
@@ -143,16 +155,10 @@ class Routing:
         if self.preferred is None and self._hold_until is not None and ticks_diff(now, self._hold_until) >= 0:
             self._hold_until = None
             self._ceiling = RANK_INFINITE
-        best = None
-        best_cost = RANK_INFINITE
-        for n in self.table.values():
-            if self._usable(n, now) and n.rank + n.etx < best_cost:
-                best, best_cost = n, n.rank + n.etx
+        best, best_cost = self._best(now, Q_MIN_PARENT)
         if best is None:
             # Only weak links left: a lossy parent beats cutting off the whole subtree.
-            for n in self.table.values():
-                if self._usable(n, now, Q_MIN_PARENT // 2) and n.rank + n.etx < best_cost:
-                    best, best_cost = n, n.rank + n.etx
+            best, best_cost = self._best(now, Q_MIN_PARENT // 2)
         pref = self.preferred
         if pref is not None and best is not None and self._usable(pref, now) and pref.cost() <= best_cost + HYSTERESIS:
             best, best_cost = pref, pref.cost()
