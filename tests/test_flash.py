@@ -217,3 +217,32 @@ def test_batch_provisions_the_good_modules_and_names_the_bad_one(tmp_path, vendo
     assert "2 provisioned, 1 failed: 002b" in out
     assert "[3/3] module 002c: done" in out
     assert central_imports(tmp_path, tmp_path / "rec" / "meters.csv") == ["002a.0", "002c.0"]
+
+
+def test_vendor_commands_make_keys_and_a_bundle_that_checks(tmp_path, capsys):
+    name = str(tmp_path / "vendor")
+    assert balans_cli.main(["ota", "keygen", name]) == 0
+    assert balans_cli.main(["ota", "build", "--key", name + ".pem", "--seq", "5", "-o", str(tmp_path / "r.bota")]) == 0
+    assert balans_cli.main(["ota", "show", str(tmp_path / "r.bota"), "--vendor-pub", name + ".pub"]) == 0
+    out = capsys.readouterr().out
+    assert "seq 5" in out and "signature and pages: good" in out
+    other = str(tmp_path / "other")
+    balans_cli.main(["ota", "keygen", other])
+    assert balans_cli.main(["ota", "show", str(tmp_path / "r.bota"), "--vendor-pub", other + ".pub"]) == 1
+    assert "not the vendor's" in capsys.readouterr().err
+    assert oct((tmp_path / "vendor.pem").stat().st_mode & 0o777) == "0o600"
+
+
+def test_one_module_from_the_command_line_and_its_mistakes(tmp_path, vendor, capsys):
+    pub = tmp_path / "vendor.pub"
+    pub.write_bytes(bundle.public_bytes(vendor))
+    common = ["flash", "module", "--vendor-pub", str(pub), "--out", str(tmp_path / "rec"), "--device", "002a",
+              "--group", "house-7", "--meter", "electricity:0123456:3200"]
+    assert balans_cli.main(common + ["--port", "/dev/nonexistent-tty", "--reading", "5", "--reading", "6"]) == 1
+    assert "the two readings differ" in capsys.readouterr().err
+    assert balans_cli.main(common + ["--port", "/dev/nonexistent-tty", "--reading", "5", "--reading", "5"]) == 1
+    assert "cannot open the serial port /dev/nonexistent-tty" in capsys.readouterr().err
+    with Emulator(tmp_path / "flash") as emu:
+        assert balans_cli.main(common + ["--port", emu.port, "--reading", "5", "--reading", "5,0"]) == 0
+    assert "module 002a: done" in capsys.readouterr().out
+    assert json.loads((tmp_path / "flash" / "config.json").read_text())["channels"][0]["initial"] == 16000

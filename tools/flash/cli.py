@@ -49,14 +49,15 @@ def run_flash(args):
                                                            len(build.image(args.board))))
         return 0
     vendor_pub = _read_vendor_pub(args.vendor_pub)
-    firmware = (provision.Firmware.from_bundle(Path(args.bundle).read_bytes(), vendor_pub) if args.bundle
-                else provision.Firmware.compiled())
-    if args.action == "module":
+    if args.action == "module":  # checked before anything slow: the installer is waiting
         meters = [_meter_from_arg(text, args.group) for text in args.meter]
         _fill_readings(meters, args.reading, "module %s" % args.device)
-        jobs = [(args.device, lambda: workorder.order(args.device, meters))]
+        the_order = workorder.order(args.device, meters)
+        jobs = [(the_order.device_id, lambda: the_order)]
     else:
         jobs = _work_order_jobs(args.work_order)
+    firmware = (provision.Firmware.from_bundle(Path(args.bundle).read_bytes(), vendor_pub) if args.bundle
+                else provision.Firmware.compiled())
     failed = []
     for n, (device_id, make_order) in enumerate(jobs, 1):
         label = "[%d/%d] module %s" % (n, len(jobs), device_id)

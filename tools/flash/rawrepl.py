@@ -26,7 +26,11 @@ class DeviceError(RuntimeError):
 
 class RawRepl:
     def __init__(self, port, baudrate=115200, timeout=10.0, pace=True):
-        self.serial = serial.serial_for_url(port, baudrate=baudrate, timeout=0.1)
+        try:
+            self.serial = serial.serial_for_url(port, baudrate=baudrate, timeout=0.1)
+        except serial.SerialException as e:
+            raise DeviceError("cannot open the serial port %s (%s): check the cable and the port name"
+                              % (port, e)) from None
         self.timeout = timeout
         self.pace = pace  # a real UART needs WRITE_PAUSE_S between chunks; an emulator does not
         self._pending = bytearray()  # bytes read past the last ending looked for
