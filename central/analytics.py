@@ -4,9 +4,12 @@ Everything is judged against each group's and each meter's own recent past (the
 ``HISTORY_DAYS`` before the day), not against fixed numbers, so that the same rules
 work on districts of any size and shape:
 
-- **imbalance**: the group's daily imbalance rose above what its own history explains
-  (its usual share of the input, give or take ``RISE_SIGMAS`` robust deviations, widened
-  by the uncertainty of any estimated member hours), or exceeds the group's threshold.
+- **imbalance**: the group's daily imbalance rose above what its own history explains, or
+  exceeds the group's threshold. The history's explanation is a fit a + b·input + c·Σ input²
+  (no-load and metering, proportional errors, load losses) on its fully measured days. A
+  day is judged on the hours in which every point of the group was measured (an estimate's
+  error would go straight into the imbalance), against the same hours of the history, and
+  must rise by ``RISE_SIGMAS`` robust deviations and ``MIN_RISE_SHARE`` of the input.
 - **suspect**: in a group whose imbalance rose, every member is scored by how well its
   own deficit (its forecast minus what it reported) explains the rise, day by day, over
   the days of the rise: the log-likelihood ratio of "this member's deficit is the missing
@@ -32,7 +35,7 @@ HISTORY_DAYS = 28
 RISE_SIGMAS = 5.0  # robust deviations a daily imbalance must rise by to be an alert
 # ... and at least this share of the group's input: below it, meter class errors and loss
 # model errors of one day are indistinguishable from theft.
-MIN_RISE_SHARE = 0.003
+MIN_RISE_SHARE = 0.0015
 MIN_FIT_DAYS = 8  # fully measured days a baseline wants before days with estimates are used
 MIN_FIT_TERMS = 4  # fewer usable days than this and a group is not judged at all
 TRIM_SIGMAS = 4.0  # history days this far off the first fit are left out of the second
@@ -40,7 +43,7 @@ RIDGE = 1e-6  # keeps the 3-term fit solvable when a group's load barely varies
 # The robust deviation of a group's daily imbalance is never taken below this share of its
 # input: class 0.5S input meters repeat to about that over a day.
 MIN_SIGMA_SHARE = 2e-4
-EST_FACTOR = 1.5  # how far estimated member hours may be off: their deviation × this, √share of the day
+MIN_FULL_HOURS = 12  # fully measured hours a day needs to be judged at all
 MAX_RISE_DAYS = 3  # the rise's days that score suspects (the recent past of a persistent theft)
 SUSPECTS_PER_GROUP = 3
 MAD_TO_SIGMA = 1.4826
@@ -105,7 +108,6 @@ class MeterStats:
         hourly = window.values.reshape(n, ndays, HOURS)
         self.hourly = hourly
         self.raw_quality = window.raw_quality.reshape(n, ndays, HOURS)
-        self.quality = window.quality.reshape(n, ndays, HOURS)
         history = hourly[:, :-1, :]
         with np.errstate(invalid="ignore"), _quiet():
             daily = history.sum(axis=2)  # NaN where a day has an unestimated hole
@@ -119,7 +121,6 @@ class MeterStats:
         self.today_sum = self.today.sum(axis=1)
         self.measured_today = (self.raw_quality[:, -1, :] == MEASURED).sum(axis=1)
         self.missing_today = (self.raw_quality[:, -1, :] == MISSING).sum(axis=1)
-        self.estimated_share = 1 - (self.quality[:, -1, :] == MEASURED).mean(axis=1)
 
 
 class _quiet:
@@ -179,31 +180,34 @@ class GroupRise:
         valid &= (self._fit_days.sum(axis=1) >= MIN_FIT_TERMS)[:, None]
         a, c1, c2 = self.coef[:, 0:1], self.coef[:, 1:2], self.coef[:, 2:3]
         expected = a + c1 * inp + c2 * (hourly_in ** 2).sum(axis=2)
-        self.residual = imb - expected  # [groups, days]
         hourly_expected = a / HOURS + c1 * b.input + c2 * b.input ** 2
         self.hourly_residual = b.imbalance - hourly_expected  # [groups, hours]
         with _quiet():
-            resid_hist = np.where(self.fit_days, self.residual, np.nan)[:, :-1]
-            _, sigma = _robust(resid_hist, axis=1)
             typical = np.nanmedian(np.where(valid, inp, np.nan), axis=1)
             self.usual_pct = np.nan_to_num(np.nanmedian(np.where(valid, expected / np.where(inp > 0, inp, 1), np.nan),
                                                         axis=1)) * 100
-        self.sigma = np.maximum(np.nan_to_num(sigma), MIN_SIGMA_SHARE * np.nan_to_num(typical)) + 1e-9
-        # Estimated member hours widen the band: their error goes straight into the imbalance.
-        est_var = np.zeros(s.n_groups)
-        est = np.sqrt(stats.estimated_share) * stats.sigma * EST_FACTOR
-        np.add.at(est_var, s.member_g, est[s.member_m] ** 2)
-        np.add.at(est_var, s.input_g, est[s.input_m] ** 2)
-        self.sigma_today = np.sqrt(self.sigma ** 2 + est_var)
+        # A day is judged on its fully measured hours only (an estimate's error would go
+        # straight into the imbalance), against the same hours of the history's fit days,
+        # so that whatever the hourly baseline gets wrong cancels out; scaled to a day.
+        full = (b.strictly_measured >= s.n_points - 0.5).reshape(s.n_groups, b.ndays, HOURS)
+        self.full_hours = full
+        n_full = full.sum(axis=2)
+        self.day_scale = HOURS / np.maximum(n_full, 1)  # [groups, days]
+        r_h = self.hourly_residual.reshape(full.shape)
+        same_hours = np.einsum("gdh,gkh->gkd", r_h, full.astype(np.float64))  # day k's hours on day d
+        hist = self._fit_days.copy()
+        hist[:, -1] = False
+        with _quiet():
+            med, spread = _robust(np.where(hist[:, None, :], same_hours, np.nan), axis=2)  # [groups, days]
+        own = np.einsum("gkh,gkh->gk", r_h, full)
+        self.residual = (own - np.nan_to_num(med)) * self.day_scale
+        floor = MIN_SIGMA_SHARE * np.nan_to_num(typical)[:, None]
+        self.sigma_days = np.maximum(np.nan_to_num(spread) * self.day_scale, floor) + 1e-9
         self.input = inp
         self.imbalance = imb
-        limit = np.maximum(RISE_SIGMAS * self.sigma_today[:, None], MIN_RISE_SHARE * inp)
-        self.risen = valid & (self.residual > limit) & s.has_input[:, None]
+        limit = np.maximum(RISE_SIGMAS * self.sigma_days, MIN_RISE_SHARE * inp)
+        self.risen = valid & (n_full >= MIN_FULL_HOURS) & (self.residual > limit) & s.has_input[:, None]
         self.pct = np.where(inp > 0, imb / np.where(inp > 0, inp, 1) * 100, 0.0)
-
-    @property
-    def fit_days(self):
-        return self._fit_days
 
     def rise_days(self, g):
         """Indexes of the consecutive risen days that end with the last day (at most MAX_RISE_DAYS)."""
@@ -219,7 +223,7 @@ class GroupRise:
         s, k = self.s, self.b.ndays - 1
         over = self.valid[:, k] & (np.abs(self.pct[:, k]) > s.threshold_pct) & s.has_input
         for g in np.nonzero(self.risen[:, k] | over)[0]:
-            z = self.residual[g, k] / self.sigma_today[g]
+            z = self.residual[g, k] / self.sigma_days[g, -1]
             detail = "imbalance %.2f %% of input (%.3f), usual %.2f %%, rise %.1f sigma%s" % (
                 self.pct[g, k], self.imbalance[g, k], self.usual_pct[g], z,
                 "; over the %.1f %% threshold" % s.threshold_pct[g] if over[g] else "")
@@ -237,10 +241,12 @@ def _suspects(rise, stats, s, meter_ids):
         days = rise.rise_days(g)
         if len(members) == 0 or not days:
             continue
-        used = np.nan_to_num(stats.hourly[members][:, days, :]).sum(axis=2)  # [members, days]
-        # The forecast of a day is the sum of each hour's median: a typical day, not one
-        # pulled up by the rare busy evenings that make a day's total skewed.
-        deficit = stats.hour_forecast[members].sum(axis=1)[:, None] - used
+        # Only the hours the rise was judged on; the forecast of an hour is its median, so a
+        # day's forecast is a typical day, not one pulled up by rare busy evenings.
+        full = rise.full_hours[g, days, :]  # [days, 24]
+        used = (np.nan_to_num(stats.hourly[members][:, days, :]) * full).sum(axis=2)  # [members, days]
+        expected = (stats.hour_forecast[members][:, None, :] * full).sum(axis=2)
+        deficit = (expected - used) * rise.day_scale[g, days][None, :]
         order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members])
         today_deficit = deficit[:, -1]
         ranked = [i for i in order if today_deficit[i] > 0][:SUSPECTS_PER_GROUP]
@@ -336,7 +342,7 @@ def _tamper(events, model, rise, s):
         seen.add((meter_id, name))
         group = model.meters[meter_id].group
         g = gidx.get(group)
-        z = 0.0 if g is None else max(0.0, rise.residual[g, k] / rise.sigma_today[g])
+        z = 0.0 if g is None else max(0.0, rise.residual[g, k] / rise.sigma_days[g, -1])
         out.append(_alert("tamper", meter_id, group, 1.0 + z,
                           "%s event; group imbalance %s" % (name, "unknown" if g is None else
                                                            "rose %.1f sigma" % z if rise.risen[g, k] else "normal")))

@@ -138,6 +138,10 @@ class Balances:
         order = np.argsort(counted, kind="stable")
         self.measured = group_sums(counted[order], meters[order], good.astype(np.float64), s.n_groups)
         self.unknown = group_sums(counted[order], meters[order], unknown, s.n_groups)
+        # meter-hours measured as such (not even a single lost hour interpolated): analytics
+        # judge a group's hour only when every one of its points was
+        self.strictly_measured = group_sums(counted[order], meters[order],
+                                            (window.quality == MEASURED).astype(np.float64), s.n_groups)
         days = self.input.reshape(s.n_groups, self.ndays, HOURS)
         mean_day = np.repeat(days.mean(axis=2), HOURS, axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
