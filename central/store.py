@@ -373,7 +373,13 @@ class PostgresStore(Store):
             return cur.execute(self._sql(sql), params).fetchall()
 
     def _write_day_rows(self, rows):
+        rows = list(rows)
         with self._lock, self.conn.cursor() as cur:
+            days = {r[1] for r in rows}
+            if len(days) == 1 and cur.execute("SELECT 1 FROM day_values WHERE day = %s LIMIT 1",
+                                              (days.pop(),)).fetchone() is None:
+                copy_rows(cur, "day_values", rows)  # a new day: nothing to merge, COPY straight in
+                return
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS day_stage (meter_idx INTEGER, day INTEGER, "
                         "vals BYTEA, quality BYTEA) ON COMMIT DELETE ROWS")
             copy_rows(cur, "day_stage", rows)
