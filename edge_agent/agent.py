@@ -44,6 +44,7 @@ LINK_KEEPALIVE_S = 1.0  # ACK with credit this often even when idle: it is also 
 TIME_SYNC_S = 60.0  # network time to the concentrator
 FULL_RETRY_S = 1.0  # how often a refused append is tried again
 IDLE_SLEEP_S = 0.01
+ERROR_BACKOFF_S = 1.0
 
 
 class Agent:
@@ -60,7 +61,7 @@ class Agent:
         self.session = None
         self.mqtt = None
         self.counters = dict(batches_sent=0, acks=0, acks_duplicate=0, acks_rejected=0, acks_forged=0,
-                             acks_unknown=0, commands_forwarded=0, commands_refused=0, results=0)
+                             acks_unknown=0, commands_forwarded=0, commands_refused=0, results=0, errors=0)
         self.modules = {}  # addr -> last MODULE report
         self.concentrator = {}  # last STATS report
         self._pending = []
@@ -135,7 +136,14 @@ class Agent:
 
     def _run(self):
         while not self._stop.is_set():
-            if not self.pump():
+            try:
+                worked = self.pump()
+            except Exception:  # a service that nobody watches keeps going; the queue is the truth
+                log.exception("agent step failed; retrying in %.0f s", ERROR_BACKOFF_S)
+                self.counters["errors"] += 1
+                self._stop.wait(ERROR_BACKOFF_S)
+                continue
+            if not worked:
                 self._stop.wait(IDLE_SLEEP_S)
 
     def stop(self):
@@ -316,7 +324,12 @@ class Agent:
             key = self._pick()
             if key is None:
                 break
-            payload = self.queue.read(self.queue.entries[key])
+            try:
+                payload = self.queue.read(self.queue.entries[key])
+            except OSError as e:
+                log.error("%s: quarantined", e)
+                self.queue.drop_corrupt(key)
+                continue
             if not m.publish("batch", sign1(self.signing_key, self.kid, payload)):
                 self._backlog.appendleft(key)
                 break

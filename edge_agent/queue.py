@@ -34,10 +34,12 @@ register detail, not energy:
    data and backfills hours from the modules' archives when room returns.
 
 Every step is counted (``thinned_records``, ``refused_appends``) and shown in
-the status topic.
+the status topic. A write that fails below the budget (ENOSPC: the disk is
+shared with others) is refused at once, without thinning: holding the link is
+lossless while the concentrator and the modules' archives keep the data.
 """
 
-import errno
+import logging
 import os
 import struct
 import time
@@ -45,6 +47,8 @@ import zlib
 from collections import OrderedDict
 
 from protocol.batch import Batch, decode_payload
+
+log = logging.getLogger("balans.agent.queue")
 
 MAGIC = b"BQ"
 HEADER = struct.Struct("<2sIIIQIIIIB")
@@ -179,7 +183,7 @@ class DurableQueue:
         self._rewrite_acked()
         if self.segments:
             self._active = self.segments[-1]
-            self._file = open(self._active.path, "ab")
+            self._file = open(self._active.path, "ab", buffering=0)
         return self
 
     def _scan(self, seg, last):
@@ -276,15 +280,15 @@ class DurableQueue:
         if self.bytes + len(data) > self.max_bytes and not self._make_room(len(data)):
             self.refused_appends += 1
             return None
-        for attempt in (1, 2):
-            try:
-                self._write(entry, data)
-                break
-            except OSError as e:
-                if e.errno not in (errno.ENOSPC, errno.EDQUOT) or attempt == 2 or not self._make_room(len(data)):
-                    self.write_errors += 1
-                    self.refused_appends += 1
-                    return None
+        try:
+            self._write(entry, data)
+        except OSError as e:
+            # ENOSPC below the budget: the disk is shared and may free up; holding the link
+            # loses nothing (the concentrator and the modules' archives keep the data), thinning would
+            self.write_errors += 1
+            self.refused_appends += 1
+            log.error("cannot append to the queue: %s", e)
+            return None
         self.entries[entry.key] = entry
         self.link_cursor = entry.link
         if self._latest is not None:
@@ -295,16 +299,14 @@ class DurableQueue:
         if self._active is None or self._active.size >= self.segment_bytes:
             self._rotate()
         seg = self._active
+        fd = self._file.fileno()
         try:
-            self._file.write(data)
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            view = memoryview(data)
+            while view:  # a write can be short (ENOSPC part-way) without raising
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
         except OSError:
-            # leave no partial record behind: the file ends where it ended before
-            self._file.close()
-            with open(seg.path, "r+b") as f:
-                f.truncate(seg.size)
-            self._file = open(seg.path, "ab")
+            os.ftruncate(fd, seg.size)  # leave no partial record behind
             raise
         entry.segment, entry.offset, entry.size = seg, seg.size, len(data)
         seg.entries.append(entry)
@@ -316,7 +318,7 @@ class DurableQueue:
             self._file.close()
         number = self.segments[-1].number + 1 if self.segments else 1
         seg = Segment(number, os.path.join(self.dir, "seg-%012d.q" % number))
-        self._file = open(seg.path, "ab")
+        self._file = open(seg.path, "ab", buffering=0)  # unbuffered: a failed write leaves nothing pending
         _fsync_dir(self.dir)
         self.segments.append(seg)
         self._active = seg
@@ -331,6 +333,16 @@ class DurableQueue:
         if rec is None:
             raise OSError("queued batch %r failed its CRC on re-read" % (entry.key,))
         return bytes(rec[1])
+
+    def drop_corrupt(self, key):
+        """A queued batch failed its CRC when read back (the medium decayed): count it and let it go."""
+        self.corrupt_records += 1
+        entry = self.entries[key]
+        with open(os.path.join(self.dir, "quarantine", "batch-%d-%d.bad" % key), "wb") as q:
+            with open(entry.segment.path, "rb") as f:
+                f.seek(entry.offset)
+                q.write(f.read(entry.size))
+        self.ack(key)
 
     def ack(self, key):
         """Central has committed batch ``key``: forget it. False if it was not queued."""

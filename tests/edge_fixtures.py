@@ -2,7 +2,7 @@
 
 ``Acknowledger`` is a TEST FIXTURE, not central: it subscribes to batches,
 verifies them, "stores" readings in a dict keyed like central's readings
-(meter, ts, register) and publishes signed acknowledgements, the way
+(meter, register, ts) and publishes signed acknowledgements, the way
 docs/mqtt.md says central does. It records every way exactly-once could fail:
 a reading stored twice under different batches, or with a different value.
 """
@@ -47,7 +47,7 @@ class Acknowledger:
         self.verifier = Verifier()
         self.verifier.add_key(b"agent-1", k.agent.public_key(), conc)
         self.batches = set()
-        self.readings = {}  # (meter, ts, register) -> value
+        self.readings = {}  # (meter, register, ts) -> value
         self.events = []
         self.stored_twice = []
         self.conflicts = []
@@ -82,7 +82,7 @@ class Acknowledger:
                 status = "stored"
                 self.batches.add(batch.key)
                 for r in batch.records:
-                    k = (r.meter_id, r.ts, r.register)
+                    k = (r.meter_id, r.register, r.ts)
                     if k in self.readings:
                         (self.conflicts if self.readings[k] != r.value else self.stored_twice).append(k)
                     else:

@@ -10,12 +10,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from balans.services import Mosquitto
 from edge_agent.agent import Agent
-from edge_agent.linkport import Pipe
 from protocol import messages
 from protocol.batch import Ack, Record, Signer
 from protocol.cose import sign1
 from tests.edge_fixtures import Acknowledger, Keys, agent_config
-from tests.edge_world import H, Concentrator, expected_readings, totals
+from tests.edge_world import H, Central, Concentrator, expected_readings
 
 
 @pytest.fixture(scope="module")
@@ -61,26 +60,23 @@ class Listener:
 
 
 def test_readings_flow_from_the_mesh_to_central_exactly_once(tmp_path, keys, broker):
-    ack = Acknowledger(keys, broker.host, broker.port)
-    pipe = Pipe()
-    conc = Concentrator(tmp_path, pipe, [0x10, 0x11])
-    agent = Agent(agent_config(tmp_path, keys, broker.port), link=pipe.agent_end).start()
+    central = Central(tmp_path, keys, broker).start()
+    conc = Concentrator(tmp_path, [0x10, 0x11])
+    agent = Agent(agent_config(tmp_path, keys, broker.port), link=conc.line.agent_end).start()
     try:
-        for h in range(6):
-            for a in (0x10, 0x11):
-                conc.report(a, H + h, totals(a, h))
+        conc.report(range(6))
         want = expected_readings([0x10, 0x11], range(6))
-        assert wait_for(lambda: len(ack.readings) >= len(want))
+        assert wait_for(lambda: len(central.readings()) >= len(want))
         assert agent.wait_idle(20)
-        assert ack.readings == want
-        assert not ack.stored_twice and not ack.conflicts
+        assert central.readings() == want
+        assert central.records_in_batches() == len(want)  # no reading went to central twice
         assert conc.collector.ring.held() == 0
         st = agent.status()
         assert st["queue"]["batches"] == 0 and st["link"]["records_in"] == len(want)
     finally:
         agent.stop()
         conc.stop()
-        ack.stop()
+        central.close()
 
 
 def test_forged_acks_are_refused_and_data_stays_queued(tmp_path, keys, broker):
@@ -120,10 +116,9 @@ def _command(keys, body):
 
 
 def test_signed_commands_reach_the_mesh_and_bad_ones_are_refused(tmp_path, keys, broker):
-    pipe = Pipe()
-    conc = Concentrator(tmp_path, pipe, [0x10])
+    conc = Concentrator(tmp_path, [0x10])
     results = Listener(broker, "balans/v1/s1/c-0001/result")
-    agent = Agent(agent_config(tmp_path, keys, broker.port), link=pipe.agent_end).start()
+    agent = Agent(agent_config(tmp_path, keys, broker.port), link=conc.line.agent_end).start()
     pub = paho.Client(CallbackAPIVersion.VERSION2)
     pub.connect(broker.host, broker.port)
     pub.loop_start()

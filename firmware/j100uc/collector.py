@@ -14,13 +14,14 @@ ring. REGISTERS and EVENT records that find the ring full are counted in
 archive).
 
 Persistent state (in hal.flash_path()): the boot counter, and each module's last
-reported hour (saved every SAVE_MS) so that a restart still notices gaps.
+reported hour (saved every config "save_s", default SAVE_S) so that a restart
+still notices gaps: hours since the last save are asked back from the modules.
 """
 
 import os
 import struct
 
-from firmware.j100uc.agentlink import AgentLink, elapsed
+from firmware.j100uc.agentlink import TICKS_MASK, AgentLink, elapsed
 from firmware.j100uc.gaps import Gaps
 from firmware.j100uc.ring import RecordRing
 from protocol import link, messages
@@ -29,13 +30,14 @@ from protocol.obis import PENALTY
 
 HOLD_RECORDS = const(4096)  # default ring: 48 KB of RAM, ~5 hours of 720 meters
 TIME_BROADCAST_MS = const(3600 * 1000)  # modules' clocks drift a few s/day; hourly sync is plenty
-BACKFILL_RETRY_MS = const(10 * 60 * 1000)  # a backfill may take minutes to cross 30 hops
+BACKFILL_RETRY_S = const(600)  # a backfill may take minutes to cross 30 hops: ask again after this
+BACKFILL_SETTLE_S = const(30)  # after an archive answer, ask for the next hours this much later
 BACKFILL_PER_TICK = const(4)  # requests sent per tick: spread the airtime
 BACKFILL_MAX_HOURS = const(24)  # hours asked per request: one day of a module's archive
 CMD_QUEUE_MAX = const(32)
 CMD_TIMEOUT_MS = const(5 * 60 * 1000)  # a unicast command unanswered this long has failed
 CMD_TRIES = const(3)
-SAVE_MS = const(10 * 60 * 1000)  # how often the last-hour table goes to flash
+SAVE_S = const(600)  # how often the last-hour table goes to flash: 6 writes of ~1.5 KB an hour
 STATS_MS = const(60 * 1000)
 MODULES_PER_TICK = const(8)  # MODULE frames per tick: status is best effort
 ST_TIMEOUT = const(0xFF)  # RESULT status when a module never answered
@@ -51,6 +53,8 @@ class Module:
         self.addr = addr
         self.resources = resources  # resource index per channel, -1 = no meter
         self.last_hour = None
+        self.last_end = 0  # ring index after the last live hour's records
+        self.safe_hour = None  # every hour up to this one is on the agent's disk
         self.gaps = Gaps()
         self.last_heard = 0
         self.battery = 0
@@ -81,6 +85,9 @@ class Collector:
         self.commands = []  # [cmd_id, dst, payload, seq, tries, sent_ms or None]
         self._time_synced = False
         self._last_time_bcast = None
+        self._save_ms = int(config.get("save_s", SAVE_S) * 1000)
+        self._retry_ms = int(config.get("backfill_retry_s", BACKFILL_RETRY_S) * 1000)
+        self._settle_ms = int(config.get("backfill_settle_s", BACKFILL_SETTLE_S) * 1000)
         self._last_save = hal.ticks_ms()
         self._last_stats = None
         self._backfill_next = 0
@@ -119,13 +126,19 @@ class Collector:
             addr, hour = struct.unpack_from("<HI", data, off)
             m = self.modules.get(addr)
             if m is not None and hour != NO_HOUR:
-                m.last_hour = hour
+                m.last_hour = m.safe_hour = hour  # hours after it are asked back when the module reports
 
     def _save_hours(self):
+        """Save each module's safe hour: what a restart (losing the ring and the gap list) must not ask again."""
         buf = bytearray(6 * len(self.modules))
         off = 0
         for addr, m in self.modules.items():
-            struct.pack_into("<HI", buf, off, addr, NO_HOUR if m.last_hour is None else m.last_hour)
+            if m.last_hour is not None and m.last_end <= self.ring.base:
+                m.safe_hour = m.last_hour
+            gap = m.gaps.first()
+            if gap is not None and m.safe_hour is not None and gap[0] <= m.safe_hour:
+                m.safe_hour = gap[0] - 1
+            struct.pack_into("<HI", buf, off, addr, NO_HOUR if m.safe_hour is None else m.safe_hour)
             off += 6
         self._write_file("j100uc.hours", buf)
 
@@ -164,12 +177,17 @@ class Collector:
         m.battery = msg.battery
         channels = [ch for ch in range(messages.CHANNELS) if m.resources[ch] >= 0]
         if not backfill and (m.last_hour is None or h > m.last_hour):
+            if m.last_hour is not None and m.last_end <= self.ring.base:
+                m.safe_hour = m.last_hour
             if m.last_hour is not None and h > m.last_hour + 1:
                 m.gaps.add(m.last_hour + 1, h - m.last_hour - 1)
             m.last_hour = h
             self._emit_hour(m, h, channels, msg.totals)
+            m.last_end = self.ring.end
         elif m.gaps.take(h):
             self._emit_hour(m, h, channels, msg.totals)
+            if backfill:  # the archive answers: ask for the next missing hours soon, not after a retry
+                m.backfill_at = (self.hal.ticks_ms() - self._retry_ms + self._settle_ms) & TICKS_MASK
         else:
             self.duplicates += 1
         # the two hours before, rebuilt from the deltas, if they are missing
@@ -210,6 +228,9 @@ class Collector:
         if len(self.commands) >= CMD_QUEUE_MAX or len(message) < 3:
             self.link.write(link.pack(link.L_RESULT, cmd_id, dst, messages.ST_BUSY, 0))
             return
+        if message[0] == messages.BackfillReq.TYPE and dst in self.modules:
+            req = messages.decode(message)  # central asked for hours again: take what comes back
+            self.modules[dst].gaps.add(req.from_hour, req.count)
         seq = self._next_seq()
         payload = bytearray(message)
         payload[1] = seq & 0xFF
@@ -264,15 +285,22 @@ class Collector:
             if self._time_synced:
                 m.gaps.expire(now_hour)
             first = m.gaps.first()
-            if first is None or (m.backfill_at is not None and elapsed(now, m.backfill_at) < BACKFILL_RETRY_MS):
+            if first is None or (m.backfill_at is not None and elapsed(now, m.backfill_at) < self._retry_ms):
                 continue
-            req = messages.BackfillReq(self._next_seq(), first[0], min(first[1], BACKFILL_MAX_HOURS))
-            if self.downlink.send(m.addr, req.encode()):
-                m.backfill_at = now
-                sent += 1
-                if sent >= BACKFILL_PER_TICK:
-                    self._backfill_next = (self._backfill_next + k + 1) % len(addrs)
-                    return
+            # ask only for what the ring can take: answers that do not fit would be asked again
+            width = max(1, sum(1 for r in m.resources if r >= 0))
+            count = min(first[1], BACKFILL_MAX_HOURS, self.ring.free() // width)
+            if count == 0:
+                return
+            req = messages.BackfillReq(self._next_seq(), first[0], count)
+            m.backfill_at = now
+            if not self.downlink.send(m.addr, req.encode()):
+                m.backfill_at = None  # the mesh was busy: try again next tick
+                continue
+            sent += 1
+            if sent >= BACKFILL_PER_TICK:
+                self._backfill_next = (self._backfill_next + k + 1) % len(addrs)
+                return
 
     # ---- periodic --------------------------------------------------------------------
     def tick(self):
@@ -292,7 +320,7 @@ class Collector:
         self._pump_backfill(now)
         if self.link.agent_seen:
             self._report(now)
-        if elapsed(now, self._last_save) >= SAVE_MS:
+        if elapsed(now, self._last_save) >= self._save_ms:
             self._last_save = now
             self._save_hours()
 

@@ -139,12 +139,15 @@ def test_time_from_the_agent_sets_the_clock_and_is_broadcast():
     assert sync and sync[0].unix == 1767225600
 
 
-def test_restart_keeps_the_boot_counter_and_last_hours():
+def test_restart_keeps_the_boot_counter_and_the_last_hour_the_agent_has():
     hal, down, c, agent = setup()
     c.on_uplink(0x2A, hourly(H, (100, 7, 0)))
+    run(c, hal, agent, 3)
+    agent.acking = False
+    c.on_uplink(0x2A, hourly(H + 1, (101, 7, 0)))  # still in the ring when the power goes
     c._save_hours()
     c2 = Collector(hal, c.config, down)
     assert c2.boot == c.boot + 1
     assert c2.modules[0x2A].last_hour == H
     c2.on_uplink(0x2A, hourly(H + 4, (140, 7, 0)))
-    assert c2.modules[0x2A].gaps.ranges == [[H + 1, 3]]
+    assert c2.modules[0x2A].gaps.ranges == [[H + 1, 3]]  # H+1 is asked back from the archive
