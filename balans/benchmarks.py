@@ -24,6 +24,8 @@ def configure(parser):
     parser.add_argument("name", choices=sorted(all_benchmarks()), help="which benchmark")
     parser.add_argument("--json", action="store_true", help="print one JSON object of the figures")
     parser.add_argument("--quick", action="store_true", help="a smaller workload, for smoke tests")
+    parser.add_argument("--broker", metavar="HOST:PORT", help="MQTT broker for benchmarks that publish "
+                        "(default: one started for the run)")
 
 
 def run(args):

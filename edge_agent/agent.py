@@ -64,8 +64,8 @@ class Agent:
                              acks_unknown=0, commands_forwarded=0, commands_refused=0, results=0, errors=0)
         self.modules = {}  # addr -> last MODULE report
         self.concentrator = {}  # last STATS report
-        self._pending = []
-        self._pending_events = []
+        self._pending = deque()  # (readings, events, link cursor or None), as they came off the link
+        self._pending_records = 0
         self._pending_since = None
         self._full = False
         self._last_full_try = 0.0
@@ -177,7 +177,7 @@ class Agent:
     def idle(self):
         s = self.session
         link_quiet = s is None or s.expected == s.durable
-        return not self._pending and not self._pending_events and not self.queue.entries and link_quiet
+        return not self._pending and not self.queue.entries and link_quiet
 
     # ---- one step ----------------------------------------------------------------------
     def pump(self):
@@ -196,22 +196,26 @@ class Agent:
     def inject(self, records, events=()):
         """Queue readings (protocol.batch.Record) as if the concentrator had sent them."""
         with self._lock:
-            self._take(list(records), [list(e) for e in events])
+            records = list(records)
+            size = self.config.queue.batch_records
+            for i in range(0, max(1, len(records)), size):
+                self._take(records[i:i + size], [list(e) for e in events] if i == 0 else [], None)
             self._flush()
 
-    def _take(self, records, events):
-        if (records or events) and self._pending_since is None:
+    def _take(self, records, events, cursor):
+        if self._pending_since is None:
             self._pending_since = self.clock()
-        self._pending.extend(records)
-        self._pending_events.extend(events)
+        self._pending.append((records, events, cursor))
+        self._pending_records += len(records)
 
     # ---- link ------------------------------------------------------------------------------
     def _pump_link(self, now):
         s = self.session
         if s is None:
             return False
-        readings, events, others = s.poll()
-        self._take(readings, events)
+        frames, others = s.poll()
+        for readings, events, cursor in frames:
+            self._take(readings, events, cursor)
         for ftype, fields, tail in others:
             self._on_frame(ftype, fields)
         if now - self._last_keepalive >= LINK_KEEPALIVE_S:
@@ -220,7 +224,7 @@ class Agent:
         if now - self._last_time >= TIME_SYNC_S:
             self._last_time = now
             s.send(link.pack(link.L_TIME, int(now)))
-        return bool(readings or events or others)
+        return bool(frames or others)
 
     def _credit(self):
         return 0 if self._full else LINK_CREDIT
@@ -241,19 +245,24 @@ class Agent:
     # ---- queue ------------------------------------------------------------------------------
     def _flush(self, force=False):
         """Group commit: one batch per batch_records readings or flush_s seconds, fsynced, then link-acked."""
-        if not self._pending and not self._pending_events:
+        if not self._pending:
             return False
         q = self.config.queue
         now = self.clock()
-        due = force or len(self._pending) >= q.batch_records or now - self._pending_since >= q.flush_s
+        due = force or self._pending_records >= q.batch_records or now - self._pending_since >= q.flush_s
         if not due or (self._full and now - self._last_full_try < FULL_RETRY_S and not force):
             return False
-        cursor = self.session.cursor() if self.session else None
-        while self._pending or self._pending_events:
-            records = self._pending[:q.batch_records]
-            batch = Batch(self.conc, self.boot, self.seq, records, self._pending_events)
-            last = len(records) == len(self._pending)
-            entry = self.queue.append(batch, cursor if last else None)
+        while self._pending:
+            # whole link frames up to batch_records readings: the batch's cursor covers exactly them
+            records, events, cursor, n = [], [], None, 0
+            for readings, evs, cur in self._pending:
+                if n and len(records) + len(readings) > q.batch_records:
+                    break
+                records.extend(readings)
+                events.extend(evs)
+                cursor = cur or cursor
+                n += 1
+            entry = self.queue.append(Batch(self.conc, self.boot, self.seq, records, events), cursor)
             if entry is None:
                 if not self._full:
                     log.error("queue full (%d bytes): holding the link until room returns", self.queue.bytes)
@@ -262,13 +271,14 @@ class Agent:
                 break
             self._full = False
             self.seq += 1
-            del self._pending[:len(records)]
-            self._pending_events = []
+            for _ in range(n):
+                self._pending.popleft()
+            self._pending_records -= len(records)
             self._live.append(entry.key)
-        if not self._pending and not self._pending_events:
-            self._pending_since = None
-            if self.session:
+            if cursor and self.session:
                 self.session.made_durable(cursor, self._credit())
+        if not self._pending:
+            self._pending_since = None
         return True
 
     # ---- MQTT ---------------------------------------------------------------------------------
@@ -412,7 +422,7 @@ class Agent:
                       "full": self._full, "thinned_records": q.thinned_records if q else 0,
                       "refused_appends": q.refused_appends if q else 0,
                       "corrupt_records": q.corrupt_records if q else 0, "torn_tails": q.torn_tails if q else 0,
-                      "pending_records": len(self._pending), "inflight": len(self._inflight)},
+                      "pending_records": self._pending_records, "inflight": len(self._inflight)},
             "link": None if s is None else {
                 "concentrator_boot": s.boot, "durable": s.durable, "records_in": s.records_in,
                 "good_frames": s.reader.good_frames, "bad_frames": s.reader.bad_frames,

@@ -5,6 +5,7 @@ ConfigError naming the section, the key and what was expected, so an operator
 can fix the file from the message alone.
 """
 
+import json
 import os
 import tomllib
 
@@ -140,6 +141,20 @@ def _check_meaning(s):
         raise ConfigError("[mqtt] cert_file and key_file go together")
     if not m["client_id"]:
         m["client_id"] = "balans-agent-%s-%s" % (s["concentrator"]["site"], s["concentrator"]["id"])
+
+
+def to_toml(data):
+    """TOML text of a dict shaped like the config file (tables of scalars and one inline table level)."""
+    lines = []
+    for section, values in data.items():
+        lines.append("[%s]" % section)
+        for key, value in values.items():
+            if isinstance(value, dict):
+                value = "{ %s }" % ", ".join('"%s" = %s' % (k, json.dumps(v)) for k, v in value.items())
+            else:
+                value = json.dumps(value)
+            lines.append("%s = %s" % (key, value))
+    return "\n".join(lines) + "\n"
 
 
 def load(path):

@@ -90,8 +90,13 @@ class LinkSession:
         self.lost = 0  # records the concentrator released that our disk does not have
 
     def poll(self):
-        """Read what arrived; return (readings, events, other frames as (type, fields, tail))."""
-        readings, events, others = [], [], []
+        """Read what arrived; return (record frames, other frames).
+
+        A record frame is (readings, events, cursor): what one RECORDS frame added,
+        and the link cursor that covers it. A batch must end on a frame boundary, so
+        that the cursor it carries to disk never claims records it does not hold.
+        """
+        frames, others = [], []
         data = self.stream.read(READ_CHUNK)
         while data:
             for body in self.reader.feed(data):
@@ -104,11 +109,14 @@ class LinkSession:
                 if ftype == link.L_HELLO:
                     self._hello(*fields)
                 elif ftype == link.L_RECORDS:
+                    readings, events = [], []
                     self._records(fields, tail, readings, events)
+                    if readings or events:
+                        frames.append((readings, events, self.cursor()))
                 else:
                     others.append((ftype, fields, tail))
             data = self.stream.read(READ_CHUNK)
-        return readings, events, others
+        return frames, others
 
     def _hello(self, boot, base):
         if boot != self.boot:

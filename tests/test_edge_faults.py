@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from balans.services import Mosquitto
 from edge_agent.agent import Agent
+from edge_agent.config import to_toml
 from protocol.cose import sign1
 from tests.edge_fixtures import Keys, agent_config
 from tests.edge_world import H, Central, Concentrator, TcpLine, expected_readings
@@ -217,7 +218,8 @@ def test_kill_9_at_many_points_while_publishing(tmp_path, world):
     cleanup.append(conc.stop)
     cfg = agent_config(tmp_path, keys, broker.port, batch_records=len(MODULES))
     toml = tmp_path / "agent.toml"
-    toml.write_text(_toml(cfg, line.url))
+    cfg["concentrator"]["link"] = line.url
+    toml.write_text(to_toml(cfg))
     rng = random.Random(5)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     kills = 0
@@ -253,19 +255,3 @@ def _status_boot(tmp_path):
         return json.loads((tmp_path / "queue" / "status.json").read_text())["boot"]
     except (OSError, ValueError, KeyError):
         return 0
-
-
-def _toml(cfg, url):
-    c = json.loads(json.dumps(cfg))
-    c["concentrator"]["link"] = url
-    lines = []
-    for section, values in c.items():
-        lines.append("[%s]" % section)
-        for k, v in values.items():
-            if isinstance(v, dict):
-                v = "{ %s }" % ", ".join('"%s" = %s' % (kk, json.dumps(vv)) for kk, vv in v.items())
-            else:
-                v = json.dumps(v)
-            lines.append("%s = %s" % (k, v))
-    return "\n".join(lines) + "\n"
-
