@@ -105,6 +105,7 @@ class Recorder:
             "broadcast_reached": reached / expected if expected else 0.0,
             "relayed_per_day_max": busiest.mesh.relayed / days if days else 0.0,
             "busiest_current_ua": busiest.meter.average_ua(w.now),
+            "battery_years_busiest": battery_years(busiest.meter.average_ua(w.now)),
             "battery_years_min": min(life) if life else 0.0,
             "duty_cycle_max": max(_max_hour_duty(n.minute_tx) for n in w.nodes),
             "control_overhead": (total - data - acks) / total,
