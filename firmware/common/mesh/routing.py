@@ -24,7 +24,7 @@ Q_ONE = const(256)  # link quality scale: share of attempts acknowledged * 256
 Q_MIN_PARENT = const(64)  # ETX 4: MRHOF's max link metric 512
 DEAD_AFTER = const(8)  # failures in a row (beyond one frame's 5 attempts) that write a link off
 HYSTERESIS = const(192)  # RFC 6719 PARENT_SWITCH_THRESHOLD: 1.5 ETX
-SLACK = const(96)  # parent set: path cost within 0.75 ETX of the best (< ETX_ONE keeps it loop-free)
+SLACK = const(120)  # parent set: path cost within 0.94 ETX of the best (< ETX_ONE keeps it loop-free)
 MAX_NEIGHBOURS = const(24)
 HOLD_MS = const(8000)  # detached: four Trickle Imin for our poisoned rank to reach our descendants
 TTL_MS = const(7200000)  # a neighbour unheard for two hours is forgotten (beacons: <= 34 min)

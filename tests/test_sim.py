@@ -1,0 +1,86 @@
+"""The simulator's models and its command: channel physics, energy, metrics, the CLI, run_district."""
+
+import json
+
+import numpy as np
+import pytest
+
+from balans.cli import main
+from simulator import radio, scenarios
+from simulator.energy import Meter, battery_years
+from simulator.metrics import _max_hour_duty, _quantile
+from simulator.network import run_district
+
+KEYS = ("delivery_ratio", "daily_completeness", "broadcast_median_s", "broadcast_p95_s", "broadcast_max_s",
+        "broadcast_reached", "relayed_per_day_max", "busiest_current_ua", "battery_years_min", "duty_cycle_max",
+        "control_overhead", "join_time_s", "wall_s")
+
+
+def test_reception_falls_with_sinr_and_frame_length():
+    assert radio.prr(20, 60) > 0.999
+    assert radio.prr(10, 60) < radio.prr(12, 60) < radio.prr(14, 60)
+    assert radio.prr(11, 70) < radio.prr(11, 20)
+    assert radio.prr(0, 60) < 0.001
+
+
+def test_capture_a_strong_frame_survives_a_weak_one_equal_ones_do_not():
+    ch = radio.Channel(np.full((2, 2), 80.0), seed=1)
+    strong = sum(ch.received(-70.0, [-85.0], 60) for _ in range(200))
+    equal = sum(ch.received(-70.0, [-70.0], 60) for _ in range(200))
+    assert strong == 200 and equal == 0
+
+
+def test_slow_variation_is_reproducible_and_bounded():
+    a, b = (radio.Channel(np.full((3, 3), 90.0), seed=4) for _ in range(2))
+    va = [a.slow(0, 1, t) for t in range(0, 86400, 600)]
+    vb = [b.slow(1, 0, t) for t in range(0, 86400, 600)]
+    assert va == vb  # symmetric per link, the same per seed
+    assert 0.5 < np.std(va) < 3 * radio.SLOW_DB
+
+
+def test_chain_blocks_shortcuts_so_it_is_as_deep_as_its_houses():
+    _, loss = scenarios.chain(60, hops=30)
+    # a house two doors away is 25 dB more lost than a neighbour one door away would be at that range
+    assert loss[1, 5] - loss[1, 3] > 25.0
+
+
+def test_battery_life_of_the_researchs_anchor_currents():
+    assert 10.0 < battery_years(34.0) < 10.2  # the research note: <= 34 uA average for 10 years
+    assert battery_years(300.0) < 1.5
+
+
+def test_meter_adds_states_to_the_idle_current():
+    m = Meter()
+    idle = m.average_ua(86400)
+    m.transmit(0.02, True)
+    m.receive(0.02)
+    assert m.average_ua(86400) > idle
+
+
+def test_duty_and_quantile_helpers():
+    assert _max_hour_duty({0: 36.0, 30: 36.0, 90: 36.0}) == pytest.approx(72.0 / 3600)
+    assert _quantile([1, 2, 3, 4], 0.5) == 2 and _quantile([], 0.5) is None
+
+
+def test_simulate_prints_every_key_of_the_issue(capsys):
+    assert main(["simulate", "--scenario", "block", "--nodes", "6", "--days", "0.05", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    for key in KEYS:
+        assert key in figures
+    assert figures["joined"] == 1.0 and figures["duty_cycle_max"] <= 0.1
+
+
+def test_simulate_refuses_nonsense(capsys):
+    assert main(["simulate", "--nodes", "0"]) == 1
+
+
+def test_run_district_hands_link_bytes_and_truth():
+    seen = []
+    d = run_district(nodes=3, days=0.1, seed=2, on_link_bytes=seen.append)
+    try:
+        assert sum(len(b) for b in seen) > 0
+        truth = d.truth()
+        assert truth and all(v > 0 for v in truth.values())
+        assert {addr for addr, _, _ in truth} == {1, 2, 3}
+    finally:
+        d.close()
