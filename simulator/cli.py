@@ -40,25 +40,33 @@ def _one(job):
     return simulate(scenario, nodes, days, seed)
 
 
+def _runs(jobs, processes):
+    if processes == 1 or len(jobs) == 1:
+        for job in jobs:
+            yield _one(job)
+        return
+    with multiprocessing.Pool(min(processes, len(jobs))) as pool:
+        yield from pool.imap_unordered(_one, jobs)
+
+
 def run(args):
     if args.nodes < 1 or args.days <= 0 or args.seeds < 1 or args.jobs < 1:
         raise ValueError("--nodes, --seeds and --jobs must be >= 1 and --days > 0")
     jobs = [(args.scenario, args.nodes, args.days, args.seed + i) for i in range(args.seeds)]
-    if args.jobs > 1 and len(jobs) > 1:
-        with multiprocessing.Pool(args.jobs) as pool:
-            results = pool.map(_one, jobs)
-    else:
-        results = [_one(j) for j in jobs]
+    results = []
+    for figures in _runs(jobs, args.jobs):
+        results.append(figures)
+        if args.json:  # one line per seed as it finishes: a long sweep can be read while it runs
+            print(json.dumps(figures), flush=True)
     if args.json:
-        for figures in results:
-            print(json.dumps(figures))
-    elif len(results) == 1:
-        figures = results[0]
-        width = max(len(k) for k in figures)
-        for key, value in figures.items():
-            print("  %-*s  %s" % (width, key, "%.6g" % value if isinstance(value, float) else value))
-    else:
+        return 0
+    if len(results) > 1:
         print(table(results))
+        return 0
+    figures = results[0]
+    width = max(len(k) for k in figures)
+    for key, value in figures.items():
+        print("  %-*s  %s" % (width, key, "%.6g" % value if isinstance(value, float) else value))
     return 0
 
 
