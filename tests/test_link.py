@@ -53,3 +53,47 @@ def test_pack_and_unpack_round_trip_and_refuse_bad_bodies():
         link.unpack(link.pack(link.L_RECORDS, 1, 0, 2) + b"\x00" * link.RECORD_LEN)
     with pytest.raises(ProtocolError):
         link.pack(link.L_ACK, -1, 0, 0)
+
+
+class _Stream:
+    def __init__(self, data):
+        self.data = bytearray(data)
+        self.out = bytearray()
+
+    def read(self, n):
+        chunk = bytes(self.data[:n])
+        del self.data[:n]
+        return chunk
+
+    def write(self, data):
+        self.out += data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=300), bodies.map(link.encode)), max_size=6))
+def test_the_agents_link_never_fails_on_any_bytes(chunks):
+    from edge_agent.linkport import LinkSession
+
+    s = LinkSession(_Stream(b"".join(chunks)), (1, 0))
+    frames, others = s.poll()
+    for readings, events, cursor in frames:
+        assert cursor[1] <= s.expected and all(r.value >= 0 for r in readings)
+    s.ack(100)
+    assert s.stream.out  # it still answers
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=0xFFFF), st.binary(max_size=40), st.booleans())
+def test_the_collector_never_fails_on_any_message(addr, payload, backfill):
+    import sys
+
+    from balans.toolchain import REPO
+
+    sys.path.insert(0, str(REPO / "tests" / "mpy"))
+    from test_j100uc import setup
+
+    hal, down, c, agent = setup(modules={0x2A: ["electricity", "water", None], addr: ["gas", None, "heat"]})
+    c.on_uplink(addr, payload, backfill)
+    c.on_uplink(0x2A, payload, backfill)
+    c.tick()
+    assert c.ring.held() <= c.ring.capacity
