@@ -71,26 +71,23 @@ def run(args):
 
 
 def table(results):
-    """Markdown: each numeric figure's mean, worst and best over the runs, and its target."""
-    lines = ["| figure | mean | worst | best | target | met in |", "|---|---|---|---|---|---|"]
+    """Markdown: each numeric figure's mean, minimum and maximum over the runs, its target and how often met."""
+    lines = ["| figure | mean | min | max | target | met in |", "|---|---|---|---|---|---|"]
     for key, value in results[0].items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or key in ("seed", "nodes", "days"):
             continue
-        values = [r[key] for r in results]
+        values = [r.get(key) for r in results]
         numbers = [v for v in values if v is not None]
         target, higher = TARGETS.get(key, (None, True))
-        if not numbers:
-            lines.append("| %s | none | | | %s | 0/%d |" % (key, "" if target is None else target, len(values)))
-            continue
-        worst = min(numbers) if higher else max(numbers)
-        best = max(numbers) if higher else min(numbers)
-        met = ""
+        goal = met = ""
         if target is not None:
-            met = "%d/%d" % (sum(1 for v in values if v is not None and (v >= target if higher else v <= target)),
-                             len(values))
+            goal = "%s %g" % (">=" if higher else "<=", target)
+            met = "%d/%d" % (sum(1 for v in numbers if (v >= target if higher else v <= target)), len(values))
+        if not numbers:
+            lines.append("| %s | none | | | %s | %s |" % (key, goal, met))
+            continue
         lines.append("| %s | %.4g | %.4g | %.4g | %s | %s |" % (
-            key, sum(numbers) / len(numbers), worst, best, "" if target is None else
-            ("%s %g" % (">=" if higher else "<=", target)), met))
+            key, sum(numbers) / len(numbers), min(numbers), max(numbers), goal, met))
     return "\n".join(lines)
 
 
