@@ -19,7 +19,7 @@ from protocol import link
 from protocol.batch import Record
 from protocol.errors import ProtocolError
 from protocol.ids import meter_id
-from protocol.obis import code
+from protocol.obis import RESOURCES, code
 
 log = logging.getLogger("balans.agent.link")
 
@@ -146,7 +146,7 @@ class LinkSession:
                 continue
             try:
                 if kind == link.K_READING:
-                    readings.append(Record(meter_id(addr, channel), ts, code(link.RESOURCES[c >> 4], c & 0x0F), value))
+                    readings.append(Record(meter_id(addr, channel), ts, code(RESOURCES[c >> 4], c & 0x0F), value))
                 elif kind == link.K_EVENT:
                     who = "%04x" % addr if channel == 0xFF else meter_id(addr, channel)
                     events.append([who, ts, c, value])

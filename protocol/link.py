@@ -18,7 +18,7 @@ Body: one type byte, then a fixed little-endian layout::
     STATS    c->a  bad_frames u32, unknown u32, overflow u32, held u16, modules u16
 
 A record is RECORD_LEN bytes: kind u8, addr u16, channel u8, code u8, ts u32, value u32.
-kind READING: ``code`` is RESOURCES index << 4 | tariff (protocol.obis), ``value`` pulses.
+kind READING: ``code`` is protocol.obis.RESOURCES index << 4 | tariff, ``value`` pulses.
 kind EVENT: ``code`` is the event code, ``value`` the event's signed value.
 Reliability is go-back-N over record indices: the agent acknowledges cumulatively
 only what it has made durable, and the MCU resends from ``upto`` when no progress comes.
@@ -46,9 +46,6 @@ L_STATS = const(8)
 K_READING = const(1)
 K_EVENT = const(2)
 
-# resource index in a reading's code byte; a fixed tuple, because protocol.obis.RESOURCES
-# comes from a dict, whose order MicroPython does not keep
-RESOURCES = ("electricity", "heat", "gas", "water")
 
 RECORD_LEN = const(13)
 RECORD_FMT = "<BHBBIi"

@@ -17,7 +17,8 @@ _QUANTITY = {
     "gas": ("7", "3.0"),
     "water": ("8", "1.0"),
 }
-RESOURCES = tuple(_QUANTITY)
+# In a fixed order (wire codes index it): MicroPython's dicts do not keep insertion order.
+RESOURCES = ("electricity", "heat", "gas", "water")
 _BY_PREFIX = {"%s-0:%s" % q: r for r, q in _QUANTITY.items()}
 
 

@@ -26,7 +26,7 @@ from firmware.j100uc.gaps import Gaps
 from firmware.j100uc.ring import RecordRing
 from protocol import link, messages
 from protocol.compat import const
-from protocol.obis import PENALTY
+from protocol.obis import PENALTY, RESOURCES
 
 HOLD_RECORDS = const(4096)  # default ring: 48 KB of RAM, ~5 hours of 720 meters
 TIME_BROADCAST_MS = const(3600 * 1000)  # modules' clocks drift a few s/day; hourly sync is plenty
@@ -75,7 +75,7 @@ class Collector:
         for addr, channels in config.get("modules", {}).items():
             if isinstance(addr, str):
                 addr = int(addr, 16)
-            res = [link.RESOURCES.index(r) if r else -1 for r in channels]
+            res = [RESOURCES.index(r) if r else -1 for r in channels]
             self.modules[addr] = Module(addr, res)
         self.ring = RecordRing(config.get("hold_records", HOLD_RECORDS))
         self.boot = self._next_boot()
