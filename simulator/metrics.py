@@ -98,11 +98,11 @@ class Recorder:
             "depth_max": max(n.mesh.routing.depth for n in alive if n.mesh.routing.preferred is not None),
             "delivery_ratio": delivered / len(made) if made else 0.0,
             "per_hop_delivery": acked / attempts if attempts else 0.0,
-            "daily_completeness": got / due if due else 0.0,
+            "daily_completeness": got / due if due else None,  # None: the run is too short to judge
             "broadcast_median_s": _quantile(latencies, 0.5),
             "broadcast_p95_s": _quantile(latencies, 0.95),
             "broadcast_max_s": latencies[-1] if latencies else None,
-            "broadcast_reached": reached / expected if expected else 0.0,
+            "broadcast_reached": reached / expected if expected else None,  # None: no broadcast was sent
             "relayed_per_day_max": busiest.mesh.relayed / days if days else 0.0,
             "busiest_current_ua": busiest.meter.average_ua(w.now),
             "battery_years_busiest": battery_years(busiest.meter.average_ua(w.now)),

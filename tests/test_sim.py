@@ -68,6 +68,7 @@ def test_simulate_prints_every_key_of_the_issue(capsys):
     for key in KEYS:
         assert key in figures
     assert figures["joined"] == 1.0 and figures["duty_cycle_max"] <= 0.1
+    assert figures["broadcast_reached"] is None  # 72 minutes: no ripple command was due
 
 
 def test_simulate_refuses_nonsense(capsys):
