@@ -27,8 +27,13 @@ from protocol.cose import Sign1Verifier, loads, sign1
 from protocol.errors import AuthError, ProtocolError
 
 VERSION = 1
-MAX_RECORDS = 20000
+MAX_RECORDS = 20000  # a day of hourly totals and tariff registers of 720 meters fits with room
+MAX_EVENTS = 20000
+MAX_ID_CHARS = 64  # concentrator and meter ids
+U32 = (1 << 32) - 1
+U40 = (1 << 40) - 1  # timestamps: unix seconds past 2106 without a format change
 U64 = (1 << 64) - 1
+I64 = 1 << 63  # event values are signed 64-bit, what every store can hold
 ACK_STATUSES = ("stored", "duplicate", "rejected")
 
 
@@ -161,37 +166,46 @@ def _is_uint(v, limit=U64):
     return type(v) is int and 0 <= v <= limit
 
 
+def _is_id(v):
+    return type(v) is str and 0 < len(v) <= MAX_ID_CHARS
+
+
 def _check_payload(body):
-    if not isinstance(body, dict) or body.get("v") != VERSION:
+    if not isinstance(body, dict) or type(body.get("v")) is not int or body["v"] != VERSION:
         raise ProtocolError("batch payload must be a map with v=%d" % VERSION)
     unknown = set(body) - {"v", "conc", "boot", "seq", "records", "events"}
     if unknown:
-        raise ProtocolError("unknown batch fields %s" % sorted(map(str, unknown)))
-    if not isinstance(body.get("conc"), str) or not 0 < len(body["conc"]) <= 64:
-        raise ProtocolError("conc must be a text id of 1..64 characters")
-    if not _is_uint(body.get("boot"), 0xFFFFFFFF) or not _is_uint(body.get("seq")):
+        raise ProtocolError("unknown batch fields %s" % sorted(map(repr, unknown))[:4])
+    if not _is_id(body.get("conc")):
+        raise ProtocolError("conc must be a text id of 1..%d characters" % MAX_ID_CHARS)
+    if not _is_uint(body.get("boot"), U32) or not _is_uint(body.get("seq")):
         raise ProtocolError("boot must be u32 and seq u64")
     records = body.get("records")
     if not isinstance(records, list) or len(records) > MAX_RECORDS:
         raise ProtocolError("records must be a list of at most %d" % MAX_RECORDS)
-    for r in records:
-        if not (isinstance(r, list) and len(r) == 4 and isinstance(r[0], str) and 0 < len(r[0]) <= 64
-                and _is_uint(r[1], 0xFFFFFFFFFF) and isinstance(r[2], str) and _is_uint(r[3])):
-            raise ProtocolError("bad record %r" % (r,))
+    for i, r in enumerate(records):
+        if not (isinstance(r, list) and len(r) == 4 and _is_id(r[0]) and _is_uint(r[1], U40)
+                and type(r[2]) is str and _is_uint(r[3])):
+            raise ProtocolError("record %d is not [meter_id, ts, register, value]" % i)
         try:
             obis.parse(r[2])
-        except ValueError as e:
-            raise ProtocolError(str(e)) from None
-    for e in body.get("events", []):
-        if not (isinstance(e, list) and len(e) == 4 and isinstance(e[0], str) and _is_uint(e[1], 0xFFFFFFFFFF)
-                and _is_uint(e[2], 255) and type(e[3]) is int):
-            raise ProtocolError("bad event %r" % (e,))
+        except ValueError:
+            raise ProtocolError("record %d has no BALANS register code" % i) from None
+    events = body.get("events", [])
+    if not isinstance(events, list) or len(events) > MAX_EVENTS:
+        raise ProtocolError("events must be a list of at most %d" % MAX_EVENTS)
+    for i, e in enumerate(events):
+        if not (isinstance(e, list) and len(e) == 4 and _is_id(e[0]) and _is_uint(e[1], U40)
+                and _is_uint(e[2], 255) and type(e[3]) is int and -I64 <= e[3] < I64):
+            raise ProtocolError("event %d is not [meter_id, ts, code, value]" % i)
 
 
 def _check_ack(body):
-    if not isinstance(body, dict) or body.get("v") != VERSION or set(body) != {"v", "conc", "boot", "seq", "status", "reason"}:
+    if not isinstance(body, dict) or set(body) != {"v", "conc", "boot", "seq", "status", "reason"}:
         raise ProtocolError("ack must be a map of v, conc, boot, seq, status, reason")
-    if not isinstance(body["conc"], str) or not _is_uint(body["boot"], 0xFFFFFFFF) or not _is_uint(body["seq"]):
+    if type(body["v"]) is not int or body["v"] != VERSION:
+        raise ProtocolError("ack version must be %d" % VERSION)
+    if not _is_id(body["conc"]) or not _is_uint(body["boot"], U32) or not _is_uint(body["seq"]):
         raise ProtocolError("ack key malformed")
-    if body["status"] not in ACK_STATUSES or not isinstance(body["reason"], str):
+    if body["status"] not in ACK_STATUSES or type(body["reason"]) is not str:
         raise ProtocolError("ack status must be one of %s" % (ACK_STATUSES,))

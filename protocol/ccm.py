@@ -2,8 +2,9 @@
 
 Written on top of a bare AES block so that the same code runs on MicroPython
 (``cryptolib`` offers only ECB there) and on CPython, where the tests check it
-against ``cryptography``'s AESCCM. All work buffers are allocated once per key,
-so sealing and opening a frame allocates only its output.
+against ``cryptography``'s AESCCM. All work buffers are allocated once per key:
+``seal_into`` and ``open_into`` allocate nothing on MicroPython (tests/mpy proves
+it); ``seal`` and ``open`` allocate only their output.
 """
 
 from protocol.compat import BlockCipher, const
@@ -13,6 +14,8 @@ TAG_LEN = const(8)  # MIC-64, as IEEE 802.15.4 uses for its strongest CCM* level
 NONCE_LEN = const(13)  # leaves L = 2 length bytes: messages up to 65535 bytes
 _L = const(2)
 _BLOCK = const(16)
+MSG_MAX = const(0xFFFF)  # what L = 2 length bytes can count
+AAD_MAX = const(0xFEFF)  # longer associated data needs a 6-byte length encoding we never use
 
 
 class CCM:
@@ -46,30 +49,30 @@ class CCM:
             self._mac_block()
             pos += n
 
-    def _tag(self, nonce, aad, msg):
-        """CBC-MAC over B0, the encoded associated data and the message."""
+    def _tag(self, nonce, aad, msg, n):
+        """CBC-MAC over B0, the encoded associated data and msg[:n]."""
         b = self._b
         x = self._x
         for i in range(_BLOCK):
             x[i] = 0
         b[0] = (0x40 if aad else 0) | (((TAG_LEN - 2) // 2) << 3) | (_L - 1)
         b[1:14] = nonce
-        b[14] = len(msg) >> 8
-        b[15] = len(msg) & 0xFF
+        b[14] = n >> 8
+        b[15] = n & 0xFF
         self._mac_block()
         if aad:
             # a < 2^16 - 2^8: two length bytes, then the data, padded together
-            n = len(aad)
-            b[0] = n >> 8
-            b[1] = n & 0xFF
-            first = min(n, _BLOCK - 2)
+            a = len(aad)
+            b[0] = a >> 8
+            b[1] = a & 0xFF
+            first = min(a, _BLOCK - 2)
             for i in range(first):
                 b[2 + i] = aad[i]
             for i in range(2 + first, _BLOCK):
                 b[i] = 0
             self._mac_block()
-            self._mac_bytes(aad, first, n)
-        self._mac_bytes(msg, 0, len(msg))
+            self._mac_bytes(aad, first, a)
+        self._mac_bytes(msg, 0, n)
         return x
 
     def _keystream(self, nonce, counter):
@@ -81,44 +84,68 @@ class CCM:
         self._aes.encrypt_block(a, self._s)
         return self._s
 
-    def _crypt(self, nonce, src, dst, n):
-        """CTR mode from counter 1: dst[:n] = src[:n] xor S1 S2 ..."""
+    def _crypt(self, nonce, src, src_off, dst, dst_off, n):
+        """CTR mode from counter 1: n bytes of src from src_off, xor S1 S2 ..., to dst at dst_off."""
         pos = 0
         counter = 1
         while pos < n:
             s = self._keystream(nonce, counter)
             for i in range(min(_BLOCK, n - pos)):
-                dst[pos + i] = src[pos + i] ^ s[i]
+                dst[dst_off + pos + i] = src[src_off + pos + i] ^ s[i]
             pos += _BLOCK
             counter += 1
 
-    def seal(self, nonce, aad, plaintext):
-        """Return ciphertext followed by the 8-byte tag."""
+    def _check(self, nonce, aad, n):
         if len(nonce) != NONCE_LEN:
             raise ProtocolError("CCM nonce must be 13 bytes")
+        if len(aad) > AAD_MAX or n > MSG_MAX:
+            raise ProtocolError("CCM message or associated data too long")
+
+    def seal_into(self, nonce, aad, plaintext, out, offset=0):
+        """Write ciphertext then the 8-byte tag into ``out`` at ``offset``; return their length."""
         n = len(plaintext)
-        out = bytearray(n + TAG_LEN)
-        t = self._tag(nonce, aad, plaintext)
+        self._check(nonce, aad, n)
+        if len(out) < offset + n + TAG_LEN:
+            raise ProtocolError("CCM output buffer too small")
+        t = self._tag(nonce, aad, plaintext, n)
         s0 = self._keystream(nonce, 0)
         for i in range(TAG_LEN):
-            out[n + i] = t[i] ^ s0[i]
-        self._crypt(nonce, plaintext, out, n)
-        return out
+            out[offset + n + i] = t[i] ^ s0[i]
+        self._crypt(nonce, plaintext, 0, out, offset, n)
+        return n + TAG_LEN
 
-    def open(self, nonce, aad, sealed):
-        """Return the plaintext, or raise AuthError if the tag does not match."""
-        if len(nonce) != NONCE_LEN:
-            raise ProtocolError("CCM nonce must be 13 bytes")
+    def open_into(self, nonce, aad, sealed, out):
+        """Decrypt ``sealed`` (ciphertext and tag) into ``out``; return the plaintext length.
+
+        Raise AuthError if the tag does not match; ``out`` is then zeroed, so a
+        caller that ignores the error still never sees forged plaintext.
+        """
         n = len(sealed) - TAG_LEN
         if n < 0:
             raise ProtocolError("sealed message shorter than its tag")
-        plain = bytearray(n)
-        self._crypt(nonce, sealed, plain, n)
-        t = self._tag(nonce, aad, plain)
+        self._check(nonce, aad, n)
+        if len(out) < n:
+            raise ProtocolError("CCM output buffer too small")
+        self._crypt(nonce, sealed, 0, out, 0, n)
+        t = self._tag(nonce, aad, out, n)
         s0 = self._keystream(nonce, 0)
         diff = 0
         for i in range(TAG_LEN):
             diff |= (t[i] ^ s0[i]) ^ sealed[n + i]
         if diff:
+            for i in range(n):
+                out[i] = 0
             raise AuthError("CCM tag mismatch")
-        return plain
+        return n
+
+    def seal(self, nonce, aad, plaintext):
+        """Return a new bytearray: ciphertext followed by the 8-byte tag."""
+        out = bytearray(len(plaintext) + TAG_LEN)
+        self.seal_into(nonce, aad, plaintext, out)
+        return out
+
+    def open(self, nonce, aad, sealed):
+        """Return the plaintext as a new bytearray, or raise AuthError if the tag does not match."""
+        out = bytearray(max(0, len(sealed) - TAG_LEN))
+        self.open_into(nonce, aad, sealed, out)
+        return out

@@ -5,6 +5,7 @@ its registered keys and returns the key id and payload. The protected header
 (signed) carries alg = EdDSA (-8) and the key id.
 """
 
+import io
 from collections.abc import Mapping
 
 import cbor2
@@ -58,11 +59,19 @@ def _sig_structure(protected_raw, payload):
 
 
 def loads(data, what):
-    """cbor2.loads that raises only ProtocolError."""
+    """Decode exactly one CBOR item filling ``data``; raise only ProtocolError.
+
+    Trailing bytes are refused: cbor2.loads would ignore them, and then two
+    different messages would carry the same signature.
+    """
+    stream = io.BytesIO(data)
     try:
-        return cbor2.loads(data)
+        value = cbor2.CBORDecoder(stream).decode()
     except Exception as e:  # cbor2 raises several types; we promise one
         raise ProtocolError("%s is not valid CBOR: %s" % (what, e)) from None
+    if stream.tell() != len(data):
+        raise ProtocolError("%s has %d bytes after its CBOR item" % (what, len(data) - stream.tell()))
+    return value
 
 
 def parse_sign1(data):
@@ -70,15 +79,17 @@ def parse_sign1(data):
     if not isinstance(data, (bytes, bytearray)) or len(data) > MAX_MESSAGE_BYTES:
         raise ProtocolError("COSE message must be bytes of at most %d" % MAX_MESSAGE_BYTES)
     obj = loads(bytes(data), "COSE message")
-    if isinstance(obj, cbor2.CBORTag):
-        if obj.tag != COSE_SIGN1_TAG:
-            raise ProtocolError("CBOR tag %r is not COSE_Sign1" % obj.tag)
-        obj = obj.value
+    # Always tagged: RFC 9052 also allows an untagged form, but one signature must
+    # match exactly one message, the one we sent
+    if not isinstance(obj, cbor2.CBORTag) or obj.tag != COSE_SIGN1_TAG:
+        raise ProtocolError("not a tagged COSE_Sign1 message")
+    obj = obj.value
     if not (isinstance(obj, (list, tuple)) and len(obj) == 4):
         raise ProtocolError("COSE_Sign1 must be an array of 4")
     protected_raw, unprotected, payload, signature = obj
-    if not isinstance(protected_raw, bytes) or not isinstance(unprotected, Mapping):
-        raise ProtocolError("COSE_Sign1 headers malformed")
+    # Everything we send is in the signed header: an unprotected one could be changed unseen
+    if not isinstance(protected_raw, bytes) or not isinstance(unprotected, Mapping) or unprotected:
+        raise ProtocolError("COSE_Sign1 headers malformed or unprotected header not empty")
     if not isinstance(payload, bytes) or not isinstance(signature, bytes) or len(signature) != 64:
         raise ProtocolError("COSE_Sign1 payload or signature malformed")
     protected = loads(protected_raw, "protected header") if protected_raw else {}

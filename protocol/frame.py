@@ -47,6 +47,14 @@ T_OTA = const(6)  # firmware image pages
 F_ACK_REQ = const(0x10)  # the next hop must acknowledge
 F_BACKFILL = const(0x20)  # payload is archive data sent on request, not live
 
+# Offsets of the fields a relay reads and rewrites without decoding the frame
+O_HOPS = const(4)
+O_LINK_SRC = const(5)
+O_LINK_DST = const(7)
+O_SRC = const(9)
+O_DST = const(11)
+O_COUNTER = const(13)
+
 _HDR = "<BHBBHHHHI"
 _U32 = const(0xFFFFFFFF)
 
@@ -89,7 +97,7 @@ def _aad(buf):
 
 
 def seal_frame(frame, key):
-    """Encode and encrypt ``frame`` under ``key``; return the bytes for the air."""
+    """Encode and encrypt ``frame`` under ``key``; return the bytes for the air (a new bytearray)."""
     n = len(frame.payload)
     if n > PAYLOAD_MAX:
         raise ProtocolError("payload of %d bytes exceeds %d" % (n, PAYLOAD_MAX))
@@ -97,11 +105,16 @@ def seal_frame(frame, key):
         raise ProtocolError("hop count out of range")
     if not 0 <= frame.counter <= _U32:
         raise ProtocolError("frame counter out of range")
+    if not (0 <= frame.ftype <= 0xFF and T_DATA <= frame.kind <= T_OTA):
+        raise ProtocolError("frame type %r" % frame.ftype)
+    # struct.pack_into would raise on CPython but silently truncate on MicroPython
+    for address in (frame.net_id, frame.src, frame.dst, frame.link_src, frame.link_dst):
+        if not 0 <= address <= 0xFFFF:
+            raise ProtocolError("network id or address %r is not 16-bit" % address)
     buf = bytearray(HEADER_LEN + n + TAG_LEN)
     struct.pack_into(_HDR, buf, 0, len(buf) - 1, frame.net_id, frame.ftype, frame.hops,
                      frame.link_src, frame.link_dst, frame.src, frame.dst, frame.counter)
-    sealed = key_cipher(key).seal(_nonce(buf), _aad(buf), frame.payload)
-    buf[HEADER_LEN:] = sealed
+    key_cipher(key).seal_into(_nonce(buf), _aad(buf), frame.payload, buf, HEADER_LEN)
     return buf
 
 
@@ -136,12 +149,15 @@ def open_frame(buf, key, expected_net_id=None):
 
 
 def relay_header(buf, link_src, link_dst):
-    """Rewrite a sealed frame in place for its next hop; its tag stays valid."""
-    hops = buf[4] + 1
+    """Rewrite a sealed frame (a bytearray) in place for its next hop; its tag stays valid.
+
+    Allocation-free, so a relay forwards frames without touching the heap.
+    """
+    hops = buf[O_HOPS] + 1
     if hops > MAX_HOPS:
         raise ProtocolError("hop limit reached")
-    buf[4] = hops
-    struct.pack_into("<HH", buf, 5, link_src, link_dst)
+    buf[O_HOPS] = hops
+    struct.pack_into("<HH", buf, O_LINK_SRC, link_src, link_dst)
     return buf
 
 
@@ -166,45 +182,50 @@ class ReplayWindow:
     seen moves the window; one inside it is accepted once; an older one is stale.
     Retransmissions of a frame whose acknowledgement was lost arrive here as
     duplicates and are refused, which is what stops them being counted twice.
+
+    ``check`` and ``accept`` of a known origin allocate nothing (tests/mpy proves
+    it): state lives in two dicts of small ints, updated in place.
     """
 
-    WINDOW = 32
+    WINDOW = 30  # bits in the bitmap: the bitmap stays a small int even on 32-bit ports
 
     def __init__(self, max_sources=1024):
-        self._seen = {}  # src -> (highest counter, bitmap of the WINDOW below it)
+        self._top = {}  # src -> highest counter accepted
+        self._bits = {}  # src -> bitmap: bit i set = counter (top - i) accepted
         self._max_sources = max_sources
 
     def check(self, src, counter):
         """Raise ReplayError if (src, counter) must be refused; else do nothing."""
-        state = self._seen.get(src)
-        if state is None:
-            return
-        top, bits = state
-        if counter > top:
+        top = self._top.get(src)
+        if top is None or counter > top:
             return
         age = top - counter
         if age >= self.WINDOW:
             raise ReplayError("stale counter %d from %04x (highest %d)" % (counter, src, top))
-        if bits & (1 << age):
+        if self._bits[src] & (1 << age):
             raise ReplayError("replayed counter %d from %04x" % (counter, src))
 
     def accept(self, src, counter):
         """Record (src, counter) as used; call after the frame authenticated."""
         self.check(src, counter)
-        state = self._seen.get(src)
-        if state is None:
-            if len(self._seen) >= self._max_sources:
+        top = self._top.get(src)
+        if top is None:
+            if len(self._top) >= self._max_sources:
                 raise ReplayError("too many sources")
-            self._seen[src] = (counter, 1)
-            return
-        top, bits = state
-        if counter > top:
+            self._top[src] = counter
+            self._bits[src] = 1
+        elif counter > top:
             shift = counter - top
-            bits = ((bits << shift) | 1) & ((1 << self.WINDOW) - 1) if shift < self.WINDOW else 1
-            self._seen[src] = (counter, bits)
+            if shift < self.WINDOW:
+                # drop the bits that would slide out before shifting, so no bigint appears
+                keep = (1 << (self.WINDOW - shift)) - 1
+                self._bits[src] = ((self._bits[src] & keep) << shift) | 1
+            else:
+                self._bits[src] = 1
+            self._top[src] = counter
         else:
-            self._seen[src] = (top, bits | (1 << (top - counter)))
+            self._bits[src] |= 1 << (top - counter)
 
     def highest(self, src):
-        state = self._seen.get(src)
-        return None if state is None else state[0]
+        """The highest counter accepted from ``src``, or None if none yet."""
+        return self._top.get(src)

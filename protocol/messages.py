@@ -18,6 +18,7 @@ from protocol.errors import ProtocolError
 CHANNELS = const(3)  # meters per module
 TARIFFS = const(4)  # time-of-use tariff registers per channel
 DELTA_UNKNOWN = const(0xFFFF)  # an hourly delta that was not measured or did not fit
+MODULE = const(0xFF)  # EVENT.channel of an event of the module itself, not one meter
 
 # Event codes (EVENT.code)
 EV_MAGNET_START = const(1)
@@ -80,21 +81,34 @@ class Message:
         for name in fields[len(values):]:
             if not hasattr(self, name):
                 raise TypeError("%s needs %s" % (type(self).__name__, name))
+        for name in self.GROUPS:  # lists and tuples alike, so that equality means equal fields
+            setattr(self, name, tuple(getattr(self, name)))
 
     def values(self):
         return tuple(getattr(self, f) for f in self.FIELDS)
 
     def encode(self):
+        """Return the message bytes, or raise ProtocolError for a value the layout cannot hold."""
+        self.validate()
         flat = []
-        for v in self.values():
-            if isinstance(v, (tuple, list)):
-                flat.extend(v)
+        for name in self.FIELDS:
+            value = getattr(self, name)
+            width = self.GROUPS.get(name, 0)
+            if not width:
+                flat.append(value)
+            elif len(value) == width:
+                flat.extend(value)
             else:
-                flat.append(v)
+                raise ProtocolError("%s.%s needs %d values" % (type(self).__name__, name, width))
+        layout = "<B" + self.FORMAT
+        # MicroPython's struct truncates out-of-range values silently; reading back catches them
         try:
-            head = struct.pack("<B" + self.FORMAT, self.TYPE, *flat)
-        except (ValueError, OverflowError, TypeError, struct.error) as e:
-            raise ProtocolError("cannot encode %s: %s" % (type(self).__name__, e))
+            head = struct.pack(layout, self.TYPE, *flat)
+            exact = struct.unpack(layout, head)[1:] == tuple(flat)
+        except (ValueError, OverflowError, TypeError, struct.error):
+            exact = False
+        if not exact:
+            raise ProtocolError("%s has a field out of range: %r" % (type(self).__name__, self))
         if not self.TAIL:
             return head
         tail = bytes(getattr(self, self.TAIL))
@@ -186,7 +200,7 @@ class Registers(Message):
 
 
 class Event(Message):
-    """One archived event: unix ``time``, ``code`` (EV_*), ``channel`` (0xFF: module), ``value``."""
+    """One archived event: unix ``time``, ``code`` (EV_*), ``channel`` (or MODULE), ``value``."""
 
     TYPE = 0x03
     FORMAT = "IBBi"
@@ -195,6 +209,8 @@ class Event(Message):
     def validate(self):
         if not 1 <= self.code <= EV_FW_UPDATED:
             raise ProtocolError("unknown event code %d" % self.code)
+        if self.channel >= CHANNELS and self.channel != MODULE:
+            raise ProtocolError("event channel %d" % self.channel)
 
 
 class Diag(Message):
@@ -211,6 +227,10 @@ class Ack(Message):
     TYPE = 0x05
     FORMAT = "HBB"
     FIELDS = ("seq", "status", "detail")
+
+    def validate(self):
+        if self.status > ST_BUSY:
+            raise ProtocolError("acknowledgement status %d" % self.status)
 
 
 # ---- down -------------------------------------------------------------------
@@ -239,7 +259,7 @@ class ConfigChunk(Message):
     FORMAT = "HBHHH"
     FIELDS = ("seq", "kind", "blob_id", "offset", "total")
     TAIL = "data"
-    TAIL_MAX = 30
+    TAIL_MAX = 29  # a frame's 39 payload bytes less the 10 of the fixed part
 
     def validate(self):
         if self.offset + len(self.data) > self.total:
