@@ -78,7 +78,7 @@ def parse_sign1(data):
     """Split a COSE_Sign1 message into (protected bytes, kid, payload, signature) without verifying."""
     if not isinstance(data, (bytes, bytearray)) or len(data) > MAX_MESSAGE_BYTES:
         raise ProtocolError("COSE message must be bytes of at most %d" % MAX_MESSAGE_BYTES)
-    obj = loads(bytes(data), "COSE message")
+    obj = loads(bytes(data), "COSE_Sign1 message")
     # Always tagged: RFC 9052 also allows an untagged form, but one signature must
     # match exactly one message, the one we sent
     if not isinstance(obj, cbor2.CBORTag) or obj.tag != COSE_SIGN1_TAG:

@@ -16,8 +16,9 @@ MONDAY = 1780272000
 
 def chunks(kind, blob_id, blob, seq=100):
     out = []
-    for off in range(0, len(blob), 30):
-        out.append(m.ConfigChunk(seq + off, kind, blob_id, off, len(blob), blob[off:off + 30]).encode())
+    step = m.ConfigChunk.TAIL_MAX
+    for off in range(0, len(blob), step):
+        out.append(m.ConfigChunk(seq + off, kind, blob_id, off, len(blob), blob[off:off + step]).encode())
     return out
 
 
