@@ -34,6 +34,7 @@ U32 = (1 << 32) - 1
 U40 = (1 << 40) - 1  # timestamps: unix seconds past 2106 without a format change
 U64 = (1 << 64) - 1
 I64 = 1 << 63  # event values are signed 64-bit, what every store can hold
+REGISTER_CODES = frozenset(obis.code(r, t) for r in obis.RESOURCES for t in obis.TARIFFS)
 ACK_STATUSES = ("stored", "duplicate", "rejected")
 
 
@@ -184,13 +185,9 @@ def _check_payload(body):
     if not isinstance(records, list) or len(records) > MAX_RECORDS:
         raise ProtocolError("records must be a list of at most %d" % MAX_RECORDS)
     for i, r in enumerate(records):
-        if not (isinstance(r, list) and len(r) == 4 and _is_id(r[0]) and _is_uint(r[1], U40)
-                and type(r[2]) is str and _is_uint(r[3])):
-            raise ProtocolError("record %d is not [meter_id, ts, register, value]" % i)
-        try:
-            obis.parse(r[2])
-        except ValueError:
-            raise ProtocolError("record %d has no BALANS register code" % i) from None
+        if not (type(r) is list and len(r) == 4 and _is_id(r[0]) and _is_uint(r[1], U40)
+                and type(r[2]) is str and r[2] in REGISTER_CODES and _is_uint(r[3])):
+            raise ProtocolError("record %d is not [meter_id, ts, register code, value]" % i)
     events = body.get("events", [])
     if not isinstance(events, list) or len(events) > MAX_EVENTS:
         raise ProtocolError("events must be a list of at most %d" % MAX_EVENTS)

@@ -9,6 +9,7 @@ counts; central multiplies by the meter's pulse constant.
 from protocol.compat import const
 
 PENALTY = const(9)
+TARIFFS = (0, 1, 2, 3, 4, PENALTY)  # every tariff a register code may name
 
 # resource -> (A, C.D): electricity active import, heat energy, gas volume, water volume
 _QUANTITY = {
@@ -26,7 +27,7 @@ def code(resource, tariff=0):
     """Register code of ``resource`` for ``tariff`` (0 total, 1..4, or PENALTY)."""
     if resource not in _QUANTITY:
         raise ValueError("unknown resource %r" % resource)
-    if not (0 <= tariff <= 4 or tariff == PENALTY):
+    if tariff not in TARIFFS:
         raise ValueError("tariff %r is not 0..4 or %d" % (tariff, PENALTY))
     a, cd = _QUANTITY[resource]
     return "%s-0:%s.%d" % (a, cd, tariff)
@@ -39,6 +40,6 @@ def parse(text):
     if resource is None or not tariff.isdigit():
         raise ValueError("not a BALANS register code: %r" % text)
     t = int(tariff)
-    if not (0 <= t <= 4 or t == PENALTY):
+    if t not in TARIFFS:
         raise ValueError("tariff %d in %r" % (t, text))
     return resource, t
