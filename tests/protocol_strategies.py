@@ -125,16 +125,16 @@ def acks(draw, conc=None):
 
 # ---- mutations of valid encodings -----------------------------------------------------------
 #
-# Each mutation is one draw of a few "edit script" bytes that apply_edits interprets.
-# One draw instead of a dozen keeps hypothesis fast enough for 10,000 examples per
-# decoder, and shrinking a byte string still shrinks the edits.
+# A mutation is spelled by a few "edit script" bytes that apply_edits interprets:
+# one hypothesis draw instead of a dozen keeps 10,000 examples quick, and shrinking
+# the byte string still shrinks the edits.
 
 _ODD_BYTES = (0x00, 0xFF, 0x7F, 0x80, 0x18, 0x1B, 0x9F, 0xBF, 0xD2, 0xF6)
 _EDITS = ("flip", "set", "truncate", "insert", "delete", "splice")
 
 
 def apply_edits(samples, choice, script):
-    """Valid encoding samples[choice] after the edits that ``script`` spells, 3 bytes each.
+    """Valid encoding samples[choice] after the edits that ``script`` spells, 3 bytes each (1..4 edits).
 
     The edits are those that radio noise, truncated reads and careless or hostile
     senders produce: bit flips, byte changes, truncation, insertion, deletion and
@@ -160,13 +160,3 @@ def apply_edits(samples, choice, script):
             data = data[:pos] + other[op * len(other) // 256:]
     return bytes(data)
 
-
-def mutated(samples):
-    """One of ``samples`` (a non-empty list of bytes) after 1..4 random edits."""
-    return st.builds(lambda choice, script: apply_edits(samples, choice, script),
-                     st.integers(0, len(samples) - 1), st.binary(min_size=3, max_size=12))
-
-
-def bad_input(samples, max_random=80):
-    """Random bytes or mutated valid encodings, half and half."""
-    return st.one_of(st.binary(max_size=max_random), mutated(samples))
