@@ -6,10 +6,16 @@ Shared by the round-trip tests (tests/test_protocol_*.py) and the bad-input test
 
 import struct
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from protocol import frame, ids, messages, obis
 from protocol.batch import Ack, Batch, Record
+
+def examples_settings(max_examples):
+    """No deadline and no too_slow health check: the shared machine's load says nothing about the code."""
+    return settings(max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
 
 # struct item code -> (smallest, largest)
 _RANGES = {"B": (0, 0xFF), "b": (-0x80, 0x7F), "H": (0, 0xFFFF), "h": (-0x8000, 0x7FFF),

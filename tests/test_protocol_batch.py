@@ -4,7 +4,7 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given, settings
+from hypothesis import given
 from pycose.keys import OKPKey
 from pycose.messages import Sign1Message
 
@@ -12,7 +12,7 @@ from protocol import obis
 from protocol.batch import Ack, AckVerifier, Batch, Record, Signer, Verifier, decode_payload
 from protocol.cose import sign1
 from protocol.errors import AuthError, ProtocolError
-from tests.protocol_strategies import acks, batches
+from tests.protocol_strategies import acks, batches, examples_settings
 
 
 def private_key(seed):
@@ -51,7 +51,7 @@ def same_batch(a, b):
     return (a.key, a.records, a.events) == (b.key, b.records, b.events)
 
 
-@settings(max_examples=100, deadline=None)
+@examples_settings(100)
 @given(batches(conc="c-a"))
 def test_round_trip(batch):
     got = verifier().verify(SIGNER_A.sign(batch))
@@ -59,7 +59,7 @@ def test_round_trip(batch):
     assert same_batch(decode_payload(batch.to_cbor()), batch)
 
 
-@settings(max_examples=50, deadline=None)
+@examples_settings(50)
 @given(batches(conc="c-a"))
 def test_pycose_verifies_our_batches(batch):
     data = SIGNER_A.sign(batch)
@@ -116,7 +116,7 @@ def test_an_unprotected_header_is_refused():
         verifier().verify(smuggled)
 
 
-@settings(max_examples=100, deadline=None)
+@examples_settings(100)
 @given(acks())
 def test_ack_round_trip(ack):
     got = ack_verifier().verify(CENTRAL_SIGNER.sign_ack(ack))

@@ -3,11 +3,12 @@
 import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.ccm import CCM, NONCE_LEN, TAG_LEN
 from protocol.errors import AuthError, ProtocolError
+from tests.protocol_strategies import examples_settings
 
 RFC3610_KEY = bytes.fromhex("c0c1c2c3c4c5c6c7c8c9cacbcccdcecf")
 # RFC 3610 section 8, packet vectors #1-#3: M = 8, L = 2, exactly our parameters.
@@ -34,7 +35,7 @@ keys = st.binary(min_size=16, max_size=16)
 nonces = st.binary(min_size=NONCE_LEN, max_size=NONCE_LEN)
 
 
-@settings(max_examples=400, deadline=None)
+@examples_settings(400)
 @given(keys, nonces, st.binary(max_size=100), st.binary(max_size=100))
 def test_seal_equals_openssl_and_opens(key, nonce, aad, plain):
     reference = AESCCM(key, tag_length=TAG_LEN)
@@ -43,14 +44,14 @@ def test_seal_equals_openssl_and_opens(key, nonce, aad, plain):
     assert bytes(CCM(key).open(nonce, aad, sealed)) == plain
 
 
-@settings(max_examples=400, deadline=None)
+@examples_settings(400)
 @given(keys, nonces, st.binary(max_size=100), st.binary(max_size=100))
 def test_opens_what_openssl_sealed(key, nonce, aad, plain):
     sealed = AESCCM(key, tag_length=TAG_LEN).encrypt(nonce, plain, aad)
     assert bytes(CCM(key).open(nonce, aad, sealed)) == plain
 
 
-@settings(max_examples=300, deadline=None)
+@examples_settings(300)
 @given(keys, nonces, st.binary(max_size=40), st.binary(min_size=1, max_size=60), st.data())
 def test_any_change_fails_like_openssl(key, nonce, aad, plain, data):
     sealed = bytearray(AESCCM(key, tag_length=TAG_LEN).encrypt(nonce, plain, aad))

@@ -1,12 +1,12 @@
 """Radio frames: layout, authentication, relaying, the size budget and the replay window."""
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import frame
 from protocol.errors import AuthError, ProtocolError, ReplayError
-from tests.protocol_strategies import frames
+from tests.protocol_strategies import examples_settings, frames
 
 KEY = bytes(range(16))
 OTHER_KEY = bytes(range(1, 17))
@@ -24,7 +24,7 @@ def same_fields(a, b):
                for k in ("net_id", "ftype", "src", "dst", "counter", "hops", "link_src", "link_dst"))
 
 
-@settings(max_examples=300, deadline=None)
+@examples_settings(300)
 @given(frames())
 def test_round_trip(f):
     wire = frame.seal_frame(f, KEY)
@@ -52,7 +52,7 @@ def test_budget_is_the_cc1101_fifo():
         frame.parse_header(wire)
 
 
-@settings(max_examples=100, deadline=None)
+@examples_settings(100)
 @given(frames(), st.lists(st.tuples(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF)), min_size=1, max_size=5))
 def test_relaying_keeps_the_tag_valid(f, hops):
     f.hops = 0
@@ -157,7 +157,7 @@ class ReferenceWindow:
         self.seen.setdefault(src, set()).add(counter)
 
 
-@settings(max_examples=300, deadline=None)
+@examples_settings(300)
 @given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 120), st.booleans()), max_size=200),
        st.integers(0, 0xFFFFFF00))
 def test_replay_window_matches_the_reference(ops, base):

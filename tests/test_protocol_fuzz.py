@@ -14,16 +14,16 @@ tests would take six times as long for the same inputs.
 
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import batch, frame, messages
 from protocol.batch import AckVerifier, Signer, Verifier
 from protocol.cose import sign1
 from protocol.errors import ProtocolError
-from tests.protocol_strategies import acks, any_message, apply_edits, batches, frames
+from tests.protocol_strategies import acks, any_message, apply_edits, batches, examples_settings, frames
 
-FUZZ = settings(max_examples=10000, deadline=None)
+FUZZ = examples_settings(10000)  # settings(max_examples=10000, deadline=None), too_slow off
 KEY = bytes(range(16))
 SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes([9]) * 32)
 
@@ -40,7 +40,7 @@ def examples(strategy, n):
     """n fixed valid examples of strategy (drawn once, so that every run mutates the same samples)."""
     out = []
 
-    @settings(max_examples=n, database=None, derandomize=True)
+    @settings(max_examples=n, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(strategy)
     def collect(value):
         out.append(value)

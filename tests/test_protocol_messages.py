@@ -3,16 +3,16 @@
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import frame, messages
 from protocol.errors import ProtocolError
-from tests.protocol_strategies import any_message, message_of
+from tests.protocol_strategies import any_message, examples_settings, message_of
 
 
 @pytest.mark.parametrize("cls", messages.MESSAGES, ids=lambda c: c.__name__)
-@settings(max_examples=200, deadline=None)
+@examples_settings(200)
 @given(data=st.data())
 def test_round_trip(cls, data):
     msg = data.draw(message_of(cls))
@@ -33,7 +33,7 @@ def test_largest_message_fits_one_frame(cls):
     assert largest <= frame.PAYLOAD_MAX
 
 
-@settings(max_examples=200, deadline=None)
+@examples_settings(200)
 @given(message_of(messages.Hourly))
 def test_hourly_of_three_channels_fits_a_64_byte_frame(hourly):
     wire = frame.seal_frame(frame.Frame(0xBA1A, frame.T_DATA, 0x0101, frame.CONCENTRATOR, 1, hourly.encode()),
@@ -42,7 +42,7 @@ def test_hourly_of_three_channels_fits_a_64_byte_frame(hourly):
     assert len(wire) <= frame.FRAME_MAX == 64
 
 
-@settings(max_examples=100, deadline=None)
+@examples_settings(100)
 @given(any_message)
 def test_decoded_message_travels_in_a_sealed_frame(msg):
     key = bytes(range(16))
