@@ -146,8 +146,9 @@ def act(what, mod, hal):
         mod.on_downlink(m.BackfillReq(6, hal.unix_time() // 3600 - 48, 48).encode())
     elif what == "bad calendar":
         blob = calendar_blob.encode([(1, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, 7)]})
-        for off in range(0, len(blob), 30):
-            mod.on_downlink(m.ConfigChunk(7, 1, 9, off, len(blob), blob[off:off + 30]).encode())
+        step = m.ConfigChunk.TAIL_MAX
+        for off in range(0, len(blob), step):
+            mod.on_downlink(m.ConfigChunk(7, 1, 9, off, len(blob), blob[off:off + step]).encode())
 
 
 if __name__ == "__main__":
