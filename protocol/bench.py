@@ -12,17 +12,16 @@ payload bytes: the ratio is what CBOR and the checks cost on top of the signatur
 
 import subprocess
 import time
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
+from balans.toolchain import REPO, tool
 from protocol import frame, ids, messages, obis
 from protocol.batch import Batch, Record, Signer, Verifier
 from protocol.ccm import TAG_LEN
 from protocol.cose import _sig_structure
 
-REPO = Path(__file__).resolve().parent.parent
 KEY = bytes(range(16))
 BATCH_RECORDS = 720  # a concentrator's 240 modules x 3 meters, one hourly total each
 HOURLY = messages.Hourly(490000, 0, 150, 0x71, (123456, 7890, 4242), (300, 12, 5, 280, 9, 7))
@@ -58,10 +57,8 @@ def frames_cpython(n):
 
 
 def frames_micropython(n):
-    from tools.flash.build import toolchain  # where pip put the MicroPython unix port
-
-    proc = subprocess.run([toolchain("micropython"), str(REPO / "protocol" / "bench_micropython.py"), str(REPO),
-                           str(n)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([tool("micropython"), str(REPO / "protocol" / "bench_micropython.py"), str(REPO), str(n)],
+                          capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError("MicroPython bench failed:\n" + proc.stdout + proc.stderr)
     frames_s, blocks_s = (float(x) for x in proc.stdout.split())

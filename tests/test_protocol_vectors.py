@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from protocol import messages
 from protocol.batch import Ack, AckVerifier, Batch, Record, Signer, Verifier
 from protocol.ccm import TAG_LEN
-from tests.micropython_port import REPO
+from balans.toolchain import REPO
 
 VECTORS = json.loads((REPO / "tests" / "vectors" / "protocol.json").read_text())
 CPYTHON_ONLY = VECTORS["cpython_only"]
