@@ -2,22 +2,26 @@
 
 The promise (docs/protocol.md, "Errors"): a decoder returns a valid object or
 raises ProtocolError (AuthError and ReplayError are subclasses), nothing else,
-and returns promptly. Each of the 10,000 examples feeds every decoder one input:
+and returns promptly. The decoders: radio frames, messages, batches and acks, and
+the serial link's bodies (``link.unpack``, ``link.records``) and byte stream
+(``link.Reader``). Each of the 10,000 examples feeds every decoder one input:
 random bytes, or one of its valid encodings after random edits
 (tests/protocol_strategies.py: flips, byte changes, truncation, insertion,
 deletion, splices of two valid encodings), or, for the CBOR decoders, a valid
 payload with schema values swapped for odd ones (signed, for the verifiers, so
 that the checks behind the signature are reached too). One example drives all
-six decoders because hypothesis's own cost per example dominates: six separate
-tests would take six times as long for the same inputs.
+the decoders because hypothesis's own cost per example dominates: separate
+tests would take many times as long for the same inputs.
 """
+
+import struct
 
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import batch, frame, messages
+from protocol import batch, frame, link, messages
 from protocol.batch import AckVerifier, Signer, Verifier
 from protocol.cose import sign1
 from protocol.errors import ProtocolError
@@ -94,6 +98,26 @@ def odd_payload(bodies, choice, script):
 
 
 
+READING = struct.pack(link.READING_FMT, link.K_READING, 0x2A, 1, 0x01, 1764316800, 123456)
+EVENT = struct.pack(link.RECORD_FMT, link.K_EVENT, 0x2A, 0xFF, 5, 1764316800, -3)
+LINK_BODIES = [link.pack(link.L_HELLO, 7, 100), link.pack(link.L_RECORDS, 7, 100, 2, tail=READING + EVENT),
+               link.pack(link.L_ACK, 7, 102, 16), link.pack(link.L_TIME, 1764316800),
+               link.pack(link.L_CMD, 9, 0x2A, tail=MESSAGES[0]), link.pack(link.L_RESULT, 9, 0x2A, 0, 0),
+               link.pack(link.L_MODULE, 0x2A, 1764316800, 150, -80, 3, 0), link.pack(link.L_STATS, 1, 2, 3, 4, 5),
+               bytes([link.FLAG, link.ESC]) * 3]
+LINK_STREAMS = [b"".join(link.encode(b) for b in LINK_BODIES[i:i + 3]) for i in range(0, len(LINK_BODIES), 3)]
+
+
+def link_body(data):
+    ftype, fields, tail = link.unpack(data)
+    return ftype, fields, tail, list(link.records(tail)) if ftype == link.L_RECORDS else None
+
+
+def link_stream(data):
+    reader = link.Reader()
+    return reader, reader.feed(data)
+
+
 def open_with_key(data):
     return frame.open_frame(data, KEY)
 
@@ -121,6 +145,9 @@ DECODERS = [
      lambda b, data: b.conc == "c-f" and batch.decode_payload(b.to_cbor()).key == b.key),
     (ACK_VERIFIER.verify, SIGNED_ACKS, 200, odd_signed(ACK_PAYLOADS),
      lambda a, data: a.status in batch.ACK_STATUSES and a.to_cbor()),
+    (link_body, LINK_BODIES[:-1], 255, None, lambda u, data: link.pack(u[0], *u[1], tail=u[2]) == data),
+    (link_stream, LINK_STREAMS, 200, None,
+     lambda r, data: r[0].good_frames == len(r[1]) and all(len(b) <= link.BODY_MAX for b in r[1])),
 ]
 
 
