@@ -58,6 +58,25 @@ ST_REFUSED = const(3)  # valid, but not allowed now (e.g. config refused, old on
 ST_BUSY = const(4)
 
 
+def _pack_exactly(layout, type_byte, values):
+    """struct.pack(layout, type_byte, *values), or None if that would not read back as the same values.
+
+    MicroPython's struct truncates out-of-range values silently and fills missing
+    ones with zeros; CPython's raises. Reading back catches both the same way.
+    """
+    try:
+        head = struct.pack(layout, type_byte, *values)
+        packed = struct.unpack(layout, head)
+    except (ValueError, OverflowError, TypeError, struct.error):
+        return None
+    if len(packed) != len(values) + 1:
+        return None
+    for i in range(len(values)):
+        if packed[i + 1] != values[i]:
+            return None
+    return head
+
+
 class Message:
     """Base of every message: TYPE byte, then FORMAT (without the type byte) over FIELDS."""
 
@@ -81,8 +100,6 @@ class Message:
         for name in fields[len(values):]:
             if not hasattr(self, name):
                 raise TypeError("%s needs %s" % (type(self).__name__, name))
-        for name in self.GROUPS:  # lists and tuples alike, so that equality means equal fields
-            setattr(self, name, tuple(getattr(self, name)))
 
     def values(self):
         return tuple(getattr(self, f) for f in self.FIELDS)
@@ -100,14 +117,8 @@ class Message:
                 flat.extend(value)
             else:
                 raise ProtocolError("%s.%s needs %d values" % (type(self).__name__, name, width))
-        layout = "<B" + self.FORMAT
-        # MicroPython's struct truncates out-of-range values silently; reading back catches them
-        try:
-            head = struct.pack(layout, self.TYPE, *flat)
-            exact = struct.unpack(layout, head)[1:] == tuple(flat)
-        except (ValueError, OverflowError, TypeError, struct.error):
-            exact = False
-        if not exact:
+        head = _pack_exactly("<B" + self.FORMAT, self.TYPE, flat)
+        if head is None:
             raise ProtocolError("%s has a field out of range: %r" % (type(self).__name__, self))
         if not self.TAIL:
             return head
@@ -142,8 +153,12 @@ class Message:
     def validate(self):
         """Raise ProtocolError for field values the layout can hold but the meaning cannot."""
 
+    def _comparable(self):
+        # a group may be a list or a tuple (decode makes tuples): equal values, equal messages
+        return [(k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(self.__dict__.items())]
+
     def __eq__(self, other):
-        return type(self) is type(other) and self.__dict__ == other.__dict__
+        return type(self) is type(other) and self._comparable() == other._comparable()
 
     def __repr__(self):
         return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % kv for kv in sorted(self.__dict__.items())))
