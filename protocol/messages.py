@@ -18,7 +18,6 @@ from protocol.errors import ProtocolError
 CHANNELS = const(3)  # meters per module
 TARIFFS = const(4)  # time-of-use tariff registers per channel
 DELTA_UNKNOWN = const(0xFFFF)  # an hourly delta that was not measured or did not fit
-MODULE = const(0xFF)  # EVENT.channel of an event of the module itself, not one meter
 
 # Event codes (EVENT.code)
 EV_MAGNET_START = const(1)
@@ -58,25 +57,6 @@ ST_REFUSED = const(3)  # valid, but not allowed now (e.g. config refused, old on
 ST_BUSY = const(4)
 
 
-def _pack_exactly(layout, type_byte, values):
-    """struct.pack(layout, type_byte, *values), or None if that would not read back as the same values.
-
-    MicroPython's struct truncates out-of-range values silently and fills missing
-    ones with zeros; CPython's raises. Reading back catches both the same way.
-    """
-    try:
-        head = struct.pack(layout, type_byte, *values)
-        packed = struct.unpack(layout, head)
-    except (ValueError, OverflowError, TypeError, struct.error):
-        return None
-    if len(packed) != len(values) + 1:
-        return None
-    for i in range(len(values)):
-        if packed[i + 1] != values[i]:
-            return None
-    return head
-
-
 class Message:
     """Base of every message: TYPE byte, then FORMAT (without the type byte) over FIELDS."""
 
@@ -105,21 +85,16 @@ class Message:
         return tuple(getattr(self, f) for f in self.FIELDS)
 
     def encode(self):
-        """Return the message bytes, or raise ProtocolError for a value the layout cannot hold."""
-        self.validate()
         flat = []
-        for name in self.FIELDS:
-            value = getattr(self, name)
-            width = self.GROUPS.get(name, 0)
-            if not width:
-                flat.append(value)
-            elif len(value) == width:
-                flat.extend(value)
+        for v in self.values():
+            if isinstance(v, (tuple, list)):
+                flat.extend(v)
             else:
-                raise ProtocolError("%s.%s needs %d values" % (type(self).__name__, name, width))
-        head = _pack_exactly("<B" + self.FORMAT, self.TYPE, flat)
-        if head is None:
-            raise ProtocolError("%s has a field out of range: %r" % (type(self).__name__, self))
+                flat.append(v)
+        try:
+            head = struct.pack("<B" + self.FORMAT, self.TYPE, *flat)
+        except (ValueError, OverflowError, TypeError, struct.error) as e:
+            raise ProtocolError("cannot encode %s: %s" % (type(self).__name__, e))
         if not self.TAIL:
             return head
         tail = bytes(getattr(self, self.TAIL))
@@ -153,12 +128,8 @@ class Message:
     def validate(self):
         """Raise ProtocolError for field values the layout can hold but the meaning cannot."""
 
-    def _comparable(self):
-        # a group may be a list or a tuple (decode makes tuples): equal values, equal messages
-        return [(k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(self.__dict__.items())]
-
     def __eq__(self, other):
-        return type(self) is type(other) and self._comparable() == other._comparable()
+        return type(self) is type(other) and self.__dict__ == other.__dict__
 
     def __repr__(self):
         return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % kv for kv in sorted(self.__dict__.items())))
@@ -215,7 +186,7 @@ class Registers(Message):
 
 
 class Event(Message):
-    """One archived event: unix ``time``, ``code`` (EV_*), ``channel`` (or MODULE), ``value``."""
+    """One archived event: unix ``time``, ``code`` (EV_*), ``channel`` (0xFF: module), ``value``."""
 
     TYPE = 0x03
     FORMAT = "IBBi"
@@ -224,8 +195,6 @@ class Event(Message):
     def validate(self):
         if not 1 <= self.code <= EV_FW_UPDATED:
             raise ProtocolError("unknown event code %d" % self.code)
-        if self.channel >= CHANNELS and self.channel != MODULE:
-            raise ProtocolError("event channel %d" % self.channel)
 
 
 class Diag(Message):
@@ -242,10 +211,6 @@ class Ack(Message):
     TYPE = 0x05
     FORMAT = "HBB"
     FIELDS = ("seq", "status", "detail")
-
-    def validate(self):
-        if self.status > ST_BUSY:
-            raise ProtocolError("acknowledgement status %d" % self.status)
 
 
 # ---- down -------------------------------------------------------------------

@@ -42,7 +42,9 @@ def test_frames_known_answers():
 
 def message_from(v):
     cls = getattr(messages, v["type"])
-    fields = dict(v["fields"])
+    fields = {}
+    for name, value in v["fields"].items():  # JSON has lists where decode makes tuples
+        fields[name] = tuple(value) if isinstance(value, list) else value
     if cls.TAIL:
         fields[cls.TAIL] = unhex(fields[cls.TAIL])
     return cls(**fields)
