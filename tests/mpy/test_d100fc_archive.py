@@ -7,8 +7,8 @@ from tests.d100fc_scenario import make
 START = 1780272000
 
 
-def test_45_days_of_hourly_records_on_a_512k_littlefs_volume():
-    mount(block_size=4096, block_count=128)
+def test_45_days_of_hourly_records_on_a_256k_littlefs_volume():
+    mount(block_size=4096, block_count=64)
     hal, up, mod = make(MOUNT, START, max_sleep_s=3600, checkpoint_s=3600)
     for hour in range((KEEP_DAYS + 2) * 24):
         hal.advance(3600)
