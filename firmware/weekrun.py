@@ -17,6 +17,7 @@ from firmware.d100fc.module import Module
 from protocol import messages as m
 
 START = 1780272000  # 2026-06-01 00:00 UTC, a Monday
+GC_THRESHOLD = 2048  # collect after this many bytes allocated, as a board's main loop would: less fragmentation
 DAY = 86400
 
 
@@ -45,6 +46,7 @@ CONFIG = {"addr": 42, "groups": [5], "channels": [
 
 
 def main(days, where, ram, scale, checkpoint_s):
+    gc.threshold(GC_THRESHOLD)
     dev = None
     if ram:
         import vfs
