@@ -140,3 +140,17 @@ def test_garbage_downlink_gets_a_bad_value_ack(tmp_path):
     ack = m.decode(mod.on_downlink(b"\x10\x05\x00\x01"))
     assert (ack.seq, ack.status) == (5, m.ST_BAD_VALUE)
     assert m.decode(mod.on_downlink(m.Diag(1, 2, 3, 4, 5, 6, 7, 8, 9).encode())).status == m.ST_UNKNOWN_COMMAND
+
+
+def test_a_channel_setup_blob_applies_and_survives_a_reboot(tmp_path):
+    hal, up, mod = make(str(tmp_path), MONDAY)
+    blob = encode_channels([("electricity", 1000, 5, 100), ("water", 10, 50, 0), ("heat", 1, 5, 0)])
+    ack = send_blob(mod, KIND_CHANNELS, blob)
+    assert (ack.status, ack.detail) == (m.ST_OK, 1)
+    run(hal, mod, 600, rates=(1000, 0, 0), step_ms=1000)
+    assert mod.register(0, 9) == 600 - 100
+    hal2 = BenchHAL(str(tmp_path), hal.unix_time())
+    mod2 = Module(hal2, config(), RecordingUplink())
+    mod2.boot()
+    assert mod2.channels[2] == ("heat", 1, 5, 0) and mod2.registers.contract[0] == 100
+    assert mod2.obis_registers(2)["6-0:1.0.0"] == 50

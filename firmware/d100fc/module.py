@@ -69,7 +69,7 @@ class Module:
         self.load.groups = list(config.get("groups", ()))
         self.pulses = PulseInputs([c[2] for c in self.channels])
         self.registers = Registers([c[3] for c in self.channels])
-        self._blobs = None  # a BlobAssembler while a configuration blob is arriving (1 KB: not kept idle)
+        self._blobs = None  # a BlobAssembler only while a configuration blob is arriving: RAM is scarce
         self.hour = 0
         self.tariff = 1
         self.flags = 0
@@ -113,7 +113,7 @@ class Module:
         self.relay_closed = not self._open_reasons
         self.hal.relay_set(self.relay_closed)
         self._event(m.EV_POWER_RESTART, MODULE, self.restarts)
-        self._sense(now)
+        self._sense()
         self.checkpoint()
         self.uplink.send(self.diag())
 
@@ -169,7 +169,7 @@ class Module:
         if now // HOUR > self.hour:
             self._new_hour(now)
             save = True
-        self._sense(now)
+        self._sense()
         if self.load.any_limit() and self.uptime_ms - self._limit_ms >= 1000 * WINDOW_S:
             self._check_limits(now)
         save = self._apply_relay(now) or save
@@ -205,7 +205,7 @@ class Module:
         self.hour = hour
         for ch in range(len(self.channels)):
             if self.channels[ch][0] == "water":
-                self._watch_leak(now, ch)
+                self._watch_leak(ch)
         mv = self.hal.battery_mv()
         if mv < self.battery_low_mv and not self.battery_low:
             self.battery_low = True
@@ -234,14 +234,14 @@ class Module:
                 self.uplink.send(m.Registers(hour, ch, regs.value[ch]).encode())
             self.uplink.send(self.diag())
 
-    def _watch_leak(self, now, ch):
+    def _watch_leak(self, ch):
         flowing = self.registers.prev[ch][0]
         self.leak_hours[ch] = self.leak_hours[ch] + 1 if flowing and flowing != UNKNOWN else 0
         if self.leak_hours[ch] >= LEAK_HOURS:
             self.leak_hours[ch] = 0
             self._event(m.EV_LEAK, ch, LEAK_HOURS)
 
-    def _sense(self, now):
+    def _sense(self):
         magnet = bool(self.hal.magnet_present())
         if magnet != self.magnet:
             self.magnet = magnet
@@ -368,7 +368,7 @@ class Module:
         old = len(self.channels)
         self.channels = chans
         for ch in range(len(chans)):
-            self.pulses._debounce[ch] = chans[ch][2]
+            self.pulses.set_debounce(ch, chans[ch][2])
             self.registers.contract[ch] = chans[ch][3]
             if ch >= old:
                 self.hal.pulse_attach(ch, self.pulses.on_edge)

@@ -23,7 +23,10 @@ class PulseInputs:
         self._debounce = array("I", [0] * CHANNELS)
         self._drained = array("I", [0] * CHANNELS)  # _count at the previous drain
         for ch in range(len(debounce_ms)):
-            self._debounce[ch] = debounce_ms[ch]
+            self.set_debounce(ch, debounce_ms[ch])
+
+    def set_debounce(self, channel, ms):
+        self._debounce[channel] = ms
 
     def arm(self, ticks_now):
         """Forget edge history so the first real edge after boot is accepted."""
