@@ -8,9 +8,9 @@ Figures (x86-64 unix port; a board's MCU is slower, its pointers half as wide):
   port that heap also holds the imported bytecode and qstrs, which a board keeps in flash.
   ``heap_romfs_bytes`` is the same with the compiled modules in a ROMFS image mounted as
   ``vfs.VfsRom`` (bytecode runs in place, as from a board's ROMFS partition), minus the image;
-  ``romfs_week_runs_in_64k`` whether the week runs with exactly 64 KB beside the image (success
-  is not monotonic in the heap size: where the collector runs moves fragmentation, so the
-  bisection is approximate); ``heap_runtime_bytes`` is the live heap after the imports
+  ``romfs_week_runs_in_64k`` whether the week runs with exactly 64 KB beside the image. Both
+  smallest heaps come from a downward scan in 4 KB steps (the week runs on that heap and every
+  step above it); ``heap_runtime_bytes`` is the live heap after the imports
   (sampled hourly after a collection).
 - ``hour_cpu_ms``: time of one simulated hour's ticks, the median hour of the week on the
   RamFlash LittleFS (so LittleFS's work counts and the host disk's does not; pulse
@@ -40,6 +40,8 @@ TARGET_MPY = 64 * 1024
 TARGET_HEAP = 64 * 1024
 ENDURANCE = 100000  # erase cycles per block, typical SPI NOR
 HEAP_STEP = 4096
+HEAP_SCAN_FROM = 100 * 1024  # the scans for the smallest heap start a little above the last figures
+HEAP_SCAN_FROM_ROMFS = 72 * 1024
 
 ISR_SCRIPT = """
 import time
@@ -173,16 +175,18 @@ def week_run(build, days, heap, extra=(), must=True, romfs=None):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _smallest_heap(build, days, romfs=None):
-    """Bisect the smallest heap (HEAP_STEP granularity) on which the week runs."""
-    lo, hi = 32 * 1024, 256 * 1024  # lo fails (imports alone need more), hi runs
-    while hi - lo > HEAP_STEP:
-        mid = (lo + hi) // 2 // HEAP_STEP * HEAP_STEP
-        if week_run(build, days, mid, must=False, romfs=romfs) is None:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+def _smallest_heap(build, days, start, romfs=None):
+    """The smallest heap such that the week runs on it and on every HEAP_STEP above it, from ``start`` down.
+
+    Success is not monotonic in the heap size (where the collector runs moves the
+    fragmentation), so a bisection could land on a lucky size; a downward scan cannot.
+    """
+    heap = start
+    while week_run(build, days, heap, must=False, romfs=romfs) is None:  # start too small: go up
+        heap += 2 * HEAP_STEP
+    while heap - HEAP_STEP > 0 and week_run(build, days, heap - HEAP_STEP, must=False, romfs=romfs) is not None:
+        heap -= HEAP_STEP
+    return heap
 
 
 def firmware(args):
@@ -192,10 +196,10 @@ def firmware(args):
         run = week_run(build, days, 1024 * 1024)
         flash = week_run(build, days, 1024 * 1024, ["/ramfl", "ram"])
         baseline = week_run(build, 1, 1024 * 1024, ["/ramfl", "ram", "1", "60"])
-        heap = _smallest_heap(build, days)
+        heap = _smallest_heap(build, days, HEAP_SCAN_FROM)
         image = os.path.join(build, "week.romfs")
         image_bytes = romfs_image(build, image)
-        heap_romfs = _smallest_heap(build, days, image) - image_bytes
+        heap_romfs = _smallest_heap(build, days, image_bytes + HEAP_SCAN_FROM_ROMFS, image) - image_bytes
         romfs_64k = week_run(build, days, image_bytes + TARGET_HEAP, romfs=image, must=False) is not None
         with tempfile.TemporaryDirectory() as tmp:
             isr_us = float(_mp(build, ["-c", ISR_SCRIPT], 1024 * 1024, tmp).stdout.split()[-1])
