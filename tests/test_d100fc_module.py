@@ -154,3 +154,9 @@ def test_a_channel_setup_blob_applies_and_survives_a_reboot(tmp_path):
     mod2.boot()
     assert mod2.channels[2] == ("heat", 1, 5, 0) and mod2.registers.contract[0] == 100
     assert mod2.obis_registers(2)["6-0:1.0.0"] == 50
+
+
+def test_channel_resource_codes_follow_the_obis_order():
+    from firmware.d100fc.settings import RESOURCE_CODES
+    from protocol import obis
+    assert RESOURCE_CODES == obis.RESOURCES

@@ -18,7 +18,7 @@ CHANNELS_VERSION = const(1)
 CHANNEL = "<BIHI"  # resource code, pulse constant, debounce ms, contract pulses per hour
 CHANNEL_SIZE = const(11)
 DEFAULT_DEBOUNCE_MS = const(20)  # reed contacts bounce for a few ms; S0 pulses last >= 30 ms
-RESOURCE_CODES = ("electricity", "water", "gas", "heat")  # protocol.obis.RESOURCES; wire code = index + 1
+RESOURCE_CODES = ("electricity", "heat", "gas", "water")  # protocol.obis.RESOURCES order; wire code = index + 1
 
 
 def channel(resource, pulse_const, debounce_ms=DEFAULT_DEBOUNCE_MS, contract=0):
