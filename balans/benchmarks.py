@@ -26,6 +26,11 @@ def configure(parser):
     parser.add_argument("--quick", action="store_true", help="a smaller workload, for smoke tests")
     parser.add_argument("--broker", metavar="HOST:PORT", help="MQTT broker for benchmarks that publish "
                         "(default: one started for the run)")
+    # Workload knobs; each benchmark reads those that apply to it and ignores the rest.
+    parser.add_argument("--meters", type=int, help="how many meters (benchmarks that size a district)")
+    parser.add_argument("--days", type=int, help="how many days of data")
+    parser.add_argument("--db", help="central's store: an SQLite path or a postgresql:// URL")
+    parser.add_argument("--seed", type=int, help="seed of generated data")
 
 
 def run(args):
