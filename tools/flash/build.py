@@ -1,8 +1,9 @@
 """Compile a board's firmware with mpy-cross: the files that go into an image and onto a board.
 
-What a D100FC runs is ``firmware/d100fc/``, the OTA code and the HAL contract
-in ``firmware/common/``, and every repository module those import (the
-protocol modules, other common code), found by following their imports.
+What a D100FC runs is ``firmware/d100fc/``, the mesh, the OTA code and the
+HAL contract in ``firmware/common/``, and every repository module those
+import (the protocol modules, other common code), found by following their
+imports.
 """
 
 import ast
@@ -45,7 +46,9 @@ def sources(board):
     if board not in BOARDS:
         raise ValueError("unknown board %r: one of %s" % (board, ", ".join(BOARDS)))
     todo = [p for p in (REPO / "firmware" / board).glob("*.py")]
-    todo += list((REPO / "firmware" / "common" / "ota").glob("*.py")) + [REPO / "firmware/common/hal.py"]
+    for shared in ("ota", "mesh"):  # the board support wires the mesh in; nothing in d100fc imports it
+        todo += list((REPO / "firmware" / "common" / shared).glob("*.py"))
+    todo.append(REPO / "firmware/common/hal.py")
     found = set()
     while todo:
         path = todo.pop()
