@@ -41,6 +41,9 @@ class _CountingUplink:
             self._recorder.made_report(self._addr, payload, backfill)
         return ok
 
+    def stats(self):
+        return self._uplink.stats()
+
 
 class District:
     """A World wired with real firmware on every node, and a Recorder watching it."""

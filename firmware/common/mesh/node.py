@@ -38,6 +38,15 @@ class Uplink:
         """Queue ``payload`` (<= 39 bytes) for the concentrator; False if the queue is full."""
         return self._node.send_up(payload, urgent, backfill)
 
+    def stats(self):
+        """Radio counters and the route to the concentrator, for the module's DIAG report."""
+        n = self._node
+        parent = n.routing.preferred
+        return {"tx": n.sent + n.relayed, "rx": n.received, "retries": n.retries,
+                "parent": 0xFFFF if parent is None else parent.addr,
+                "rssi": -127 if parent is None else max(-127, min(127, int(parent.rssi))),
+                "hops": n.routing.depth}
+
 
 class MeshNode(Station):
     def __init__(self, hal, addr, net_id, net_key, module_key, seed=0):

@@ -70,6 +70,7 @@ class Station:
         self._beacon_at = None  # a beacon Trickle asked for waits for our children's slot
         self.phase_offset = 0  # network cycle phase = (ticks + offset) % CYCLE_MS
         self.sent = self.relayed = self.dropped = self.retries = self.duty_refused = self.acked = 0
+        self.received = 0  # frames heard, whoever they were for: the module's DIAG reports it
         hal.radio_listen()
 
     # ---- the host's interface ----------------------------------------------
@@ -81,6 +82,7 @@ class Station:
             buf = hal.radio_receive()
             if buf is None:
                 break
+            self.received += 1
             self._receive(buf, hal.radio_rssi(), hal.ticks_ms())
         now = hal.ticks_ms()
         if self.trickle.poll(now):
