@@ -25,7 +25,6 @@ command (ReplayError), anything malformed or for another concentrator
 """
 
 import json
-import os
 
 from protocol import messages
 from protocol.cose import Sign1Verifier, loads

@@ -4,7 +4,6 @@ Loss = 25.2 dB at 1 m (free space at 433.9 MHz) + 10 n log10(d) + walls and
 floors. Shadowing and its slow variation are added by radio.Channel.
 """
 
-import math
 
 import numpy as np
 
@@ -24,7 +23,6 @@ def block(n_modules=240, rng=None):
     """
     floors, per_floor = 10, 4
     per_building = floors * per_floor
-    buildings = max(1, math.ceil(n_modules / per_building))
     pos, bld, floor = [(5.0, 6.0, 0.0)], [0], [0]
     for m in range(n_modules):
         b, k = divmod(m, per_building)

@@ -25,7 +25,7 @@ from edge_agent.agent import Agent
 from edge_agent.config import to_toml
 from protocol.cose import sign1
 from tests.edge_fixtures import Keys, agent_config
-from tests.edge_world import H, Central, Concentrator, TcpLine, expected_readings
+from tests.edge_world import Central, Concentrator, TcpLine, expected_readings
 from balans.toolchain import REPO
 
 MODULES = [0x10 + i for i in range(8)]

@@ -8,7 +8,6 @@ import pytest
 
 from balans import cli as balans_cli
 from central import csvio
-from firmware.common.ota import manifest
 from firmware.common.ota.slots import State
 from tools.flash import bundle, cli, provision, workorder
 from tools.flash.emulator import Emulator

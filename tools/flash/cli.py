@@ -1,6 +1,5 @@
 """``balans flash ...`` for installers and ``balans ota ...`` for the vendor (docs/installer.md, docs/ota.md)."""
 
-import csv
 import sys
 import time
 from pathlib import Path

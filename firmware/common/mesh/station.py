@@ -20,7 +20,7 @@ from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.counter import FrameCounter
 from firmware.common.mesh.duty import DutyCycle
 from firmware.common.mesh.flood import JITTER_MS, Flood
-from firmware.common.mesh.mac import (ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, CYCLE_MS, MAX_ATTEMPTS, SLOT_MS,
+from firmware.common.mesh.mac import (ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, MAX_ATTEMPTS, SLOT_MS,
                                       SUPERFRAME_MS,
                                       airtime_ms, wait_for)
 from firmware.common.mesh.routing import Routing
@@ -296,14 +296,21 @@ class Station:
         n.depth = depth
         return n
 
-    def _on_ack(self, buf, rssi, now):
+    def _open_control(self, buf, fmt, length):
+        """A network-key control frame and its fields, or (None, None) if it does not check out."""
         fr = self._open(buf, self.net_key)
         if fr is None:
-            return
+            return None, None
         try:
-            src, counter, rank, depth, phase = control.unpack(control.ACK_FMT, control.ACK_LEN, fr.payload)
+            return fr, control.unpack(fmt, length, fr.payload)
         except ProtocolError:
+            return None, None
+
+    def _on_ack(self, buf, rssi, now):
+        fr, fields = self._open_control(buf, control.ACK_FMT, control.ACK_LEN)
+        if fr is None:
             return
+        src, counter, rank, depth, phase = fields
         n = self._neighbour_says(fr, rssi, now, rank, depth)
         if n is None:
             return
@@ -320,13 +327,10 @@ class Station:
                 self._routing_changed(now)  # the parent now sits below us: reselect
 
     def _on_beacon(self, buf, rssi, now):
-        fr = self._open(buf, self.net_key)
+        fr, fields = self._open_control(buf, control.BEACON_FMT, control.BEACON_LEN)
         if fr is None:
             return
-        try:
-            version, depth, rank, parent, phase = control.unpack(control.BEACON_FMT, control.BEACON_LEN, fr.payload)
-        except ProtocolError:
-            return
+        version, depth, rank, parent, phase = fields
         n = self._neighbour_says(fr, rssi, now, rank, depth)
         if n is None:
             return
