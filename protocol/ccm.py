@@ -5,9 +5,14 @@ Written on top of a bare AES block so that the same code runs on MicroPython
 against ``cryptography``'s AESCCM. All work buffers are allocated once per key:
 ``seal_into`` and ``open_into`` allocate nothing on MicroPython (tests/mpy proves
 it); ``seal`` and ``open`` allocate only their output.
+
+``CCM`` is that block-built ``PortableCCM`` on MicroPython; on CPython it is
+``OpenSSLCCM``, the same interface with each message sealed or opened by one
+OpenSSL call, about 30 times faster (the simulator runs hundreds of stations).
+The tests hold both to RFC 3610 and to each other, byte for byte.
 """
 
-from protocol.compat import BlockCipher, const
+from protocol.compat import AESCCM, BlockCipher, InvalidTag, const
 from protocol.errors import AuthError, ProtocolError
 
 TAG_LEN = const(8)  # MIC-64, as IEEE 802.15.4 uses for its strongest CCM* level
@@ -18,8 +23,8 @@ MSG_MAX = const(0xFFFF)  # what L = 2 length bytes can count
 AAD_MAX = const(0xFEFF)  # longer associated data needs a 6-byte length encoding we never use
 
 
-class CCM:
-    """Seal and open messages under one AES-128 key."""
+class PortableCCM:
+    """Seal and open messages under one AES-128 key, on a bare AES block."""
 
     def __init__(self, key):
         if len(key) != 16:
@@ -149,3 +154,37 @@ class CCM:
         out = bytearray(max(0, len(sealed) - TAG_LEN))
         self.open_into(nonce, aad, sealed, out)
         return out
+
+
+class OpenSSLCCM(PortableCCM):
+    """PortableCCM's interface and checks, each message done by OpenSSL's AES-CCM at once."""
+
+    def __init__(self, key):
+        PortableCCM.__init__(self, key)
+        self._whole = AESCCM(bytes(key), TAG_LEN)
+
+    def seal_into(self, nonce, aad, plaintext, out, offset=0):
+        n = len(plaintext)
+        self._check(nonce, aad, n)
+        if len(out) < offset + n + TAG_LEN:
+            raise ProtocolError("CCM output buffer too small")
+        out[offset:offset + n + TAG_LEN] = self._whole.encrypt(bytes(nonce), bytes(plaintext), bytes(aad))
+        return n + TAG_LEN
+
+    def open_into(self, nonce, aad, sealed, out):
+        n = len(sealed) - TAG_LEN
+        if n < 0:
+            raise ProtocolError("sealed message shorter than its tag")
+        self._check(nonce, aad, n)
+        if len(out) < n:
+            raise ProtocolError("CCM output buffer too small")
+        try:
+            out[:n] = self._whole.decrypt(bytes(nonce), bytes(sealed), bytes(aad))
+        except InvalidTag:  # as PortableCCM: nothing of a forgery stays in out
+            for i in range(n):
+                out[i] = 0
+            raise AuthError("CCM tag mismatch")
+        return n
+
+
+CCM = PortableCCM if AESCCM is None else OpenSSLCCM

@@ -20,8 +20,12 @@ try:
         def encrypt_block(self, src, dst):
             self._aes.encrypt(src, dst)
 
+    AESCCM = InvalidTag = None  # no whole-message CCM in MicroPython: protocol.ccm builds it on the block
+
 except ImportError:
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.exceptions import InvalidTag  # noqa: F401
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM  # noqa: F401
 
     class BlockCipher:
         """AES-128 forward cipher on one 16-byte block (ECB), backed by OpenSSL."""

@@ -1,4 +1,8 @@
-"""protocol.ccm against RFC 3610 and against OpenSSL (cryptography's AESCCM)."""
+"""protocol.ccm against RFC 3610 and against OpenSSL (cryptography's AESCCM).
+
+Both implementations: PortableCCM (what MicroPython runs) and OpenSSLCCM (what
+CCM is on CPython) must agree with the references and behave alike on errors.
+"""
 
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -6,10 +10,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.ccm import CCM, NONCE_LEN, TAG_LEN
+from protocol.ccm import CCM, NONCE_LEN, TAG_LEN, OpenSSLCCM, PortableCCM
 from protocol.errors import AuthError, ProtocolError
 from tests.protocol_strategies import examples_settings
 
+IMPLEMENTATIONS = pytest.mark.parametrize("impl", [PortableCCM, OpenSSLCCM])
 RFC3610_KEY = bytes.fromhex("c0c1c2c3c4c5c6c7c8c9cacbcccdcecf")
 # RFC 3610 section 8, packet vectors #1-#3: M = 8, L = 2, exactly our parameters.
 # (nonce, 8 cleartext header bytes = associated data, payload, ciphertext and tag)
@@ -23,9 +28,10 @@ RFC3610 = [
 ]
 
 
+@IMPLEMENTATIONS
 @pytest.mark.parametrize("nonce, aad, plain, sealed", RFC3610)
-def test_rfc3610_packet_vectors(nonce, aad, plain, sealed):
-    ccm = CCM(RFC3610_KEY)
+def test_rfc3610_packet_vectors(impl, nonce, aad, plain, sealed):
+    ccm = impl(RFC3610_KEY)
     nonce, aad, plain, sealed = map(bytes.fromhex, (nonce, aad, plain, sealed))
     assert bytes(ccm.seal(nonce, aad, plain)) == sealed
     assert bytes(ccm.open(nonce, aad, sealed)) == plain
@@ -35,36 +41,40 @@ keys = st.binary(min_size=16, max_size=16)
 nonces = st.binary(min_size=NONCE_LEN, max_size=NONCE_LEN)
 
 
+@IMPLEMENTATIONS
 @examples_settings(400)
 @given(keys, nonces, st.binary(max_size=100), st.binary(max_size=100))
-def test_seal_equals_openssl_and_opens(key, nonce, aad, plain):
+def test_seal_equals_openssl_and_opens(impl, key, nonce, aad, plain):
     reference = AESCCM(key, tag_length=TAG_LEN)
-    sealed = CCM(key).seal(nonce, aad, plain)
+    sealed = impl(key).seal(nonce, aad, plain)
     assert bytes(sealed) == reference.encrypt(nonce, plain, aad)
-    assert bytes(CCM(key).open(nonce, aad, sealed)) == plain
+    assert bytes(impl(key).open(nonce, aad, sealed)) == plain
 
 
+@IMPLEMENTATIONS
 @examples_settings(400)
 @given(keys, nonces, st.binary(max_size=100), st.binary(max_size=100))
-def test_opens_what_openssl_sealed(key, nonce, aad, plain):
+def test_opens_what_openssl_sealed(impl, key, nonce, aad, plain):
     sealed = AESCCM(key, tag_length=TAG_LEN).encrypt(nonce, plain, aad)
-    assert bytes(CCM(key).open(nonce, aad, sealed)) == plain
+    assert bytes(impl(key).open(nonce, aad, sealed)) == plain
 
 
+@IMPLEMENTATIONS
 @examples_settings(300)
 @given(keys, nonces, st.binary(max_size=40), st.binary(min_size=1, max_size=60), st.data())
-def test_any_change_fails_like_openssl(key, nonce, aad, plain, data):
+def test_any_change_fails_like_openssl(impl, key, nonce, aad, plain, data):
     sealed = bytearray(AESCCM(key, tag_length=TAG_LEN).encrypt(nonce, plain, aad))
     where = data.draw(st.integers(0, len(sealed) - 1))
     sealed[where] ^= 1 << data.draw(st.integers(0, 7))
     with pytest.raises(InvalidTag):
         AESCCM(key, tag_length=TAG_LEN).decrypt(nonce, bytes(sealed), aad)
     with pytest.raises(AuthError):
-        CCM(key).open(nonce, aad, sealed)
+        impl(key).open(nonce, aad, sealed)
 
 
-def test_failed_open_leaves_no_plaintext_behind():
-    ccm = CCM(RFC3610_KEY)
+@IMPLEMENTATIONS
+def test_failed_open_leaves_no_plaintext_behind(impl):
+    ccm = impl(RFC3610_KEY)
     nonce, aad = bytes(13), b"hdr"
     sealed = bytearray(ccm.seal(nonce, aad, b"secret reading 1234"))
     sealed[-1] ^= 1
@@ -74,8 +84,9 @@ def test_failed_open_leaves_no_plaintext_behind():
     assert out == bytearray(64)
 
 
-def test_seal_into_writes_at_offset_and_nowhere_else():
-    ccm = CCM(RFC3610_KEY)
+@IMPLEMENTATIONS
+def test_seal_into_writes_at_offset_and_nowhere_else(impl):
+    ccm = impl(RFC3610_KEY)
     nonce, aad, plain = bytes(range(13)), b"a", b"plaintext"
     out = bytearray(b"\xaa" * 40)
     n = ccm.seal_into(nonce, aad, plain, out, 5)
@@ -84,10 +95,11 @@ def test_seal_into_writes_at_offset_and_nowhere_else():
     assert out[:5] == b"\xaa" * 5 and out[5 + n:] == b"\xaa" * (40 - 5 - n)
 
 
-def test_bad_parameters_are_protocol_errors():
-    ccm = CCM(RFC3610_KEY)
+@IMPLEMENTATIONS
+def test_bad_parameters_are_protocol_errors(impl):
+    ccm = impl(RFC3610_KEY)
     with pytest.raises(ProtocolError):
-        CCM(b"short")
+        impl(b"short")
     with pytest.raises(ProtocolError):
         ccm.seal(bytes(12), b"", b"x")
     with pytest.raises(ProtocolError):
@@ -96,3 +108,7 @@ def test_bad_parameters_are_protocol_errors():
         ccm.seal_into(bytes(13), b"", b"abc", bytearray(10))
     with pytest.raises(ProtocolError):
         ccm.seal(bytes(13), bytes(0xFF00), b"")
+
+
+def test_cpython_uses_openssl():
+    assert CCM is OpenSSLCCM  # the simulator's speed depends on it; MicroPython gets PortableCCM

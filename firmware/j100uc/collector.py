@@ -77,6 +77,7 @@ class Collector:
                 addr = int(addr, 16)
             res = [RESOURCES.index(r) if r else -1 for r in channels]
             self.modules[addr] = Module(addr, res)
+        self._rota = list(self.modules.values())  # backfill turns, fixed: no list built per tick
         self.ring = RecordRing(config.get("hold_records", HOLD_RECORDS))
         self.boot = self._next_boot()
         self.link = AgentLink(hal, self.boot, self.ring)
@@ -278,10 +279,12 @@ class Collector:
         if self.ring.free() < self.ring.capacity // 2 or not self.modules:
             return  # the agent is behind: asking for more would only overflow the ring
         now_hour = self.hal.unix_time() // 3600
-        addrs = list(self.modules)
+        rota = self._rota
         sent = 0
-        for k in range(len(addrs)):
-            m = self.modules[addrs[(self._backfill_next + k) % len(addrs)]]
+        for k in range(len(rota)):
+            m = rota[(self._backfill_next + k) % len(rota)]
+            if not m.gaps.ranges:
+                continue  # nothing missing, nothing to expire: most modules on most ticks
             if self._time_synced:
                 m.gaps.expire(now_hour)
             first = m.gaps.first()
@@ -299,7 +302,7 @@ class Collector:
                 continue
             sent += 1
             if sent >= BACKFILL_PER_TICK:
-                self._backfill_next = (self._backfill_next + k + 1) % len(addrs)
+                self._backfill_next = (self._backfill_next + k + 1) % len(rota)
                 return
 
     # ---- periodic --------------------------------------------------------------------
