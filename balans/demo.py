@@ -2,14 +2,22 @@
 
 Simulated modules count pulses (the real D100FC firmware on a simulated radio mesh)
 → the real J100UC collector → serial line → the edge agent (durable queue, signed
-batches) → a real MQTT broker → central ingest into SQLite → hourly consumption and
-the daily balance of two balance groups of one house: its electricity and its water.
+batches) → a real MQTT broker → central ingest into SQLite → the daily balance of
+every group and the next-day alerts.
 
-The house's input meters sit on module 1: channel 0 counts every electricity pulse of
-the house, channel 1 every water pulse (as the house's main meters would). With no
-losses injected, each group's input must equal the sum of its members, and every
-reading the modules produced must be stored centrally exactly once, with the value
-the module sent. The demo checks both and says so.
+The district is one street of two houses, for electricity and for water. Module 1
+holds the street's input meters (and a street standpipe's water meter), modules 2
+and 3 the houses' input meters; the other modules are the flats, shared between
+the houses. An input meter counts every pulse of its members, as a main meter does.
+On the balance day two faults start at midnight: a flat in house B bypasses its
+electricity meter (it misses BYPASS_SHARE of its pulses; the house meter does not),
+and a cistern in house A runs (LEAK_PULSES_PER_HOUR pulses of 10 L through the
+flat's cold-water meter).
+
+The demo checks, and says, that every reading the modules produced was stored
+centrally exactly once with the value the module sent; that every group's
+imbalance is what was stolen inside it (zero elsewhere); and that the alerts name
+the bypassing flat among its house's suspects and the leaking meter.
 """
 
 import json
@@ -22,6 +30,7 @@ from collections import Counter
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from balans.services import find_broker
+from central.analytics import alerts
 from central.balance import compute, format_table
 from central.ingest import Ingestor, MqttIngest
 from central.model import from_lists
@@ -33,20 +42,31 @@ from edge_agent.linkport import Pipe
 from protocol.batch import Signer, Verifier
 from protocol.ids import meter_id
 from protocol.obis import code
-from simulator.groups import SumSource
+from simulator.groups import Bypass, Leak, SumSource
 from simulator.network import CHANNELS, District
 
 CONC = "c-demo"
 AGENT_KID, CENTRAL_KID = b"c-demo-1", b"central-1"
-INPUT_MODULE = 1  # the module on the house's main meters
+STREET, HOUSE_A, HOUSE_B = "street-1", "house-a", "house-b"
+INPUT_MODULES = {1: STREET, 2: HOUSE_A, 3: HOUSE_B}  # the modules on the input meters
+INPUT_CHANNELS = {"electricity": 0, "water": 1}  # an input module's channel 2 is a member's water meter
+MIN_MODULES = 5  # the input modules and a flat in each house
 DAY_S = 86400
-# The modules boot at midnight of day 0; day 1 is the first whole day with a reading at each end.
-BALANCE_DAY = 1
-DEMO_DAYS = 2.1  # the balance day, then two hours for its last reports to arrive
+# The modules boot at midnight of day 0, so day 0 lacks its first hour and days 1-4
+# are whole: the history the analytics learn each meter's and group's normal from.
+BALANCE_DAY = 5
+DEMO_DAYS = BALANCE_DAY + 1.1  # the balance day, then time for its last reports to arrive
+BYPASS_SHARE = 0.4  # of the bypassing flat's electricity pulses that its meter misses
+LEAK_PULSES_PER_HOUR = 1.5  # 15 L/h: a running cistern, in every hour at 10 L a pulse
+# An input meter's pulse output holds back a pulse that comes too soon after the last
+# (simulator.profiles.PulseOutput), so one pulse a level can land in the next day.
+TOLERANCE_PULSES = 2
 
 
 def configure(parser):
-    parser.add_argument("--modules", type=int, default=11, help="radio modules in the house (3 meters each)")
+    parser.add_argument("--modules", type=int, default=11,
+                        help="radio modules (3 meters each): 3 on input meters, the rest in flats (at least %d)"
+                        % MIN_MODULES)
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated world")
     parser.add_argument("--broker", metavar="HOST[:PORT]", help="MQTT broker (default: local, else one started here)")
     parser.add_argument("--db", help="central's SQLite file (default: a temporary one)")
@@ -54,6 +74,9 @@ def configure(parser):
 
 
 def run(args):
+    if args.modules < MIN_MODULES:
+        raise SystemExit("balans demo: --modules must be at least %d (3 input modules and a flat in each house)"
+                         % MIN_MODULES)
     host, port = None, None
     if args.broker:
         host, _, p = args.broker.partition(":")
@@ -62,41 +85,72 @@ def run(args):
                        say=None if args.json else print)
     if args.json:
         print(json.dumps(summary))
-    return 0 if summary["exactly_once"] and summary["balanced"] else 1
+    return 0 if summary["ok"] else 1
 
 
-def house_model(addrs):
-    """Groups and meters of the demo house: module INPUT_MODULE holds the input meters."""
-    groups, meters = [], []
-    for resource, input_channel in (("electricity", 0), ("water", 1)):
-        gid = "house-1-" + resource
-        groups.append({"group_id": gid, "parent_id": "", "level": "house", "resource": resource,
-                       "input_meter_id": meter_id(INPUT_MODULE, input_channel), "loss_pct": "0",
-                       "equipment_w": "0"})
-        meters.append({"meter_id": meter_id(INPUT_MODULE, input_channel), "group_id": "", "resource": resource,
-                       "pulse_constant": CHANNELS[input_channel]["pulse_const"]})
-    for addr in addrs:
-        for ch, spec in enumerate(CHANNELS):
-            if addr == INPUT_MODULE and ch < 2:
-                continue
-            meters.append({"meter_id": meter_id(addr, ch), "group_id": "house-1-" + spec["resource"],
-                           "resource": spec["resource"], "pulse_constant": spec["pulse_const"]})
-    return groups, meters
+class StreetLayout:
+    """Which meter is which in the demo street, and the simulated meters wired to match.
 
+    ``members[(group, resource)]`` lists the (addr, channel) of the group's member
+    meters; a house's input meter is a member of the street's group.
+    """
 
-def wire_input_meters(district):
-    """Make the input module's channels 0 and 1 count every pulse of the house's other meters."""
-    nodes = {n.addr: n for n in district.world.nodes if not n.is_root}
-    members = {0: [], 1: []}
-    for addr, node in nodes.items():
-        for ch, spec in enumerate(CHANNELS):
-            if addr == INPUT_MODULE and ch < 2:
-                continue
-            members[0 if spec["resource"] == "electricity" else 1].append((node, ch))
-    house = nodes[INPUT_MODULE]
-    for ch in (0, 1):
-        house.sources[ch] = SumSource(members[ch])
-    return sorted(nodes)
+    def __init__(self, addrs):
+        flats = [a for a in addrs if a not in INPUT_MODULES]
+        self.house_of = {a: (HOUSE_A, HOUSE_B)[i % 2] for i, a in enumerate(flats)}
+        self.house_of.update({a: g for a, g in INPUT_MODULES.items() if g != STREET})
+        self.house_of[min(INPUT_MODULES)] = STREET  # the standpipe on the street module
+        self.inputs = {(g, r): (a, ch) for a, g in INPUT_MODULES.items() for r, ch in INPUT_CHANNELS.items()}
+        self.members = {key: [] for key in self.inputs}
+        for addr in addrs:
+            for ch, spec in enumerate(CHANNELS):
+                if addr in INPUT_MODULES and ch == INPUT_CHANNELS.get(spec["resource"]):
+                    continue
+                self.members[(self.house_of[addr], spec["resource"])].append((addr, ch))
+        for house in (HOUSE_A, HOUSE_B):
+            for resource in INPUT_CHANNELS:
+                self.members[(STREET, resource)].append(self.inputs[(house, resource)])
+        self.culprit = self._first_flat(HOUSE_B, "electricity")
+        self.leak = self._first_flat(HOUSE_A, "water")
+
+    def _first_flat(self, house, resource):
+        return next((a, ch) for a, ch in self.members[(house, resource)] if a not in INPUT_MODULES)
+
+    def group_id(self, group, resource):
+        return "%s-%s" % (group, resource)
+
+    def model(self):
+        """groups.csv and meters.csv rows (central.model.from_lists) of the street."""
+        groups, meters = [], []
+        for (group, resource), (addr, ch) in sorted(self.inputs.items(), key=lambda kv: kv[0][0] != STREET):
+            parent = "" if group == STREET else self.group_id(STREET, resource)
+            groups.append({"group_id": self.group_id(group, resource), "parent_id": parent,
+                           "level": "street" if group == STREET else "house", "resource": resource,
+                           "input_meter_id": meter_id(addr, ch), "loss_pct": "0", "equipment_w": "0"})
+            if group == STREET:
+                meters.append({"meter_id": meter_id(addr, ch), "group_id": "", "resource": resource,
+                               "pulse_constant": CHANNELS[ch]["pulse_const"]})
+        for (group, resource), members in self.members.items():
+            for addr, ch in members:
+                meters.append({"meter_id": meter_id(addr, ch), "group_id": self.group_id(group, resource),
+                               "resource": resource, "pulse_constant": CHANNELS[ch]["pulse_const"]})
+        return groups, meters
+
+    def wire(self, district, fault_start):
+        """Input meters count their members' pulses; the bypass and the leak start at ``fault_start``.
+
+        Returns the Bypass, whose ``stolen`` says what the house B meter saw and the flat's did not.
+        """
+        nodes = {n.addr: n for n in district.world.nodes if not n.is_root}
+        addr, ch = self.leak
+        nodes[addr].sources[ch] = Leak(nodes[addr].sources[ch], fault_start, LEAK_PULSES_PER_HOUR)
+        for group in (HOUSE_A, HOUSE_B, STREET):  # houses first: the street's meter sums theirs
+            for resource in INPUT_CHANNELS:
+                addr, ch = self.inputs[(group, resource)]
+                nodes[addr].sources[ch] = SumSource([(nodes[a], c) for a, c in self.members[(group, resource)]])
+        addr, ch = self.culprit
+        bypass = nodes[addr].sources[ch] = Bypass(nodes[addr].sources[ch], fault_start, BYPASS_SHARE)
+        return bypass
 
 
 class AgentLine:
@@ -165,10 +219,12 @@ def _run(tmp, host, port, broker, modules, seed, db, say, days):
         f.write(public_pem(central_key))
 
     district = District("block", modules, days, seed)
-    addrs = wire_input_meters(district)
+    street = StreetLayout(sorted(n.addr for n in district.world.nodes if not n.is_root))
+    day = district.world.epoch // DAY_S + BALANCE_DAY
+    bypass = street.wire(district, day * DAY_S)
 
     store = open_store(db or os.path.join(tmp, "central.db"))
-    groups, meters = house_model(addrs)
+    groups, meters = street.model()
     store.save_model(from_lists(groups, meters))
     verifier = Verifier()
     verifier.add_key(AGENT_KID, agent_key.public_key(), CONC)
@@ -206,11 +262,12 @@ def _run(tmp, host, port, broker, modules, seed, db, say, days):
         stored[key] = int(value)
     wrong = [k for k, v in produced.items() if stored.get(k) != v]
 
-    day = district.world.epoch // DAY_S + BALANCE_DAY
     rows = compute(store, day)
-    balance = {r["group_id"]: {"input": r["input"], "members": r["members"], "imbalance": r["imbalance"],
-                               "completeness": r["completeness"]} for r in rows}
-    balanced = bool(rows) and all(abs(b["imbalance"]) < 1e-9 and b["completeness"] == 1.0 for b in balance.values())
+    stolen_kwh = sum(n for h, n in bypass.stolen.items() if h // 24 == day) / CHANNELS[0]["pulse_const"]
+    balance, balanced = check_balance(rows, street, stolen_kwh)
+    found = alerts(store, day)
+    culprit_rank, leak_found = check_alerts(found, street)
+    exactly_once = not wrong and len(produced) > 0 and not any(n > 1 for n in dupes.values())
     summary = {
         "broker": "%s:%d" % (host, port),
         "modules": modules,
@@ -220,21 +277,68 @@ def _run(tmp, host, port, broker, modules, seed, db, say, days):
         "duplicates": sum(n - 1 for n in dupes.values()),
         "wrong_values": len(wrong),
         "agent_drained": bool(drained),
-        "exactly_once": not wrong and len(produced) > 0 and not any(n > 1 for n in dupes.values()),
-        "balanced": balanced,
+        "exactly_once": exactly_once,
         "day": time.strftime("%Y-%m-%d", time.gmtime(day * DAY_S)),
         "balance": balance,
+        "balanced": balanced,
+        "stolen_kwh": stolen_kwh,
+        "culprit": meter_id(*street.culprit),
+        "culprit_rank": culprit_rank,
+        "leak_meter": meter_id(*street.leak),
+        "leak_found": leak_found,
+        "alerts": found,
+        "ok": exactly_once and balanced and culprit_rank is not None and leak_found,
         "delivery_ratio": district.figures().get("delivery_ratio"),
         "wall_s": round(time.perf_counter() - t_start, 2),
     }
     store.close()
+    report(summary, rows, say)
+    return summary
+
+
+def check_balance(rows, street, stolen_kwh):
+    """({group: figures}, True if every group's imbalance is what was stolen inside it)."""
+    culprit_group = street.group_id(HOUSE_B, "electricity")
+    balance, balanced = {}, len(rows) == len(street.inputs)
+    for r in rows:
+        expected = stolen_kwh if r["group_id"] == culprit_group else 0.0
+        resource = r["group_id"].rsplit("-", 1)[1]
+        tolerance = TOLERANCE_PULSES / CHANNELS[INPUT_CHANNELS[resource]]["pulse_const"]
+        ok = abs(r["imbalance"] - expected) <= tolerance + 1e-9 and r["completeness"] == 1.0
+        balanced = balanced and ok
+        balance[r["group_id"]] = {"input": r["input"], "members": r["members"], "imbalance": r["imbalance"],
+                                  "expected_imbalance": expected, "completeness": r["completeness"],
+                                  "status": r["status"], "as_expected": ok}
+    return balance, balanced
+
+
+def check_alerts(found, street):
+    """(the culprit's rank among its house's suspects or None, True if the leak was named)."""
+    culprit, group = meter_id(*street.culprit), street.group_id(HOUSE_B, "electricity")
+    suspects = [a["point_id"] for a in found if a["kind"] == "suspect" and a["group_id"] == group]
+    rank = suspects.index(culprit) + 1 if culprit in suspects else None
+    leak = any(a["kind"] == "leak" and a["point_id"] == meter_id(*street.leak) for a in found)
+    return rank, leak
+
+
+def report(summary, rows, say):
+    yes = {True: "yes", False: "NO"}
     say("")
     say("daily balance, %s (units: kWh for electricity, m3 for water)" % summary["day"])
     say(format_table(rows))
     say("")
+    say("alerts for %s (what an operator finds the next morning):" % summary["day"])
+    for a in summary["alerts"]:
+        say("  %-13s %-20s %-20s score %7.2f  %s" % (a["kind"], a["point_id"], a["group_id"] or "-", a["score"],
+                                                    a["detail"]))
+    say("")
     say("readings produced by the modules: %d; stored centrally: %d; duplicates: %d; wrong values: %d"
-        % (summary["readings_produced"], summary["readings_stored"], summary["duplicates"], len(wrong)))
-    say("every reading stored exactly once with the value its module sent: %s; input equals members' sum: %s"
-        % ("yes" if summary["exactly_once"] else "NO", "yes" if balanced else "NO"))
+        % (summary["readings_produced"], summary["readings_stored"], summary["duplicates"], summary["wrong_values"]))
+    say("every reading stored exactly once with the value its module sent: %s" % yes[summary["exactly_once"]])
+    say("every group's imbalance is what was stolen in it (%.3f kWh in %s, 0 elsewhere): %s"
+        % (summary["stolen_kwh"], HOUSE_B, yes[summary["balanced"]]))
+    rank = summary["culprit_rank"]
+    say("the bypassing flat (meter %s) is among %s's suspects: %s" % (
+        summary["culprit"], HOUSE_B, "yes, ranked %d" % rank if rank else "NO"))
+    say("the running cistern (meter %s) is named as a leak: %s" % (summary["leak_meter"], yes[summary["leak_found"]]))
     say("wall time %.1f s" % summary["wall_s"])
-    return summary

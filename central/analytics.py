@@ -29,7 +29,7 @@ work on districts of any size and shape:
 import numpy as np
 
 from central.balance import MIN_COMPLETENESS, Balances, Structure, Window, day_number
-from central.store import HOURS, MEASURED, MISSING
+from central.store import ESTIMATED, HOURS, MEASURED, MISSING
 
 HISTORY_DAYS = 28
 RISE_SIGMAS = 5.0  # robust deviations a daily imbalance must rise by to be an alert
@@ -116,7 +116,10 @@ class MeterStats:
             self.sigma = np.maximum(np.nan_to_num(sigma), MIN_RELATIVE_SIGMA * self.forecast) + 1e-6
             self.hour_forecast = np.nan_to_num(_robust(history, axis=1)[0])
             self.zero_days = np.nanmean(daily <= 0, axis=1)
-            self.min_flow = np.nanmin(history, axis=2)  # [meters, history days]
+            # A leak is judged against flows that were measured: estimates (days before a new
+            # meter's first reading are estimated from like days) would make them up.
+            known = window.quality.reshape(n, ndays, HOURS)[:, :-1, :] != ESTIMATED
+            self.min_flow = np.nanmin(np.where(known, history, np.nan), axis=2)  # [meters, history days]
         self.today = np.nan_to_num(hourly[:, -1, :])
         self.today_sum = self.today.sum(axis=1)
         self.measured_today = (self.raw_quality[:, -1, :] == MEASURED).sum(axis=1)

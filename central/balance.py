@@ -230,14 +230,20 @@ def format_table(rows):
     """The rows as a fixed-width text table."""
     header = ("group", "level", "period", "input", "members", "losses", "equip", "imbalance", "imb %",
               "complete", "cf min", "cf max", "status")
-    lines = ["%-14s %-9s %-20s %10s %10s %9s %8s %10s %7s %8s %6s %6s %s" % header]
+    lines = ["%-22s %-9s %-20s %10s %10s %9s %8s %10s %7s %8s %6s %6s %s" % header]
     for r in rows:
-        lines.append("%-14s %-9s %-20s %10.3f %10.3f %9.3f %8.3f %10.3f %7s %8.3f %6s %6s %s" % (
-            r["group_id"][:14], r["level"], r["period"], r["input"], r["members"], r["losses"], r["equipment"],
-            r["imbalance"], _fmt(r["imbalance_pct"], "%.2f"), r["completeness"],
+        lines.append("%-22s %-9s %-20s %10.3f %10.3f %9.3f %8.3f %10.3f %7s %8.3f %6s %6s %s" % (
+            r["group_id"][:22], r["level"], r["period"], *(_shown(r[k], 3) for k in (
+                "input", "members", "losses", "equipment", "imbalance")),
+            _fmt(r["imbalance_pct"], "%.2f"), r["completeness"],
             _fmt(r["coincidence_min"], "%.2f"), _fmt(r["coincidence_max"], "%.2f"), r["status"]))
     return "\n".join(lines)
 
 
+def _shown(x, digits):
+    """``x`` as printed to ``digits``: rounding noise must not show as "-0.000"."""
+    return round(x, digits) + 0.0
+
+
 def _fmt(x, pattern):
-    return "-" if x is None else pattern % x
+    return "-" if x is None else pattern % _shown(x, 2)

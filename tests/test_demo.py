@@ -7,19 +7,34 @@ import sys
 from balans.toolchain import REPO
 
 
-def test_demo_stores_every_reading_once_and_balances():
-    proc = subprocess.run([sys.executable, "-m", "balans", "demo", "--json", "--modules", "4", "--seed", "7"],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+def test_demo_stores_every_reading_once_balances_and_names_the_faults():
+    proc = subprocess.run([sys.executable, "-m", "balans", "demo", "--json", "--modules", "7", "--seed", "7"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads(proc.stdout)
-    # 4 modules x 3 meters x about 50 hourly reports
-    assert summary["readings_produced"] > 4 * 3 * 40
+    # 7 modules x 3 meters x about 145 hourly reports
+    assert summary["readings_produced"] > 7 * 3 * 140
     assert summary["readings_stored"] == summary["readings_produced"]
     assert summary["duplicates"] == 0 and summary["wrong_values"] == 0
     assert summary["exactly_once"] and summary["agent_drained"]
-    assert set(summary["balance"]) == {"house-1-electricity", "house-1-water"}
-    for group in summary["balance"].values():
-        assert group["completeness"] == 1.0
-        assert group["input"] > 0
-        assert abs(group["input"] - group["members"]) < 1e-9
-        assert abs(group["imbalance"]) < 1e-9
+    assert set(summary["balance"]) == {"%s-%s" % (g, r) for g in ("street-1", "house-a", "house-b")
+                                       for r in ("electricity", "water")}
+    for gid, group in summary["balance"].items():
+        assert group["completeness"] == 1.0 and group["input"] > 0
+        assert abs(group["imbalance"] - group["expected_imbalance"]) <= 0.002, gid
+    # the bypass stole a real share of a flat's day, and only house B shows it
+    assert summary["stolen_kwh"] > 0.5
+    assert summary["balance"]["house-b-electricity"]["status"] != "ok"
+    assert summary["balance"]["house-a-electricity"]["status"] == "ok"
+    assert summary["culprit_rank"] is not None and summary["culprit_rank"] <= 3
+    assert summary["leak_found"]
+    leaks = [a["point_id"] for a in summary["alerts"] if a["kind"] == "leak"]
+    assert leaks == [summary["leak_meter"]]  # and no other water meter is called a leak
+    assert summary["ok"]
+
+
+def test_demo_refuses_too_few_modules():
+    proc = subprocess.run([sys.executable, "-m", "balans", "demo", "--modules", "3"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "at least 5" in proc.stderr
