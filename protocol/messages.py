@@ -43,6 +43,7 @@ FLAG_LIMIT = const(0x0020)
 FLAG_RELAY_OPEN = const(0x0040)
 FLAG_LEAK = const(0x0080)
 FLAG_CLOCK_UNSET = const(0x0100)  # no time sync yet: the hour stamp is the module's guess
+FLAG_FLASH_FAULT = const(0x0200)  # a flash write failed: registers held in RAM, the hour may lack its archive
 
 # RELAY.action
 RELAY_OPEN = const(0)  # disconnect

@@ -160,3 +160,23 @@ def test_channel_resource_codes_follow_the_obis_order():
     from firmware.d100fc.settings import RESOURCE_CODES
     from protocol import obis
     assert RESOURCE_CODES == obis.RESOURCES
+
+
+def test_a_re_sent_command_is_answered_again_not_run_again(tmp_path):
+    hal, up, mod = make(str(tmp_path), MONDAY)
+    run(hal, mod, 2 * 3600 + 5)
+    now = hal.unix_time()
+    sync = m.TimeSync(41, now, 0).encode()
+    first = mod.on_downlink(sync)
+    assert m.decode(first).status == m.ST_OK
+    hal.advance(30)  # the ACK was lost; the collector re-sends the same frame 30 s later
+    assert mod.on_downlink(sync) == first
+    assert hal.unix_time() == now + 30  # the clock was not set back by the re-sent sync
+    backfill = m.BackfillReq(42, MONDAY // 3600 + 1, 2).encode()
+    sent = len(up.sent)
+    assert m.decode(mod.on_downlink(backfill)).detail == 2
+    assert m.decode(mod.on_downlink(backfill)).detail == 2
+    assert len(up.sent) - sent == 2  # two archived hours, sent once
+    # a new command with a recycled seq (the collector restarted) is a new command and runs
+    assert m.decode(mod.on_downlink(m.TimeSync(41, now + 100, 0).encode())).status == m.ST_OK
+    assert hal.unix_time() == now + 100

@@ -5,7 +5,8 @@ It speaks MicroPython's extended block-device protocol (``readblocks`` and
 exactly as on a board. ``cut_after = k`` makes the k-th program or erase (0-based)
 the moment power fails: ``image`` then keeps the flash as it was just before
 that operation, while the live copy runs on so the firmware above never notices.
-Remounting ``image`` is what the module finds after the cut.
+Remounting ``image`` is what the module finds after the cut. ``failing = True``
+makes every program and erase fail (EIO), as a worn-out chip does.
 """
 
 from array import array
@@ -15,6 +16,7 @@ from protocol.compat import const
 IOCTL_BLOCK_COUNT = const(4)
 IOCTL_BLOCK_SIZE = const(5)
 IOCTL_BLOCK_ERASE = const(6)
+EIO = const(5)
 
 
 class RamFlash:
@@ -27,6 +29,7 @@ class RamFlash:
         self.wear = array("I", [0] * block_count)  # erases per block
         self.cut_after = -1
         self.image = None  # the flash at the power cut, once it has happened
+        self.failing = False
 
     def _operation(self):
         if self.ops == self.cut_after:
@@ -42,6 +45,8 @@ class RamFlash:
             for i in range(len(buf) // self.block_size):
                 self.ioctl(IOCTL_BLOCK_ERASE, block + i)
             offset = 0
+        if self.failing:
+            return -EIO  # LittleFS raises OSError(EIO) to the writer
         self._operation()
         at = block * self.block_size + offset
         self.data[at:at + len(buf)] = buf
@@ -52,6 +57,8 @@ class RamFlash:
         if op == IOCTL_BLOCK_SIZE:
             return self.block_size
         if op == IOCTL_BLOCK_ERASE:
+            if self.failing:
+                return -EIO
             self._operation()
             self.erases += 1
             self.wear[arg] += 1

@@ -33,6 +33,10 @@ CLOCK_EVENT_S = const(10)  # smaller corrections are routine time-sync trimming,
 BATTERY_LOW_MV = const(3300)  # ER18505 lithium cell: 3.6 V nominal, ~3.3 V near end of life
 BATTERY_HYST_MV = const(100)
 LEAK_HOURS = const(24)  # water flowing in every hour of a day
+# Answers to the last few commands, kept so that a command re-sent because its
+# acknowledgement was lost is answered again, not run again (a re-sent TIME_SYNC
+# would set the clock back by the retry delay; a BACKFILL_REQ would send it all twice).
+ANSWERS_KEPT = const(4)
 OBIS_PENALTY = const(9)  # protocol.obis.PENALTY, the penalty register's tariff digit
 MODULE = const(0xFF)  # EVENT.channel of events that are not about a channel
 STATE_VERSION = const(1)
@@ -85,6 +89,8 @@ class Module:
         self._ticks = 0
         self._checkpoint_ms = 0  # uptime of the last checkpoint
         self._limit_ms = 0  # uptime of the last limit check
+        self.flash_errors = 0  # flash writes that failed: metering goes on from RAM
+        self._answers = []  # [(command payload, its ACK)], newest last, at most ANSWERS_KEPT
 
     # ---- start-up -------------------------------------------------------------
     def boot(self):
@@ -141,9 +147,23 @@ class Module:
         head = struct.pack(STATE, STATE_VERSION, self.hour, self.tariff, bits, self.flags, self.restarts & 0xFFFF,
                            self.load.shed_until, self.load.reconnect_at, self.uptime_ms // 1000,
                            *[min(x, 255) for x in self.leak_hours])
-        self._state.save(head + self.registers.pack())
-        self._checkpoint_ms = self.uptime_ms
-        self.checkpoints += 1
+        if self._flash(self._state.save, head + self.registers.pack()):
+            self.checkpoints += 1
+        self._checkpoint_ms = self.uptime_ms  # a failed one is tried again when the next is due, not at every wake
+
+    def _flash(self, write, data):
+        """Do one flash write; a failing flash (worn, full) must not stop the counting.
+
+        The registers live in RAM between checkpoints anyway, so the module goes on
+        metering and reporting, flags the next HOURLY and tries again next time.
+        """
+        try:
+            write(data)
+            return True
+        except OSError:
+            self.flash_errors += 1
+            self.flags |= m.FLAG_FLASH_FAULT
+            return False
 
     def power_fail(self):
         """The supply-fail comparator fired: book what was counted and save it while there is charge left."""
@@ -217,11 +237,12 @@ class Module:
             flags |= m.FLAG_CLOCK_UNSET
         if not self.relay_closed:
             flags |= m.FLAG_RELAY_OPEN
-        self.flags = 0
         battery = min(255, max(0, (mv - 2000) // 20))
         tariff = self.tariff | (((1 << len(self.channels)) - 1) << 4)
         regs = self.registers
-        self.archive.append(hour, flags, battery, tariff, regs.value)
+        if not self._flash(lambda values: self.archive.append(hour, flags, battery, tariff, values), regs.value):
+            flags |= m.FLAG_FLASH_FAULT
+        self.flags = 0  # every flag so far goes out in this report
         deltas = []
         for back in range(2):
             for ch in range(CHANNELS):
@@ -279,8 +300,8 @@ class Module:
     def _event(self, code, channel, value):
         now = self.hal.unix_time()
         value = max(-0x80000000, min(0x7FFFFFFF, value))
-        self.events.add(now, code, channel, value)
         self.flags |= _EVENT_FLAG[code]
+        self._flash(lambda v: self.events.add(now, code, channel, v), value)
         self.uplink.send(m.Event(now, code, channel, value).encode(), urgent=code in _URGENT)
 
     # ---- diagnostics ----------------------------------------------------------
@@ -293,6 +314,18 @@ class Module:
 
     # ---- commands -------------------------------------------------------------
     def on_downlink(self, payload):
+        """Run one command and return its ACK (None for a broadcast); a repeat gets the same ACK again."""
+        for seen, answer in self._answers:
+            if seen == payload:
+                return answer
+        answer = self._command(payload)
+        if answer is not None:
+            if len(self._answers) >= ANSWERS_KEPT:
+                self._answers.pop(0)
+            self._answers.append((bytes(payload), answer))
+        return answer
+
+    def _command(self, payload):
         try:
             msg = m.decode(payload)
         except ProtocolError:
