@@ -39,6 +39,7 @@ def run(args):
 
 def do_import(store, args):
     from central import csvio
+    from central.ingest import derive_registered
 
     if not (args.groups or args.meters or args.readings or args.events):
         raise ValueError("name at least one of --groups, --meters, --readings, --events")
@@ -49,6 +50,12 @@ def do_import(store, args):
             errors += csvio.import_model(model, args.groups, args.meters)
             store.save_model(model)
             print("model: %d groups, %d meters" % (len(model.groups), len(model.meters)))
+            if args.meters:
+                with store.transaction():  # readings that came before their meter was registered
+                    model = store.load_model()
+                    derived = derive_registered(store, model, model.meters)
+                if derived:
+                    print("registers: %d derived again from stored readings" % derived)
         model = store.load_model()
         if args.readings:
             (rows, hours, values), errs = csvio.read_readings(args.readings, model.meter_index())

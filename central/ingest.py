@@ -15,6 +15,7 @@ published only after the commit: an agent drops a batch only once it is stored.
 """
 
 import threading
+import time
 import uuid
 from collections import defaultdict
 
@@ -31,6 +32,9 @@ from protocol.errors import ProtocolError
 TOPIC_PREFIX = "balans/v1"
 SHARE_GROUP = "balans-central"
 QOS = 1  # at least once both ways: the dedup key makes repeats harmless
+# A worker that meets readings of a meter it does not know reads the model again, at most
+# this often: an operator may have registered the meter since (balans central import).
+MODEL_RELOAD_S = 30
 
 
 class Ingestor:
@@ -41,13 +45,20 @@ class Ingestor:
         self.verifier = verifier
         self.ack_signer = ack_signer
         self.prefix = prefix.rstrip("/")
+        self._meters = {}
+        self._reloaded = float("-inf")
         self.reload_model()
 
     def reload_model(self):
-        """Read meters again (after an import): readings of newly known meters then yield hourly values."""
+        """Read the model again; derive the stored readings of meters registered since the last read."""
         model = self.store.load_model()
+        new = [mid for mid in model.meters if mid not in self._meters]
         self._meters = model.meters
         self._rows = model.meter_index()
+        self._reloaded = time.monotonic()
+        if new and self._rows:
+            with self.store.transaction():
+                derive_registered(self.store, model, new)
 
     def parse_topic(self, topic):
         """(site, conc) of ``<prefix>/<site>/<conc>/batch``; ValueError otherwise."""
@@ -75,6 +86,9 @@ class Ingestor:
         too_big = [r for r in batch.records if r.value > MAX_REGISTER]
         if too_big:
             return self._refuse(topic, payload, "register value %d above 2**63-1" % too_big[0].value, conc)
+        if (any(r.meter_id not in self._meters for r in batch.records)
+                and time.monotonic() - self._reloaded >= MODEL_RELOAD_S):
+            self.reload_model()
         with self.store.transaction():
             if not self.store.claim_batch(batch.conc, batch.boot, batch.seq, len(batch.records)):
                 return Ack(batch.conc, batch.boot, batch.seq, "duplicate")
@@ -94,18 +108,7 @@ class Ingestor:
             meter = self._meters.get(r.meter_id)
             if meter is not None and obis.parse(r.register) == (meter.resource, 0):
                 times[(r.meter_id, r.register)].append(r.ts)
-        rows, hours, values, quality = [], [], [], []
-        for (mid, register), ts in times.items():
-            meter = self._meters[mid]
-            span = self.store.register_span(mid, register, min(ts) - 1, max(ts) + 1)
-            for hour, value, q in derive.hourly(span, meter.pulse_constant, meter.rollover,
-                                                self.store.replacements(mid)):
-                rows.append(self._rows[mid])
-                hours.append(hour)
-                values.append(value)
-                quality.append(q)
-        if rows:
-            self.store.put_hourly(rows, hours, values, quality)
+        derive_spans(self.store, self._meters, self._rows, {k: (min(ts), max(ts)) for k, ts in times.items()})
 
     def _refuse(self, topic, payload, reason, conc):
         """Quarantine a message; its Ack names the batch key the unverified payload claims, if any."""
@@ -113,6 +116,43 @@ class Ingestor:
             self.store.quarantine(topic, reason, payload if isinstance(payload, (bytes, bytearray)) else b"")
         boot, seq = claimed_key(payload, conc)
         return Ack(conc, boot, seq, "rejected", reason[:200])
+
+
+def derive_spans(store, meters, rows, spans):
+    """Store the hourly values of stored register readings.
+
+    ``spans``: {(meter_id, register): (t0, t1)}; the readings from the last one
+    before t0 to the first one after t1 are used, so a reading that fills a gap
+    re-derives the hours on both of its sides.
+    """
+    hrows, hours, values, quality = [], [], [], []
+    for (mid, register), (t0, t1) in spans.items():
+        meter = meters[mid]
+        span = store.register_span(mid, register, t0 - 1, t1 + 1)
+        for hour, value, q in derive.hourly(span, meter.pulse_constant, meter.rollover, store.replacements(mid)):
+            hrows.append(rows[mid])
+            hours.append(hour)
+            values.append(value)
+            quality.append(q)
+    if hrows:
+        store.put_hourly(hrows, hours, values, quality)
+
+
+def derive_registered(store, model, meter_ids):
+    """Derive every stored reading of ``meter_ids``' total registers, as after registering them.
+
+    Readings of a meter central does not know are stored as they come; this gives
+    them hourly values once the meter is registered (or its pulse constant,
+    rollover or replacements are corrected). Returns the number of registers derived.
+    """
+    wanted = set(meter_ids)
+    spans = {}
+    for mid, register, t0, t1 in store.register_ranges():
+        meter = model.meters.get(mid)
+        if mid in wanted and meter is not None and obis.parse(register) == (meter.resource, 0):
+            spans[(mid, register)] = (int(t0), int(t1))
+    derive_spans(store, model.meters, model.meter_index(), spans)
+    return len(spans)
 
 
 def claimed_key(payload, conc):

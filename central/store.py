@@ -268,6 +268,10 @@ class Store:
         """Store (meter_id, register, ts, value) readings; a reading stored before is kept as it was."""
         self.executemany("INSERT INTO registers VALUES (?,?,?,?) ON CONFLICT DO NOTHING", readings)
 
+    def register_ranges(self):
+        """[(meter_id, register, first ts, last ts)] of every stored register."""
+        return self.query("SELECT meter_id, register, MIN(ts), MAX(ts) FROM registers GROUP BY meter_id, register")
+
     def register_span(self, meter_id, register, t0, t1):
         """[(ts, value)] of one register from the last reading at or before t0 to the first at or after t1."""
         before = self.query("SELECT ts, value FROM registers WHERE meter_id = ? AND register = ? AND ts <= ? "

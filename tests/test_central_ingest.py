@@ -1,11 +1,13 @@
 """Ingest of signed batches: verify, quarantine, dedup, derive hours, acknowledge after commit."""
 
+import argparse
 import uuid
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from central.ingest import Ingestor, MqttIngest
+from central.cli import do_import
+from central.ingest import MODEL_RELOAD_S, Ingestor, MqttIngest
 from central.store import ESTIMATED, INTERPOLATED, MEASURED, open_store
 from protocol import obis
 from protocol.batch import AckVerifier, Batch, Record, Signer, Verifier
@@ -157,3 +159,28 @@ def test_mqtt_shared_subscription_acks_after_commit(world):
             handle.stop()
     assert sorted(s for _, s, _, _ in got) == ["duplicate", "stored"]
     assert all(topic == prefix + "/site1/c-0001/ack" and n == 1 for topic, _, _, n in got)
+
+
+def test_readings_of_a_meter_registered_late_get_their_hours(world, tmp_path):
+    """Readings may arrive before the operator registers their meter: they are kept and derived later."""
+    store, ingestor, signer, _ = world
+    batch = Batch("c-0001", 5, 1, readings("late-1", 0, [0, 1000, 3000]))
+    assert ingestor.handle(TOPIC, signer.sign(batch)).status == "stored"
+    # the operator registers the meter from another process while this worker runs
+    model = store.load_model()
+    group = next(g for g in model.groups.values() if g.resource == "electricity")
+    meters = tmp_path / "meters.csv"
+    meters.write_text("meter_id,group_id,resource\nlate-1,%s,electricity\n" % group.id)
+    other = open_store(str(tmp_path / "balans.db"))
+    args = argparse.Namespace(groups=None, meters=str(meters), readings=None, events=None)
+    assert do_import(other, args) == 0
+    other.close()
+    n = len(model.meters) + 1
+    row = store.load_model().meter_index()["late-1"]
+    vals, qual = store.load_days(fx.DAY, 1, n)
+    assert vals[row, :2].tolist() == [1.0, 2.0] and qual[row, :2].tolist() == [MEASURED] * 2
+    # the worker learns the meter at its next reading of it (at most MODEL_RELOAD_S after the last reload)
+    ingestor._reloaded -= MODEL_RELOAD_S
+    ingestor.handle(TOPIC, signer.sign(Batch("c-0001", 5, 2, readings("late-1", 3, [3500]))))
+    vals, qual = store.load_days(fx.DAY, 1, n)
+    assert vals[row, :3].tolist() == [1.0, 2.0, 0.5]
