@@ -78,6 +78,7 @@ class Agent:
         self._last_keepalive = 0.0
         self._last_time = 0.0
         self._last_status = 0.0
+        self.looped_at = time.monotonic()  # when the pump thread last came round: a hung one stops moving it
 
     # ---- life cycle ------------------------------------------------------------------
     def open(self):
@@ -136,6 +137,7 @@ class Agent:
 
     def _run(self):
         while not self._stop.is_set():
+            self.looped_at = time.monotonic()
             try:
                 worked = self.pump()
             except Exception:  # a service that nobody watches keeps going; the queue is the truth

@@ -15,6 +15,7 @@ from edge_agent import config as agent_config
 from edge_agent import keys
 
 DEFAULT_CONFIG = "/etc/balans/agent.toml"
+log = logging.getLogger("balans.agent")
 
 
 def _add_config(p):
@@ -64,18 +65,37 @@ def run_agent(args):
 
 def _serve(cfg, verbose):
     from edge_agent.agent import Agent
+    from edge_agent.systemd import Notifier
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
+    systemd = Notifier()
     agent = Agent(cfg).start()
+    systemd.ready("concentrator %s, queue %s" % (cfg.concentrator.id, cfg.queue.dir))
     try:
-        done.wait()
+        supervise(agent, systemd, done)
     finally:
+        systemd.stopping()
         agent.stop()
     return 0
+
+
+def supervise(agent, systemd, done):
+    """Until ``done`` is set, ping systemd's watchdog at half its period while the agent's pump moves.
+
+    A pump that has not come round for half a period is hung (a blocked serial
+    read, a deadlock): the pings stop and systemd restarts the agent.
+    """
+    period = systemd.watchdog_s / 2 if systemd.watchdog_s else None
+    while not done.wait(period):
+        stuck = time.monotonic() - agent.looped_at
+        if stuck < period:
+            systemd.alive()
+        else:
+            log.error("the agent's pump has not come round for %.0f s", stuck)
 
 
 def _read_status(queue_dir):
