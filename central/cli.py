@@ -1,8 +1,11 @@
-"""``balans central ...``: import, balance and alerts for operators (docs/central.md)."""
+"""``balans central ...``: import, balance, alerts, concentrator keys and the ingest service (docs/central.md)."""
 
 import json
 import os
+import signal
 import sys
+import threading
+import time
 
 from central import balance
 from central.errors import ImportFailed
@@ -25,6 +28,27 @@ def configure(parser):
     p = sub.add_parser("alerts", help="the alerts an operator reads the next morning")
     p.add_argument("--day", required=True, help="YYYY-MM-DD (UTC): the day the data close")
     p.add_argument("--format", choices=("table", "json"), default="json")
+    p = sub.add_parser("keys", help="the concentrator keys batches are verified against")
+    keys = p.add_subparsers(dest="keys_action", required=True, metavar="KEYS_ACTION")
+    k = keys.add_parser("add", help="trust a concentrator's public key (from balans agent keygen --public)")
+    k.add_argument("--conc", required=True, help="the concentrator id its batches carry")
+    k.add_argument("--kid", required=True, help="the key id in its agent.toml [signing] kid")
+    k.add_argument("--public", required=True, metavar="FILE", help="its public key (PEM)")
+    k = keys.add_parser("revoke", help="stop trusting a key (running ingest follows within a minute)")
+    k.add_argument("--kid", required=True)
+    k = keys.add_parser("list", help="every key, in force or revoked")
+    k.add_argument("--json", action="store_true")
+    p = sub.add_parser("ingest", help="run an ingest worker: batches in from MQTT, signed acks out (a service)")
+    p.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST[:PORT]")
+    p.add_argument("--key", required=True, metavar="FILE", help="central's private key that signs the acks")
+    p.add_argument("--kid", required=True, help="its key id (the agents' [central] keys name it)")
+    p.add_argument("--site", default="+", help="only this site's concentrators (default: all)")
+    p.add_argument("--ca-file", help="connect over TLS, trusting this CA")
+    p.add_argument("--username", help="the broker's login")
+    p.add_argument("--password-file", help="file holding the broker password")
+    p = sub.add_parser("quarantine", help="the newest refused batches and why")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
 
 
 def run(args):
@@ -99,6 +123,83 @@ def do_alerts(store, args):
     return 0
 
 
-ACTIONS = {"import": do_import, "balance": do_balance, "alerts": do_alerts}
+def do_keys(store, args):
+    from central.trust import parse_public_key
 
-COMMANDS = [("central", "central store: import CSVs, balances of groups, next-day alerts", configure, run)]
+    if args.keys_action == "add":
+        with open(args.public, "rb") as f:
+            pem = f.read()
+        try:
+            parse_public_key(pem)
+        except ValueError as e:
+            raise ValueError("%s: %s" % (args.public, e)) from None
+        with store.transaction():
+            store.add_concentrator_key(args.kid, args.conc, pem.decode())
+        print("trusting key %s for concentrator %s" % (args.kid, args.conc))
+    elif args.keys_action == "revoke":
+        with store.transaction():
+            if not store.revoke_concentrator_key(args.kid):
+                raise ValueError("no key %r in force" % args.kid)
+        print("key %s revoked: batches signed with it are refused from now on" % args.kid)
+    else:
+        rows = [{"kid": kid, "conc": conc, "added": added, "revoked": revoked}
+                for kid, conc, _, added, revoked in store.concentrator_keys()]
+        if args.json:
+            print(json.dumps(rows))
+        for r in [] if args.json else rows:
+            print("%-24s %-16s added %s%s" % (r["kid"], r["conc"], _utc(r["added"]),
+                                              "  REVOKED " + _utc(r["revoked"]) if r["revoked"] else ""))
+    return 0
+
+
+def do_ingest(store, args):
+    """Run until SIGTERM/SIGINT; a batch is acknowledged only after its commit (central/ingest.py)."""
+    from central.ingest import Ingestor, MqttIngest
+    from central.trust import StoreVerifier
+    from edge_agent.keys import load_private
+    from protocol.batch import Signer
+
+    host, _, port = args.broker.partition(":")
+    password = None
+    if args.password_file:
+        with open(args.password_file) as f:
+            password = f.read().strip()
+    verifier = StoreVerifier(store)
+    if not verifier.kids:
+        print("warning: no concentrator keys registered (balans central keys add): every batch is refused",
+              file=sys.stderr)
+    ingestor = Ingestor(store, verifier, Signer(load_private(args.key), args.kid.encode()))
+    worker = MqttIngest(ingestor, host, int(port or 1883), site=args.site, ca_file=args.ca_file,
+                        username=args.username, password=password)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    worker.start()
+    print("ingesting %s on %s (keys: %s)" % (worker.subscription, args.broker, ", ".join(sorted(verifier.kids))),
+          flush=True)
+    try:
+        done.wait()
+    finally:
+        worker.stop()
+    print("stopped after %d batches" % worker.handled)
+    return 0
+
+
+def do_quarantine(store, args):
+    rows = [{"received": r, "topic": t, "reason": why, "bytes": n} for r, t, why, n in store.quarantine_log(args.limit)]
+    if args.json:
+        print(json.dumps(rows))
+    for r in [] if args.json else rows:
+        print("%s  %-40s %6d bytes  %s" % (_utc(r["received"]), r["topic"], r["bytes"], r["reason"]))
+    return 0
+
+
+def _utc(ts):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+ACTIONS = {"import": do_import, "balance": do_balance, "alerts": do_alerts, "keys": do_keys, "ingest": do_ingest,
+           "quarantine": do_quarantine}
+
+COMMANDS = [("central", "central store: import CSVs, balances, next-day alerts, concentrator keys, ingest service",
+             configure, run)]

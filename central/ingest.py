@@ -14,6 +14,7 @@ span they fall into and mark those days stale for the balances). The Ack is
 published only after the commit: an agent drops a batch only once it is stored.
 """
 
+import ssl
 import threading
 import time
 import uuid
@@ -172,7 +173,9 @@ def claimed_key(payload, conc):
 class MqttIngest:
     """Runs an Ingestor on a broker: ``start()`` connects and subscribes in a thread, ``stop()`` ends it."""
 
-    def __init__(self, ingestor, host="127.0.0.1", port=1883, share_group=SHARE_GROUP, client_id=None, site="+"):
+    def __init__(self, ingestor, host="127.0.0.1", port=1883, share_group=SHARE_GROUP, client_id=None, site="+",
+                 ca_file=None, username=None, password=None):
+        """``ca_file``: connect over TLS, trusting that CA; ``username``/``password``: the broker's login."""
         self.ingestor = ingestor
         self.host = host
         self.port = port
@@ -182,6 +185,10 @@ class MqttIngest:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or "balans-central-%s" % uuid.uuid4().hex[:8],
                                   protocol=mqtt.MQTTv5)
+        if ca_file:
+            self.client.tls_set(ca_certs=ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message

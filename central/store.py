@@ -14,7 +14,8 @@ Layout (compact: one row per meter-day, not per reading):
 - ``registers``: every register reading from batches, as exact integers of pulses.
 - ``batches``: the dedup keys (conc, boot, seq) of stored batches; ``quarantine``: the
   refused ones with their reason; ``events``; ``replacements``; ``stale_days`` (days
-  whose balances late data changed).
+  whose balances late data changed); ``concentrator_keys``: the public keys batches are
+  verified against (kid, concentrator, PEM; a revoked key stays listed with its time).
 """
 
 import contextlib
@@ -65,7 +66,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS replacements (
     meter_id TEXT NOT NULL, ts BIGINT NOT NULL, final_old BIGINT NOT NULL, start_new BIGINT NOT NULL,
     PRIMARY KEY (meter_id, ts));
-CREATE TABLE IF NOT EXISTS stale_days (day INTEGER PRIMARY KEY)
+CREATE TABLE IF NOT EXISTS stale_days (day INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS concentrator_keys (
+    kid TEXT PRIMARY KEY, conc TEXT NOT NULL, public_pem TEXT NOT NULL, added BIGINT NOT NULL, revoked BIGINT)
 """
 
 
@@ -301,6 +304,27 @@ class Store:
     def replacements(self, meter_id):
         return [(int(t), int(a), int(b)) for t, a, b in self.query(
             "SELECT ts, final_old, start_new FROM replacements WHERE meter_id = ? ORDER BY ts", (meter_id,))]
+
+    def add_concentrator_key(self, kid, conc, public_pem):
+        """Trust ``public_pem`` for batches of ``conc`` signed under ``kid``; a kid is never reused."""
+        if self.query("SELECT 1 FROM concentrator_keys WHERE kid = ?", (kid,)):
+            raise ValueError("key id %r is already registered: give a new key a new kid" % kid)
+        self.execute("INSERT INTO concentrator_keys (kid, conc, public_pem, added) VALUES (?,?,?,?)",
+                     (kid, conc, public_pem, int(time.time())))
+
+    def revoke_concentrator_key(self, kid):
+        """Stop trusting ``kid`` from now on; False if no such key is in force."""
+        return self.execute("UPDATE concentrator_keys SET revoked = ? WHERE kid = ? AND revoked IS NULL",
+                            (int(time.time()), kid)) > 0
+
+    def concentrator_keys(self):
+        """[(kid, conc, public_pem, added, revoked or None)], oldest first."""
+        return self.query("SELECT kid, conc, public_pem, added, revoked FROM concentrator_keys ORDER BY added, kid")
+
+    def quarantine_log(self, limit=100):
+        """[(received, topic, reason, payload size)] of the newest refused batches, newest first."""
+        return self.query("SELECT received, topic, reason, LENGTH(payload) FROM quarantine ORDER BY id DESC LIMIT ?",
+                          (limit,))
 
     def quarantine(self, topic, reason, payload):
         self.execute("INSERT INTO quarantine (received, topic, reason, payload) VALUES (?,?,?,?)",

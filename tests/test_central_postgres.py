@@ -4,12 +4,14 @@ import uuid
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from balans.services import postgres_url
 from central import balance
 from central.ingest import Ingestor
 from central.store import MEASURED, open_store
+from central.trust import StoreVerifier
 from protocol import obis
 from protocol.batch import Batch, Record, Signer, Verifier
 from tests import central_fixtures as fx
@@ -61,3 +63,22 @@ def test_ingest_on_postgres_is_idempotent(store):
     vals, _ = store.load_days(fx.DAY, 1, 7)
     assert np.allclose(vals[store.load_model().meter_index()["f3"], :2], 0.25)
     assert store.count("batches") == 1
+
+
+def test_concentrator_keys_and_the_quarantine_log_on_postgres(store):
+    key = Ed25519PrivateKey.generate()
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    with store.transaction():
+        store.add_concentrator_key("k-pg", "c-9", pem)
+    verifier = StoreVerifier(store)
+    ingestor = Ingestor(store, verifier, Signer(Ed25519PrivateKey.generate(), b"central"))
+    batch = Batch("c-9", 1, 1, [Record("f3", fx.DAY * 86400, obis.code("electricity"), 5)])
+    assert ingestor.handle("balans/v1/s/c-9/batch", Signer(key, b"k-pg").sign(batch)).status == "stored"
+    with store.transaction():
+        assert store.revoke_concentrator_key("k-pg")
+    verifier.reload()
+    ack = ingestor.handle("balans/v1/s/c-9/batch", Signer(key, b"k-pg").sign(Batch("c-9", 1, 2, batch.records)))
+    assert ack.status == "rejected"
+    (received, topic, reason, size), = store.quarantine_log()
+    assert topic == "balans/v1/s/c-9/batch" and "unknown key id" in reason and size > 64
