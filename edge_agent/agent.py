@@ -34,7 +34,7 @@ from edge_agent.linkport import LINK_CREDIT, LinkSession, open_port
 from edge_agent.mqtt import Mqtt
 from edge_agent.queue import DurableQueue, write_atomic
 from protocol import link
-from protocol.batch import AckVerifier, Batch
+from protocol.batch import AckVerifier, Batch, decode_payload
 from protocol.cose import Sign1Verifier, sign1
 from protocol.errors import ProtocolError
 
@@ -45,6 +45,8 @@ TIME_SYNC_S = 60.0  # network time to the concentrator
 FULL_RETRY_S = 1.0  # how often a refused append is tried again
 IDLE_SLEEP_S = 0.01
 ERROR_BACKOFF_S = 1.0
+REJECTED_DIR = "quarantine"  # in the queue dir: rejected-<boot>-<seq>.cbor, batches central refused
+REQUEUE_DIR = "requeue"  # in the queue dir: batches an operator wants sent again (balans agent requeue)
 
 
 class Agent:
@@ -61,7 +63,7 @@ class Agent:
         self.session = None
         self.mqtt = None
         self.counters = dict(batches_sent=0, acks=0, acks_duplicate=0, acks_rejected=0, acks_forged=0,
-                             acks_unknown=0, commands_forwarded=0, commands_refused=0, results=0, errors=0)
+                             acks_unknown=0, requeued=0, commands_forwarded=0, commands_refused=0, results=0, errors=0)
         self.modules = {}  # addr -> last MODULE report
         self.concentrator = {}  # last STATS report
         self._pending = deque()  # (readings, events, link cursor or None), as they came off the link
@@ -192,6 +194,7 @@ class Agent:
             worked |= self._send(time.monotonic())
             if now - self._last_status >= self.config.status.interval_s:
                 self._last_status = now
+                worked |= self._pump_requeue()
                 self._publish_status()
             return worked
 
@@ -283,6 +286,36 @@ class Agent:
             self._pending_since = None
         return True
 
+    def _pump_requeue(self):
+        """Send again the rejected batches an operator put back (``balans agent requeue``).
+
+        Each becomes a new batch (new seq) of the same readings; the file goes only once that
+        batch is durable. A crash in between sends the readings twice, which central stores once.
+        """
+        folder = os.path.join(self.config.queue.dir, REQUEUE_DIR)
+        try:
+            names = sorted(os.listdir(folder))
+        except FileNotFoundError:
+            return False
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                with open(path, "rb") as f:
+                    batch = decode_payload(f.read())
+                if batch.conc != self.conc:
+                    raise ProtocolError("a batch of %r, not of this concentrator" % batch.conc)
+            except (OSError, ProtocolError) as e:
+                log.error("cannot send %s again: %s", path, e)
+                continue
+            self._take(batch.records, batch.events, None)
+            self._flush(force=True)
+            if self._pending:
+                return True  # the queue is full: the rest wait for room
+            os.remove(path)
+            self.counters["requeued"] += 1
+            log.info("sent %s again as batch %d/%d", name, self.boot, self.seq - 1)
+        return bool(names)
+
     # ---- MQTT ---------------------------------------------------------------------------------
     def _pump_inbox(self, now):
         if self.mqtt is None:
@@ -367,7 +400,7 @@ class Agent:
             return
         if ack.status == "rejected":
             self.counters["acks_rejected"] += 1
-            path = os.path.join(self.config.queue.dir, "quarantine", "rejected-%d-%d.cbor" % key)
+            path = os.path.join(self.config.queue.dir, REJECTED_DIR, "rejected-%d-%d.cbor" % key)
             write_atomic(path, self.queue.read(self.queue.entries[key]))
             log.error("central rejected batch %d/%d (%s); kept in %s", key[0], key[1], ack.reason, path)
         elif ack.status == "duplicate":

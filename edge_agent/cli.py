@@ -33,6 +33,9 @@ def configure_agent(parser):
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("check", help="validate a config file and its key files")
     _add_config(p)
+    p = sub.add_parser("requeue", help="send again the batches central rejected (e.g. before it knew our key)")
+    _add_config(p)
+    p.add_argument("files", nargs="*", help="rejected-*.cbor files to send again (default: every one)")
     p = sub.add_parser("keygen", help="write a new Ed25519 signing key (key rotation: new file, new kid)")
     p.add_argument("private", help="private key file to write (mode 0600)")
     p.add_argument("--public", help="also write the public key here (give it to central)")
@@ -53,6 +56,8 @@ def run_agent(args):
         print("%s: valid (site %s, concentrator %s, queue %s)" % (args.config, cfg.concentrator.site,
                                                                   cfg.concentrator.id, cfg.queue.dir))
         return 0
+    if args.action == "requeue":
+        return _requeue(cfg, args.files)
     if args.action == "status":
         status = _read_status(cfg.queue.dir)
         if args.json:
@@ -96,6 +101,32 @@ def supervise(agent, systemd, done):
             systemd.alive()
         else:
             log.error("the agent's pump has not come round for %.0f s", stuck)
+
+
+def _requeue(cfg, files):
+    """Move rejected batches where the agent (running now, or at its next start) sends them again."""
+    from edge_agent.agent import REJECTED_DIR, REQUEUE_DIR
+
+    rejected = os.path.join(cfg.queue.dir, REJECTED_DIR)
+    if files:
+        names = files
+    elif os.path.isdir(rejected):
+        names = sorted(n for n in os.listdir(rejected) if n.startswith("rejected-"))
+    else:
+        names = []
+    if not names:
+        print("no rejected batches in %s" % rejected)
+        return 0
+    target = os.path.join(cfg.queue.dir, REQUEUE_DIR)
+    os.makedirs(target, exist_ok=True)
+    for name in names:
+        source = name if os.path.dirname(name) else os.path.join(rejected, name)
+        if not os.path.isfile(source):
+            raise ValueError("%s: no such rejected batch" % source)
+        os.replace(source, os.path.join(target, os.path.basename(source)))
+    print("%d batch(es) will be sent again within [status] interval_s (%.0f s) of a running agent"
+          % (len(names), cfg.status.interval_s))
+    return 0
 
 
 def _read_status(queue_dir):

@@ -19,11 +19,13 @@ from central import cli
 from central.store import open_store
 from central.trust import RELOAD_S, UNKNOWN_RELOAD_S, StoreVerifier
 from edge_agent.agent import Agent
-from edge_agent.config import from_dict
+from edge_agent import cli as agent_cli
+from edge_agent.config import from_dict, to_toml
 from edge_agent.keys import generate
 from protocol.batch import Batch, Record, Signer
 from protocol.errors import AuthError
 from tests.edge_fixtures import agent_config
+from tests.test_edge_agent import wait_for
 
 KWH = "1-0:1.8.0"
 H = 490000  # a unix hour
@@ -106,10 +108,11 @@ def test_the_ingest_service_stores_signed_batches_and_quarantines_unknown_keys(t
     try:
         assert proc.stdout.readline().startswith("ingesting $share/balans-central/balans/v1/%s/+/batch" % site)
         # c-1 is registered; c-2's key is not (yet): its first batch is refused and quarantined
+        configs = {}
         for conc, keys, kid in (("c-1", known, "agent-1"), ("c-2", late, "agent-1-c2")):
-            cfg = agent_config(tmp_path / conc, keys, port, host=host, site=site, conc=conc)
-            cfg["signing"]["kid"] = kid
-            agents.append(Agent(from_dict(cfg)).start())
+            configs[conc] = agent_config(tmp_path / conc, keys, port, host=host, site=site, conc=conc)
+            configs[conc]["signing"]["kid"] = kid
+            agents.append(Agent(from_dict(configs[conc])).start())
         one, two = agents
         one.inject([Record("m1", (H + i) * 3600, KWH, 100 * i) for i in range(3)])
         two.inject([Record("m2", H * 3600, KWH, 7)])
@@ -120,6 +123,13 @@ def test_the_ingest_service_stores_signed_batches_and_quarantines_unknown_keys(t
         time.sleep(UNKNOWN_RELOAD_S)  # forged kids may make the worker read the keys only this often
         two.inject([Record("m2", (H + 1) * 3600, KWH, 9)])
         assert two.wait_idle(30) and two.counters["acks_rejected"] == 1 and two.counters["acks"] == 2
+        # and the batch refused before is sent again: nothing the concentrator sent is lost
+        (tmp_path / "c-2.toml").write_text(to_toml(configs["c-2"]))
+        p = argparse.ArgumentParser()
+        agent_cli.configure_agent(p)
+        assert agent_cli.run_agent(p.parse_args(["requeue", "--config", str(tmp_path / "c-2.toml")])) == 0
+        assert wait_for(lambda: two.counters["requeued"] == 1) and two.wait_idle(30)
+        assert two.counters["acks"] == 3 and two.counters["acks_rejected"] == 1
     finally:
         for a in agents:
             a.stop()
@@ -128,7 +138,8 @@ def test_the_ingest_service_stores_signed_batches_and_quarantines_unknown_keys(t
     assert proc.returncode == 0 and "stopped after" in out
     store = open_store(db)
     stored = sorted((m, int(ts), int(v)) for m, _, ts, v in store.query("SELECT * FROM registers"))
-    assert stored == [("m1", (H + i) * 3600, 100 * i) for i in range(3)] + [("m2", (H + 1) * 3600, 9)]
+    assert stored == [("m1", (H + i) * 3600, 100 * i) for i in range(3)] + [("m2", H * 3600, 7),
+                                                                             ("m2", (H + 1) * 3600, 9)]
     log = store.quarantine_log()
     assert len(log) == 1 and "unknown key id" in log[0][2] and log[0][1].endswith("/c-2/batch")
     store.close()
