@@ -27,6 +27,7 @@ SLOW_STEP_S = 600.0  # the slow variation moves in 10-minute steps
 SLOW_TAU_S = 3600.0  # and forgets its past over an hour
 BURST_S = 0.05  # mean length of an outside-interference burst
 BURST_DBM = (-112.0, -85.0)  # its power at a receiver, uniform
+_NOISE_MW = 10.0 ** (NOISE_DBM / 10.0)
 
 
 def prr(sinr_db, nbytes):
@@ -50,7 +51,7 @@ class Channel:
         np.fill_diagonal(self.mean_dbm, -300.0)
         self.interference = interference
         self._rng = random.Random(seed ^ 0x5EED)
-        self._slow = {}  # (i, j) with i < j -> (step, value)
+        self._slow = {}  # i * n + j with i < j -> (step, value)
         self._decay = math.exp(-SLOW_STEP_S / SLOW_TAU_S)
         self.rebuild()
 
@@ -73,7 +74,7 @@ class Channel:
 
     def slow(self, a, b, t):
         """The slow variation of link a-b at time t (dB), advanced lazily and reproducibly."""
-        key = (a, b) if a < b else (b, a)
+        key = a * self.n + b if a < b else b * self.n + a
         step = int(t // SLOW_STEP_S)
         last = self._slow.get(key)
         if last is None:
@@ -106,7 +107,7 @@ class Channel:
 
     def received(self, signal_dbm, interferers_dbm, nbytes):
         """Whether a frame at ``signal_dbm`` survives noise and ``interferers_dbm`` (a list)."""
-        noise_mw = 10.0 ** (NOISE_DBM / 10.0)
+        noise_mw = _NOISE_MW
         for p in interferers_dbm:
             noise_mw += 10.0 ** (p / 10.0)
         sinr = signal_dbm - 10.0 * math.log10(noise_mw)

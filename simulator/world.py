@@ -175,11 +175,12 @@ class World:
     def reschedule(self, node):
         if not node.alive:
             return
-        rate = 1.0 + node.ppm * 1e-6
+        rate = node.hal.rate
         best = math.inf
         ms = node.mesh.wakeup_in_ms()
         if ms is not None:
-            best = self.now + max(ms / 1000.0 / rate, MIN_WAKE_S)
+            wait = ms / 1000.0 / rate
+            best = self.now + (wait if wait > MIN_WAKE_S else MIN_WAKE_S)
         app = node.app
         if app is not None:
             if node.app_due is None:  # the application asked at its last tick; ask again after each
@@ -187,7 +188,8 @@ class World:
                 if node.is_root:
                     wait = min(wait, getattr(app, "TICK_S", 1.0))
                 node.app_due = self.now + max(wait, MIN_WAKE_S)
-            best = min(best, node.app_due)
+            if node.app_due < best:
+                best = node.app_due
         if best != node.wake_at:
             node.wake_at = best
             if best < math.inf:
@@ -225,29 +227,38 @@ class World:
         now = self.now
         self.air = [a for a in self.air if a.end > now - AIR_MEMORY_S]
         ch = self.channel
+        sender = tx.sender
         if tx.link_dst == BROADCAST:
             # Beacons and broadcasts go in the slot where routers one hop deeper sample;
             # the concentrator and routers still searching for a parent listen all the time.
             slot = tx.depth + 1
             hears = self.hears_broadcast_at
-            receivers = [r for r in ch.audience[tx.sender] if hears[r] == slot or hears[r] < 0]
+            receivers = [r for r in ch.audience[sender] if hears[r] == slot or hears[r] < 0]
         else:
             target = self.by_addr.get(tx.link_dst)
-            receivers = [target.index] if target is not None and tx.sender in ch.neighbours[target.index] else []
+            receivers = [target.index] if target is not None and sender in ch.neighbours[target.index] else []
+        if not receivers:
+            return
+        start, end = tx.start, tx.end
+        # what overlaps this frame is the same for every receiver (frames sent while the
+        # receivers react start at or after its end)
+        overlapping = [o for o in self.air if o is not tx and o.start < end and o.end > start]
         nbytes = len(tx.frame) + PHY_OVERHEAD
-        duration = tx.end - tx.start
+        duration = end - start
+        nodes = self.nodes
+        power = ch.power
         for r in receivers:
-            rn = self.nodes[r]
+            rn = nodes[r]
             if not rn.alive or not rn.hal.listening:
                 continue
             s, e = rn.last_tx
-            if s < tx.end and e > tx.start:
+            if s < end and e > start:
                 continue  # half-duplex: it was transmitting
-            signal = ch.power(tx.sender, r, tx.start)
+            signal = power(sender, r, start)
             others = []
-            for o in self.air:
-                if o is not tx and o.sender != r and o.start < tx.end and o.end > tx.start:
-                    p = ch.power(o.sender, r, o.start)
+            for o in overlapping:
+                if o.sender != r:
+                    p = power(o.sender, r, o.start)
                     if p is not None:
                         others.append(p)
             burst = ch.outside_burst_dbm(duration, self.interference_boost)
@@ -272,10 +283,9 @@ class World:
             source.until = until
             if times:
                 self.emit("pulses", node=node, channel=channel, times=times)
-            if handler is not None:
-                hal = node.hal
-                for u in times:
-                    handler(channel, hal.ticks_at(u - self.epoch))
+            if handler is not None and times:
+                for tick in node.hal.ticks_at(np.array(times) - self.epoch):
+                    handler(channel, tick)
 
     def give_meters(self, node, kinds=(0, 1, 2)):
         node.sources = [MeterSource(k, self.rng) for k in kinds]

@@ -112,3 +112,19 @@ def test_bad_parameters_are_protocol_errors(impl):
 
 def test_cpython_uses_openssl():
     assert CCM is OpenSSLCCM  # the simulator's speed depends on it; MicroPython gets PortableCCM
+
+
+@IMPLEMENTATIONS
+def test_opening_the_same_bytes_again_gives_the_same_answer(impl):
+    ccm = impl(RFC3610_KEY)  # OpenSSLCCM answers repeats from memory: a forgery must stay one
+    nonce, aad = bytes(range(13)), b"hdr"
+    sealed = bytes(ccm.seal(nonce, aad, b"beacon"))
+    forged = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    for _ in range(2):
+        assert bytes(ccm.open(nonce, aad, sealed)) == b"beacon"
+        out = bytearray(b"\xaa" * 6)
+        with pytest.raises(AuthError):
+            ccm.open_into(nonce, aad, forged, out)
+        assert out == bytearray(6)
+        with pytest.raises(AuthError):
+            ccm.open(nonce, b"hdR", sealed)
