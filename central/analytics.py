@@ -4,18 +4,23 @@ Everything is judged against each group's and each meter's own recent past (the
 ``HISTORY_DAYS`` before the day), not against fixed numbers, so that the same rules
 work on districts of any size and shape:
 
-- **imbalance**: the group's daily imbalance rose above what its own history explains, or
-  exceeds the group's threshold. The history's explanation is a fit a + b·input + c·Σ input²
-  (no-load and metering, proportional errors, load losses) on its fully measured days. A
-  day is judged on the hours in which every point of the group was measured (an estimate's
-  error would go straight into the imbalance), against the same hours of the history, and
-  must rise by ``RISE_SIGMAS`` robust deviations and ``MIN_RISE_SHARE`` of the input.
-- **suspect**: in a group whose imbalance rose, every member is scored by how well its
-  own deficit (its forecast minus what it reported) explains the rise, day by day, over
-  the days of the rise: the log-likelihood ratio of "this member's deficit is the missing
-  energy" against "this member's deficit is its usual variation". A member whose profile
-  changed while the group's balance did not is not suspect. Up to ``SUSPECTS_PER_GROUP``
-  are listed, ranked by score; a rise no member explains is reported as an unmetered load.
+- **imbalance**: the group's imbalance rose above its own recent days, or exceeds the
+  group's threshold on its measured hours. Losses are fitted per group on its fully
+  measured history hours as a + b·input + c·input² (no-load and metering, proportional
+  errors, I²R losses). A day is judged on the hours in which every point of the group
+  was measured (an estimate's error would go straight into the imbalance), against the
+  median of the same hours on its ``REF_DAYS`` most recent days with those hours measured
+  (an older fault is the group's normal by then), and must rise by ``RISE_SIGMAS``
+  robust deviations (from consecutive days' differences, which one past step barely
+  moves) and ``MIN_RISE_SHARE`` of the input.
+- **suspect**: in a group whose imbalance rose, every member's deficit is measured exactly
+  as the rise is (the same hours against the same reference days), over the days of the
+  rise, and scored by the log-likelihood ratio of "its true use was what it reported plus
+  the missing energy" against "what it reported is its own variation", with the density
+  of standardised deficits that the district's own meters showed in their history (so a
+  flat left empty does not outrank the member whose deficit matches). Up to
+  ``SUSPECTS_PER_GROUP`` members with a deficit are listed, ranked by score; a rise no
+  member's deficit explains is reported as an unmetered load.
 - **stopped_meter**: a meter that used to count and reported zero (or one frozen value)
   all day, while its group's imbalance rose by a good part of its usual consumption.
 - **leak** (water): flow in every hour of the day, with the minimum hourly flow above the
@@ -36,20 +41,26 @@ RISE_SIGMAS = 5.0  # robust deviations a daily imbalance must rise by to be an a
 # ... and at least this share of the group's input: below it, meter class errors and loss
 # model errors of one day are indistinguishable from theft.
 MIN_RISE_SHARE = 0.0015
-MIN_FIT_DAYS = 8  # fully measured days a baseline wants before days with estimates are used
-MIN_FIT_TERMS = 4  # fewer usable days than this and a group is not judged at all
-TRIM_SIGMAS = 4.0  # history days this far off the first fit are left out of the second
+TRIM_SIGMAS = 4.0  # history hours this far off the first fit are left out of the second
 RIDGE = 1e-6  # keeps the 3-term fit solvable when a group's load barely varies
 # The robust deviation of a group's daily imbalance is never taken below this share of its
 # input: class 0.5S input meters repeat to about that over a day.
 MIN_SIGMA_SHARE = 2e-4
 MIN_FULL_HOURS = 12  # fully measured hours a day needs to be judged at all
 MAX_RISE_DAYS = 3  # the rise's days that score suspects (the recent past of a persistent theft)
+# A day is compared with this many of its most recent days: few enough that an older fault
+# has become the group's normal, enough for a median that one odd day does not move.
+REF_DAYS = 7
+MIN_REF_DAYS = 3
 SUSPECTS_PER_GROUP = 3
 MAD_TO_SIGMA = 1.4826
 # A member's usual daily variation is never taken below this share of its forecast: a
 # meter that has been flat so far would otherwise outweigh everyone the day it moves.
 MIN_RELATIVE_SIGMA = 0.1
+# The density of members' standardised deficits: a kernel estimate on a grid, and the share
+# of a Cauchy mixed in (a defensive mixture) so that rare but real deficits keep a tail.
+KDE_RANGE, KDE_STEP, KDE_SAMPLES, MIN_KDE_SAMPLES = 40.0, 0.05, 200_000, 200
+DEFENSIVE_SHARE = 0.01
 STOPPED_MIN_HOURS = 20  # measured hours a day needs before "it counted nothing" means something
 STOPPED_RISE_SHARE = 0.5  # share of a stopped meter's forecast its group's imbalance must rise by
 LEAK_MIN_FLOW = 0.0005  # m³/h (0.5 L/h): below this no pulse meter can tell a leak from rounding
@@ -110,12 +121,11 @@ class MeterStats:
         self.raw_quality = window.raw_quality.reshape(n, ndays, HOURS)
         history = hourly[:, :-1, :]
         with np.errstate(invalid="ignore"), _quiet():
-            daily = history.sum(axis=2)  # NaN where a day has an unestimated hole
-            self.forecast, sigma = _robust(daily, axis=1)
+            self.daily_history = history.sum(axis=2)  # NaN where a day has an unestimated hole
+            self.forecast, sigma = _robust(self.daily_history, axis=1)
             self.forecast = np.nan_to_num(self.forecast)
             self.sigma = np.maximum(np.nan_to_num(sigma), MIN_RELATIVE_SIGMA * self.forecast) + 1e-6
-            self.hour_forecast = np.nan_to_num(_robust(history, axis=1)[0])
-            self.zero_days = np.nanmean(daily <= 0, axis=1)
+            self.zero_days = np.nanmean(self.daily_history <= 0, axis=1)
             # A leak is judged against flows that were measured: estimates (days before a new
             # meter's first reading are estimated from like days) would make them up.
             known = window.quality.reshape(n, ndays, HOURS)[:, :-1, :] != ESTIMATED
@@ -124,6 +134,36 @@ class MeterStats:
         self.today_sum = self.today.sum(axis=1)
         self.measured_today = (self.raw_quality[:, -1, :] == MEASURED).sum(axis=1)
         self.missing_today = (self.raw_quality[:, -1, :] == MISSING).sum(axis=1)
+
+    def deficit_logpdf(self):
+        """log density of members' standardised daily deficits over the history, pooled over all meters.
+
+        A kernel estimate of what this district's own meters do (empty flats, guests, ...),
+        mixed with DEFENSIVE_SHARE of a Cauchy so that no tail is ever thinner than that.
+        """
+        usable = self.forecast > 0
+        z = ((self.forecast[:, None] - self.daily_history) / self.sigma[:, None])[usable]
+        z = z[np.isfinite(z)].ravel()
+        if len(z) > KDE_SAMPLES:
+            z = np.random.default_rng(0).choice(z, KDE_SAMPLES, replace=False)
+        grid = np.arange(-KDE_RANGE, KDE_RANGE + KDE_STEP / 2, KDE_STEP)
+        if len(z) < MIN_KDE_SAMPLES:
+            density = np.zeros_like(grid)
+        else:
+            spread = min(np.std(z), np.subtract(*np.percentile(z, [75, 25])) / 1.349) or 1.0
+            bandwidth = max(0.9 * spread * len(z) ** -0.2, KDE_STEP)  # Silverman's rule
+            counts = np.histogram(np.clip(z, grid[0], grid[-1]), bins=len(grid),
+                                  range=(grid[0] - KDE_STEP / 2, grid[-1] + KDE_STEP / 2))[0]
+            kernel = np.exp(-0.5 * (np.arange(-4 * bandwidth, 4 * bandwidth + KDE_STEP / 2, KDE_STEP) / bandwidth) ** 2)
+            density = np.convolve(counts, kernel / kernel.sum(), mode="same") / (len(z) * KDE_STEP)
+        mixed = (1 - DEFENSIVE_SHARE) * density + DEFENSIVE_SHARE / (np.pi * (1 + grid ** 2))
+        log_mixed = np.log(mixed)
+
+        def logpdf(x):
+            inside = np.interp(x, grid, log_mixed)
+            outside = np.log(DEFENSIVE_SHARE / (np.pi * (1 + x * x)))
+            return np.where(np.abs(x) <= KDE_RANGE, inside, outside)
+        return logpdf
 
 
 class _quiet:
@@ -139,77 +179,83 @@ class _quiet:
         self._w.__exit__(*exc)
 
 
-def fit_baseline(inp, sumsq, imb, valid, clean):
-    """Per group, the daily imbalance its history explains: a + b·input + c·Σ input² (losses).
+def fit_losses(inp, imb, use):
+    """Per group, the hourly imbalance its history explains: a + b·input + c·input² (losses).
 
-    Fitted on the fully measured days before the last (all valid days when fewer than
-    MIN_FIT_DAYS are), then again without the days more than TRIM_SIGMAS off (an
-    earlier fault). Returns (coefficients [groups, 3], the days used [groups, days]).
+    Fitted on the hours ``use`` [groups, hours] (fully measured history hours: the
+    night's low load and the evening's peak pin the three terms down, which days'
+    totals cannot), then again without the hours more than TRIM_SIGMAS off (an earlier
+    fault). Returns the coefficients [groups, 3] for a, b, c.
     """
-    use = clean & valid
-    use[:, -1] = False
-    few = use.sum(axis=1) < MIN_FIT_DAYS
-    use[few] = valid[few]
-    use[:, -1] = False
+    use = use.copy()
     with _quiet():
-        sx = np.nan_to_num(np.nanmean(np.where(use, inp, np.nan), axis=1), nan=1.0)[:, None]
-        sq = np.nan_to_num(np.nanmean(np.where(use, sumsq, np.nan), axis=1), nan=1.0)[:, None]
-    sx[sx <= 0], sq[sq <= 0] = 1.0, 1.0
-    X = np.stack((np.ones_like(inp), inp / sx, sumsq / sq), axis=2)  # [groups, days, 3], columns near 1
+        scale = np.nan_to_num(np.nanmean(np.where(use, inp, np.nan), axis=1), nan=1.0)[:, None]
+    scale[scale <= 0] = 1.0
+    x = inp / scale  # near 1, so the normal equations stay well conditioned
+    X = np.stack((np.ones_like(x), x, x * x), axis=2)
     y = np.nan_to_num(imb)
     for _ in range(2):
         w = use.astype(np.float64)
-        xtx = np.einsum("gdi,gd,gdj->gij", X, w, X) + RIDGE * np.eye(3)
-        beta = np.linalg.solve(xtx, np.einsum("gdi,gd,gd->gi", X, w, y)[..., None])[..., 0]
-        resid = y - np.einsum("gdi,gi->gd", X, beta)
+        xtx = np.einsum("gti,gt,gtj->gij", X, w, X) + RIDGE * np.eye(3)
+        beta = np.linalg.solve(xtx, np.einsum("gti,gt,gt->gi", X, w, y)[..., None])[..., 0]
+        resid = y - np.einsum("gti,gi->gt", X, beta)
         with _quiet():
             med, sigma = _robust(np.where(use, resid, np.nan), axis=1)
         use &= np.abs(resid - np.nan_to_num(med)[:, None]) <= TRIM_SIGMAS * np.nan_to_num(sigma)[:, None] + 1e-12
-    return np.stack((beta[:, 0], beta[:, 1] / sx[:, 0], beta[:, 2] / sq[:, 0]), axis=1), use
+    return np.stack((beta[:, 0], beta[:, 1] / scale[:, 0], beta[:, 2] / scale[:, 0] ** 2), axis=1)
 
 
 class GroupRise:
-    """Each group's imbalance against what its history explains, for every day of the window."""
+    """Each group's imbalance on its last days against its own recent days, and how sure that is.
+
+    A day is judged on its hours in which every point of the group was measured (an
+    estimate's error would go straight into the imbalance), after the loss fit. The same
+    hours of each earlier day in which they were all measured too give that day's sum;
+    the rise is the day's sum minus the median of its ``REF_DAYS`` most recent such days
+    (so an earlier fault that has become the group's normal is no rise), scaled to a
+    day. Its deviation is the robust spread of the differences between consecutive
+    earlier days on those hours (a step in the past spoils one of them, not the scale).
+    """
 
     def __init__(self, b, s, stats):
         self.b, self.s = b, s
         d = b.daily_arrays()
         inp, imb = d["input"], d["imbalance"]
+        G, D = s.n_groups, b.ndays
         valid = (d["completeness"] >= MIN_COMPLETENESS) & (d["unknown"] == 0) & (inp > 0)
-        self.valid = valid
-        hourly_in = b.input.reshape(s.n_groups, b.ndays, HOURS)
-        self.coef, self._fit_days = fit_baseline(inp, (hourly_in ** 2).sum(axis=2), imb, valid,
-                                                 d["completeness"] >= 1.0)
-        valid &= (self._fit_days.sum(axis=1) >= MIN_FIT_TERMS)[:, None]
+        hourly_in = b.input.reshape(G, D, HOURS)
+        full = (b.strictly_measured >= s.n_points - 0.5).reshape(G, D, HOURS) & s.has_input[:, None, None]
+        history = full.copy()
+        history[:, -1, :] = False
+        # fitted to input − members − equipment, not to the imbalance: the configured loss
+        # model scales by each day's mean load, which real I²R losses do not
+        gap = b.imbalance + b.losses
+        self.coef = fit_losses(b.input, gap, history.reshape(G, D * HOURS))
         a, c1, c2 = self.coef[:, 0:1], self.coef[:, 1:2], self.coef[:, 2:3]
-        expected = a + c1 * inp + c2 * (hourly_in ** 2).sum(axis=2)
-        hourly_expected = a / HOURS + c1 * b.input + c2 * b.input ** 2
-        self.hourly_residual = b.imbalance - hourly_expected  # [groups, hours]
+        losses = b.losses.reshape(G, D, HOURS).sum(axis=2)
+        expected = a * HOURS + c1 * inp + c2 * (hourly_in ** 2).sum(axis=2) - losses
+        excess = (gap - (a + c1 * b.input + c2 * b.input ** 2)).reshape(G, D, HOURS)
         with _quiet():
-            typical = np.nanmedian(np.where(valid, inp, np.nan), axis=1)
+            typical = np.nan_to_num(np.nanmedian(np.where(valid, inp, np.nan), axis=1))
             self.usual_pct = np.nan_to_num(np.nanmedian(np.where(valid, expected / np.where(inp > 0, inp, 1), np.nan),
                                                         axis=1)) * 100
-        # A day is judged on its fully measured hours only (an estimate's error would go
-        # straight into the imbalance), against the same hours of the history's fit days,
-        # so that whatever the hourly baseline gets wrong cancels out; scaled to a day.
-        full = (b.strictly_measured >= s.n_points - 0.5).reshape(s.n_groups, b.ndays, HOURS)
         self.full_hours = full
         n_full = full.sum(axis=2)
-        self.day_scale = HOURS / np.maximum(n_full, 1)  # [groups, days]
-        r_h = self.hourly_residual.reshape(full.shape)
-        same_hours = np.einsum("gdh,gkh->gkd", r_h, full.astype(np.float64))  # day k's hours on day d
-        hist = self._fit_days.copy()
-        hist[:, -1] = False
-        with _quiet():
-            med, spread = _robust(np.where(hist[:, None, :], same_hours, np.nan), axis=2)  # [groups, days]
-        own = np.einsum("gkh,gkh->gk", r_h, full)
-        self.residual = (own - np.nan_to_num(med)) * self.day_scale
-        floor = MIN_SIGMA_SHARE * np.nan_to_num(typical)[:, None]
-        self.sigma_days = np.maximum(np.nan_to_num(spread) * self.day_scale, floor) + 1e-9
-        self.input = inp
-        self.imbalance = imb
+        self.residual = np.zeros((G, D))
+        self.sigma_days = np.full((G, D), np.inf)
+        self.refs = {}
+        floor = MIN_SIGMA_SHARE * typical
+        for t in range(max(D - MAX_RISE_DAYS, 1), D):
+            self.residual[:, t], spread, self.refs[t] = _rise(excess, full, t)
+            self.sigma_days[:, t] = np.maximum(spread, floor) + 1e-9
+        self.input, self.imbalance, self.valid = inp, imb, valid
         limit = np.maximum(RISE_SIGMAS * self.sigma_days, MIN_RISE_SHARE * inp)
-        self.risen = valid & (n_full >= MIN_FULL_HOURS) & (self.residual > limit) & s.has_input[:, None]
+        self.risen = (n_full >= MIN_FULL_HOURS) & (self.residual > limit) & s.has_input[:, None]
+        # threshold: on the measured hours only, so an estimate never raises an alarm
+        full_in = (hourly_in * full).sum(axis=2)
+        full_imb = (b.imbalance.reshape(G, D, HOURS) * full).sum(axis=2)
+        self.full_pct = np.where((n_full >= MIN_FULL_HOURS) & (full_in > 0),
+                                 full_imb / np.where(full_in > 0, full_in, 1) * 100, 0.0)
         self.pct = np.where(inp > 0, imb / np.where(inp > 0, inp, 1) * 100, 0.0)
 
     def rise_days(self, g):
@@ -224,14 +270,43 @@ class GroupRise:
     def imbalance_alerts(self):
         out = []
         s, k = self.s, self.b.ndays - 1
-        over = self.valid[:, k] & (np.abs(self.pct[:, k]) > s.threshold_pct) & s.has_input
+        over = (np.abs(self.full_pct[:, k]) > s.threshold_pct) & s.has_input
         for g in np.nonzero(self.risen[:, k] | over)[0]:
-            z = self.residual[g, k] / self.sigma_days[g, -1]
+            z = self.residual[g, k] / self.sigma_days[g, k]
             detail = "imbalance %.2f %% of input (%.3f), usual %.2f %%, rise %.1f sigma%s" % (
                 self.pct[g, k], self.imbalance[g, k], self.usual_pct[g], z,
-                "; over the %.1f %% threshold" % s.threshold_pct[g] if over[g] else "")
-            out.append(_alert("imbalance", s.group_ids[g], s.group_ids[g], max(z, abs(self.pct[g, k])), detail))
+                "; %.2f %% on its measured hours, over the %.1f %% threshold" % (self.full_pct[g, k], s.threshold_pct[g])
+                if over[g] else "")
+            out.append(_alert("imbalance", s.group_ids[g], s.group_ids[g], max(z, abs(self.full_pct[g, k])), detail))
         return out
+
+
+def _rise(excess, full, t):
+    """Day t's rise [groups] on its fully measured hours, its deviation, and the reference days [groups, days].
+
+    Only earlier days with every one of those hours measured take part, so that each is
+    summed over exactly the same hours.
+    """
+    hours = full[:, t, :]
+    n = hours.sum(axis=1)
+    sums = np.einsum("gdh,gh->gd", excess, hours)
+    comparable = np.einsum("gdh,gh->gd", full, hours.astype(np.float64)) >= n[:, None] - 0.5
+    comparable[:, t:] = False
+    newer = np.cumsum(comparable[:, ::-1], axis=1)[:, ::-1]  # comparable days from day k to t-1
+    refs = comparable & (newer <= REF_DAYS)
+    scale = HOURS / np.maximum(n, 1)
+    with _quiet():
+        level = np.nanmedian(np.where(refs, sums, np.nan), axis=1)
+        # consecutive comparable days' differences: a step in the past spoils one, not the spread
+        order = np.argsort(~comparable, axis=1, kind="stable")  # comparable days first, in order
+        ranked = np.take_along_axis(np.where(comparable, sums, np.nan), order, axis=1)
+        steps = np.diff(ranked, axis=1) / np.sqrt(2)
+        _, spread = _robust(steps, axis=1)
+    n_refs = refs.sum(axis=1)
+    rise = np.where(n_refs >= MIN_REF_DAYS, (sums[:, t] - level) * scale, 0.0)
+    # the median of the reference days has its own noise (its variance is about pi/2n times a day's)
+    spread = np.nan_to_num(spread, nan=np.inf) * scale * np.sqrt(1 + np.pi / (2 * np.maximum(n_refs, 1)))
+    return np.nan_to_num(rise), spread, refs
 
 
 def _suspects(rise, stats, s, meter_ids):
@@ -239,20 +314,27 @@ def _suspects(rise, stats, s, meter_ids):
     out = []
     k = rise.b.ndays - 1
     starts = np.searchsorted(s.member_g, np.arange(s.n_groups + 1))
+    logpdf = None
     for g in np.nonzero(rise.risen[:, k])[0]:
         members = s.member_m[starts[g]:starts[g + 1]]
         days = rise.rise_days(g)
         if len(members) == 0 or not days:
             continue
-        # Only the hours the rise was judged on; the forecast of an hour is its median, so a
-        # day's forecast is a typical day, not one pulled up by rare busy evenings.
-        full = rise.full_hours[g, days, :]  # [days, 24]
-        used = (np.nan_to_num(stats.hourly[members][:, days, :]) * full).sum(axis=2)  # [members, days]
-        expected = (stats.hour_forecast[members][:, None, :] * full).sum(axis=2)
-        deficit = (expected - used) * rise.day_scale[g, days][None, :]
-        order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members])
-        today_deficit = deficit[:, -1]
-        ranked = [i for i in order if today_deficit[i] > 0][:SUSPECTS_PER_GROUP]
+        if logpdf is None:
+            logpdf = stats.deficit_logpdf()
+        # each member's deficit on the rise's days, measured exactly as the group's rise is:
+        # against the same reference days, on the same hours
+        # each member's hourly deficit on the rise's days, measured as the group's rise is:
+        # against the median of the same reference days, on the same fully measured hours
+        deficit = np.empty((len(members), len(days)))
+        for j, t in enumerate(days):
+            hours = rise.full_hours[g, t]
+            sums = stats.hourly[members][:, :, hours].sum(axis=2)  # [members, days]
+            level = np.median(sums[:, rise.refs[t][g]], axis=1)
+            deficit[:, j] = (level - sums[:, t]) * HOURS / max(hours.sum(), 1)
+        order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members], logpdf=logpdf)
+        today = deficit[:, -1]
+        ranked = [i for i in order if today[i] > 0][:SUSPECTS_PER_GROUP]
         group_id = s.group_ids[g]
         if not ranked:
             out.append(_alert("imbalance", group_id, group_id, 0.0,
@@ -261,30 +343,36 @@ def _suspects(rise, stats, s, meter_ids):
         for rank, i in enumerate(ranked, 1):
             m = members[i]
             out.append(_alert("suspect", meter_ids[m], group_id, score[i],
-                              "rank %d: reported %.3f against a forecast of %.3f; group imbalance rose by %.3f "
-                              "over %d day(s)" % (rank, stats.today_sum[m], stats.forecast[m],
-                                                 rise.residual[g, k], len(days))))
+                              "rank %d: %.3f below its recent days, group imbalance rose by %.3f over %d day(s); "
+                              "reported %.3f against a forecast of %.3f" % (
+                                  rank, today[i], rise.residual[g, k], len(days), stats.today_sum[m],
+                                  stats.forecast[m])))
     return out
 
 
-
-
-def rank_members(r, deficit, sigma, picks=SUSPECTS_PER_GROUP):
+def rank_members(r, deficit, sigma, picks=SUSPECTS_PER_GROUP, logpdf=None):
     """Order members by how well their deficits explain the group's residual imbalance ``r`` [days].
 
     A member's score is the log-likelihood ratio of "its true use was what it reported plus
-    the missing energy" against "what it reported is its usual variation", with its own
-    forecast and daily deviation ``sigma``: sum over days of r·(2·deficit − r) / (2·sigma²).
+    the missing energy" against "what it reported is its own variation": summed over days,
+    log p((deficit − r)/sigma) − log p(deficit/sigma), with p the density of members'
+    standardised deficits (``logpdf``; by default a Cauchy-tailed one). A heavy-tailed p
+    matters: a member who used far less than usual for its own reasons (a flat left
+    empty) must not outrank the one whose deficit matches the missing energy exactly.
     Greedy: the best member is taken, its deficit (clipped to what is left) is removed
     from ``r``, and the rest are scored again, so two thieves in one group both come up.
     ``deficit`` is [members, days]; returns (order, score at the time each was taken).
     """
+    logpdf = logpdf or _cauchy_logpdf
     left = np.asarray(r, dtype=np.float64).copy()
+    sigma = np.asarray(sigma, dtype=np.float64)
+    sigma = sigma[:, None] if sigma.ndim == 1 else sigma
     score = np.full(len(deficit), -np.inf)
     order = []
     remaining = np.ones(len(deficit), dtype=bool)
+    base = logpdf(deficit / sigma)
     for _ in range(min(picks, len(deficit))):
-        llr = (left[None, :] * (2 * deficit - left[None, :])).sum(axis=1) / (2 * sigma ** 2)
+        llr = (logpdf((deficit - np.maximum(left, 0)[None, :]) / sigma) - base).sum(axis=1)
         llr[~remaining] = -np.inf
         best = int(np.argmax(llr))
         order.append(best)
@@ -292,6 +380,10 @@ def rank_members(r, deficit, sigma, picks=SUSPECTS_PER_GROUP):
         remaining[best] = False
         left = left - np.clip(deficit[best], 0, np.maximum(left, 0))
     return order + list(np.nonzero(remaining)[0]), score
+
+
+def _cauchy_logpdf(z):
+    return -np.log1p(z * z)
 
 
 def _stopped(stats, rise, s, meter_ids, group_of):

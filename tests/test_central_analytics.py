@@ -85,3 +85,11 @@ def test_analytics_reads_from_the_store(tmp_path):
     assert from_store == in_memory and any(a["kind"] == "data_gap" for a in from_store)
     assert all(set(a) == {"kind", "point_id", "group_id", "score", "detail"} for a in from_store)
     store.close()
+
+
+def test_a_flat_left_empty_does_not_outrank_the_member_whose_deficit_matches():
+    # member 0 used far less than usual (7 kWh, an empty flat), member 1 is 4 kWh short,
+    # exactly the group's missing 4 kWh: a Gaussian likelihood would blame member 0
+    deficit = np.array([[7.0], [4.0], [0.5], [-0.8]])
+    order, _ = rank_members(np.array([4.0]), deficit, np.full(4, 1.5))
+    assert order[0] == 1
