@@ -5,7 +5,7 @@ two messages, a variable tail). Registers are cumulative integer pulse counts:
 a lost message loses no energy, because the next one carries the totals again,
 and REGISTERS carries every tariff register of a channel at least once a day.
 
-Up (module to concentrator): HOURLY, REGISTERS, EVENT, DIAG, ACK.
+Up (module to concentrator): HOURLY, REGISTERS, EVENT, DIAG, ACK, OTA_STATUS.
 Down (concentrator to module, or broadcast): TIME_SYNC, CONFIG_CHUNK, SET_LIMIT,
 RELAY, GROUP_CMD, BACKFILL_REQ, SET_GROUPS.
 """
@@ -49,6 +49,13 @@ FLAG_FLASH_FAULT = const(0x0200)  # a flash write failed: registers held in RAM,
 RELAY_OPEN = const(0)  # disconnect
 RELAY_CLOSE = const(1)  # reconnect
 RELAY_AUTO = const(2)  # follow the load limits
+
+# OTA_STATUS.state: where a module stands in an update (docs/ota.md)
+OTA_LOADING = const(0)  # asking for pages
+OTA_DONE = const(1)  # holds every page; installs once its children have theirs
+OTA_REFUSED = const(2)  # signature, class, sequence or battery: it will not take this update
+OTA_INSTALLED = const(3)  # runs the new image and confirmed it after the self-test
+OTA_FAILED = const(4)  # the image did not unpack or did not confirm: back on the previous one
 
 # ACK.status
 ST_OK = const(0)
@@ -214,6 +221,18 @@ class Ack(Message):
     FIELDS = ("seq", "status", "detail")
 
 
+class OtaStatus(Message):
+    """A module's progress in update ``session`` (the update's seq, low 16 bits): OTA_* and pages missing."""
+
+    TYPE = 0x06
+    FORMAT = "HBH"
+    FIELDS = ("session", "state", "missing")
+
+    def validate(self):
+        if self.state > OTA_FAILED:
+            raise ProtocolError("update state %d" % self.state)
+
+
 # ---- down -------------------------------------------------------------------
 
 
@@ -315,7 +334,7 @@ class SetGroups(Message):
         return [self.groups[i] | (self.groups[i + 1] << 8) for i in range(0, len(self.groups), 2)]
 
 
-MESSAGES = (Hourly, Registers, Event, Diag, Ack, TimeSync, ConfigChunk, SetLimit, Relay, GroupCmd,
+MESSAGES = (Hourly, Registers, Event, Diag, Ack, OtaStatus, TimeSync, ConfigChunk, SetLimit, Relay, GroupCmd,
             BackfillReq, SetGroups)
 _BY_TYPE = {m.TYPE: m for m in MESSAGES}
 

@@ -55,6 +55,7 @@ _NARROWED = {
     messages.Event: {"code": st.integers(1, messages.EV_FW_UPDATED),
                      "channel": st.sampled_from([0, 1, 2, 0xFF])},  # 0xFF: the module itself
     messages.Ack: {"status": st.integers(messages.ST_OK, messages.ST_BUSY)},
+    messages.OtaStatus: {"state": st.integers(messages.OTA_LOADING, messages.OTA_FAILED)},
     messages.TimeSync: {"ms": st.integers(0, 999)},
     messages.SetLimit: {"channel": st.integers(0, 2), "tariff": st.integers(0, messages.TARIFFS),
                         "source": st.integers(0, 1)},

@@ -53,6 +53,7 @@ MESSAGES = [
     messages.Diag(uptime_s=86400, restarts=2, battery_mv=3600, tx=500, rx=650, retries=7, parent=0x0011,
                   rssi=-87, hops=3),
     messages.Ack(seq=513, status=messages.ST_REFUSED, detail=4),
+    messages.OtaStatus(session=7, state=messages.OTA_DONE, missing=0),
     messages.TimeSync(seq=1, unix=1764316800, ms=250),
     messages.ConfigChunk(seq=9, kind=1, blob_id=0x0102, offset=29, total=64, data=b"tariff calendar piece"),
     messages.SetLimit(seq=10, channel=2, tariff=0, source=1, limit=3200),

@@ -12,8 +12,8 @@ import struct
 
 from protocol.compat import const
 from protocol.errors import ProtocolError
-from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, T_ACK, T_BCAST, T_BEACON, Frame, ReplayWindow,
-                            open_frame, parse_header, relay_header, seal_frame)
+from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, T_ACK, T_BCAST, T_BEACON, T_OTA, Frame,
+                            ReplayWindow, open_frame, parse_header, relay_header, seal_frame)
 
 from firmware.common.mesh import control
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
@@ -71,6 +71,7 @@ class Station:
         self.phase_offset = 0  # network cycle phase = (ticks + offset) % CYCLE_MS
         self.sent = self.relayed = self.dropped = self.retries = self.duty_refused = self.acked = 0
         self.received = 0  # frames heard, whoever they were for: the module's DIAG reports it
+        self.ota = None  # firmware/common/ota/meshota.MeshOta, when the host carries updates
         hal.radio_listen()
 
     # ---- the host's interface ----------------------------------------------
@@ -97,6 +98,8 @@ class Station:
             else:
                 b.at = ticks_add(now, SUPERFRAME_MS)  # busy or over budget: same slot next time
         self._timers(now)
+        if self.ota is not None:
+            self.ota.poll(now)
         self._run_jobs(now)
 
     def wakeup_in_ms(self):
@@ -105,7 +108,7 @@ class Station:
         best = None
         beacon = None if self._beacon_at is None else max(0, ticks_diff(self._beacon_at, now))
         for d in (self.trickle.due_in(now), beacon, self.flood.due_in(now), self._timer_due_in(now),
-                  self._job_due_in(now)):
+                  self._job_due_in(now), None if self.ota is None else self.ota.due_in(now)):
             if d is not None and (best is None or d < best):
                 best = d
         return best
@@ -283,6 +286,9 @@ class Station:
             self._on_beacon(buf, rssi, now)
         elif kind == T_BCAST:
             self._on_broadcast(buf, f, now)
+        elif kind == T_OTA:
+            if self.ota is not None:
+                self.ota.on_frame(buf, f, now)
         elif f.link_dst == self.addr:
             self._on_unicast(buf, f, rssi, now)
 

@@ -3,14 +3,18 @@
 A parent sends the update as units: the envelope (part ENVELOPE), the
 page-hash table in pages (part TABLE) and the image pages (part IMAGE), each
 unit in fragments of FRAGMENT bytes, one per T_OTA frame (table units are
-UNIT bytes; image units are the manifest's pages)::
+UNIT bytes; image units are the manifest's pages, at most UNIT bytes)::
 
     FRAGMENT payload  <BHBHB + data: type 0x30, session, part, index, fragment, up to 32 bytes
-    NEED payload      <BHBHB:        type 0x31, session, part, index, status
+    NEED payload      <BHBHBBB:      type 0x31, session, part, index, status, have, depth
+    ANNOUNCE payload  <BHB + n x u16: type 0x32, session, n, the target modules (n = 0: all)
 
 ``session`` is the update's seq (low 16 bits). A child answers with the unit
-it needs next (DLMS image transfer's "first not transferred block"), DONE, or
-REFUSED (signature, class, seq or battery). Each module checks a page against
+it needs next (DLMS image transfer's "first not transferred block") and the
+fragments of it it already holds (``have``, one bit each: a unit has at most
+8) and its depth in the mesh (the slot it samples in, for the answer), WAIT (it has every page, a child of it not yet), DONE (it and every module
+below it have every page), or REFUSED (signature, class, seq or battery). ANNOUNCE tells the
+next hop that an update exists and for whom (ota/meshota.py). Each module checks a page against
 the signed table before it keeps it, and sends on only what it kept, so a
 corrupted or forged page stops at the first hop. Table pages are passed on
 as they come (only the whole table can be checked); a bad one is caught by
@@ -28,41 +32,64 @@ from protocol.errors import ProtocolError
 
 FRAGMENT_MSG = const(0x30)
 NEED_MSG = const(0x31)
+ANNOUNCE_MSG = const(0x32)
 ENVELOPE = const(0)
 TABLE = const(1)
 IMAGE = const(2)
 NEEDS = const(0)  # status: send (part, index)
 DONE = const(1)  # has every page: ready to install
 REFUSED = const(2)  # will not take this update
+WAIT = const(3)  # has every page, but a child of it does not yet: do not count it finished
 FRAGMENT = const(32)  # 7-byte header + 32 = 39: a full frame payload (protocol/frame.py PAYLOAD_MAX)
 UNIT = const(256)  # bytes per table or image page; the envelope is one unit of ENVELOPE_LEN
 _HEAD = "<BHBHB"
 _HEAD_LEN = const(7)
+MAX_TARGETS = const(17)  # (39 - 4) // 2 addresses fill one frame payload
 
 
-def fragments(session, part, index, data):
-    """The FRAGMENT payloads that carry one unit."""
+def fragments(session, part, index, data, have=0):
+    """The FRAGMENT payloads that carry one unit, but those whose bit is set in ``have``."""
     return [struct.pack(_HEAD, FRAGMENT_MSG, session, part, index, i // FRAGMENT) + data[i:i + FRAGMENT]
-            for i in range(0, len(data), FRAGMENT)]
+            for i in range(0, len(data), FRAGMENT) if not have & (1 << (i // FRAGMENT))]
 
 
-def need(session, part, index, status):
-    return struct.pack(_HEAD, NEED_MSG, session, part, index, status)
+def need(session, part, index, status, have=0, depth=0):
+    return struct.pack(_HEAD + "BB", NEED_MSG, session, part, index, status, have, depth)
+
+
+def announce(session, targets=()):
+    """The ANNOUNCE payload: update ``session`` for ``targets`` (module addresses; empty: every module)."""
+    if len(targets) > MAX_TARGETS:
+        raise ProtocolError("an update names at most %d modules, or all" % MAX_TARGETS)
+    return struct.pack("<BHB", ANNOUNCE_MSG, session, len(targets)) + b"".join(
+        struct.pack("<H", a) for a in targets)
+
+
+def parse_announce(payload):
+    """(session, targets tuple) of an ANNOUNCE payload; ProtocolError if it is not one."""
+    if len(payload) < 4 or payload[0] != ANNOUNCE_MSG or len(payload) != 4 + 2 * payload[3] \
+            or payload[3] > MAX_TARGETS:
+        raise ProtocolError("not an OTA announcement")
+    session = struct.unpack_from("<H", payload, 1)[0]
+    return session, tuple(struct.unpack_from("<H", payload, 4 + 2 * i)[0] for i in range(payload[3]))
 
 
 def parse(payload):
-    """(type, session, part, index, fragment-or-status, data) of a T_OTA payload; ProtocolError if not one."""
+    """(type, session, part, index, fragment-or-status, data) of a FRAGMENT or NEED; ProtocolError if not one.
+
+    A NEED's data is its ``have`` and ``depth`` bytes.
+    """
     if len(payload) < _HEAD_LEN or payload[0] not in (FRAGMENT_MSG, NEED_MSG) or payload[3] > IMAGE:
         raise ProtocolError("not an OTA transfer message")
     kind, session, part, index, sub = struct.unpack_from(_HEAD, payload, 0)
     data = payload[_HEAD_LEN:]
-    if (kind == NEED_MSG and data) or (kind == FRAGMENT_MSG and not 0 < len(data) <= FRAGMENT):
+    if (kind == NEED_MSG and len(data) != 2) or (kind == FRAGMENT_MSG and not 0 < len(data) <= FRAGMENT):
         raise ProtocolError("OTA %s message of %d bytes" % ("need" if kind == NEED_MSG else "fragment", len(payload)))
     return kind, session, part, index, sub, data
 
 
 class Source:
-    """The concentrator's copy of a whole bundle: every unit, for sending."""
+    """A whole bundle held by its first sender (the edge agent, a test): every unit, for sending."""
 
     def __init__(self, envelope, table, image, manifest):
         self.session = manifest.seq & 0xFFFF
@@ -76,6 +103,14 @@ class Source:
         size = self.page_size if part == IMAGE else UNIT
         return data[index * size:(index + 1) * size] or None
 
+    def answer(self, payload):
+        """The FRAGMENT payloads that answer a NEED ``payload`` (none for DONE, REFUSED or a unit not held)."""
+        kind, session, part, index, status, have = parse(payload)
+        if kind != NEED_MSG or status != NEEDS or session != self.session:
+            return []
+        data = self.unit(part, index)
+        return fragments(session, part, index, data, have[0]) if data is not None else []
+
 
 class Receiver:
     """A module's end of a transfer, over its Updater; also the source its children are sent from."""
@@ -84,12 +119,18 @@ class Receiver:
         self.updater = updater
         self.battery_mv = battery_mv  # a function: the battery is read when the offer completes
         self.refused = None
+        self.rejected = 0  # units that failed their hash or table check: a corrupting or forging hop
         self._unit = None  # (part, index) being assembled
         self._buf = bytearray(UNIT)
         self._have = 0  # fragment bits of that unit
         self._table = None
         d = updater.download
         self.session = d.manifest.seq & 0xFFFF if d.manifest is not None else None
+
+    def expect(self, session):
+        """An announcement named ``session``: ask for its envelope, whatever was refused or held before."""
+        if session != self.session:
+            self.session, self.refused, self._table, self._unit = session, None, None, None
 
     def on_fragment(self, session, part, index, number, data):
         """Take one fragment; returns the unit it completed, if any, as (part, index)."""
@@ -144,8 +185,10 @@ class Receiver:
         except ProtocolError as e:
             if part == ENVELOPE:
                 self.refused = str(e)
-            elif part == TABLE:
-                self._table = None  # a bad table: ask for all of it again
+            else:
+                self.rejected += 1
+                if part == TABLE:
+                    self._table = None  # a bad table: ask for all of it again
 
     def unit(self, part, index):
         """The unit's bytes if this module holds it checked, else None (what it can send on)."""
@@ -164,19 +207,25 @@ class Receiver:
             return None
         return d.read_page(index)
 
-    def need(self):
-        """The NEED payload for the parent: the first unit missing, DONE or REFUSED."""
+    def need(self, depth=0):
+        """The NEED payload for the parent: the first unit missing, DONE or REFUSED; ``depth``: ours."""
         session = self.session or 0
         if self.refused is not None:
-            return need(session, ENVELOPE, 0, REFUSED)
+            return need(session, ENVELOPE, 0, REFUSED, 0, depth)
         d = self.updater.download
         if d.manifest is None or (d.manifest.seq & 0xFFFF) != self.session:
-            return need(session, ENVELOPE, 0, NEEDS)
+            return need(session, ENVELOPE, 0, NEEDS, self._partial(ENVELOPE, 0), depth)
         if d.table is None:
             have = self._table_have if self._table is not None else 0
             index = 0
             while have & (1 << index):
                 index += 1
-            return need(session, TABLE, index, NEEDS)
+            return need(session, TABLE, index, NEEDS, self._partial(TABLE, index), depth)
         missing = d.missing_pages()
-        return need(session, IMAGE, missing[0], NEEDS) if missing else need(session, IMAGE, 0, DONE)
+        if not missing:
+            return need(session, IMAGE, 0, DONE, 0, depth)
+        return need(session, IMAGE, missing[0], NEEDS, self._partial(IMAGE, missing[0]), depth)
+
+    def _partial(self, part, index):
+        """Fragment bits already held of the unit being assembled, so the parent sends only the rest."""
+        return self._have & 0xFF if self._unit == (part, index) else 0

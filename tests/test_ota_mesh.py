@@ -1,0 +1,135 @@
+"""An update in real T_OTA frames over the simulated mesh, the real firmware on every node
+(tools/flash/fleetsim.py): it crosses a chain hop by hop and every module ends on a valid image
+with its own files intact, whatever a relay, a power cut or a weak battery does on the way."""
+
+import hashlib
+
+from firmware.common.ota import archive, transfer
+from firmware.common.ota.meshota import CHILD_LOST_MS, OTA_AIR_MS
+from firmware.common.ota.slots import Slots
+from protocol import messages
+from tools.flash import fleetsim
+
+IMAGE = archive.pack([("app.py", b"VERSION = 2\n"), ("lib/data.bin", bytes(i * 7 & 0xFF for i in range(1500)))])
+KEEP = b"registers and keys the update must not touch"
+
+
+def fleet(modules=6, seed=1):
+    f = fleetsim.FleetRun("chain", modules, seed, IMAGE)
+    for node in f.world.nodes[1:]:
+        with open(node.hal.flash_path() + "/registers.bin", "wb") as out:
+            out.write(KEEP)
+    assert f.join() < 3600
+    return f
+
+
+def by_addr(f, addr):
+    return f.world.by_addr[addr]
+
+
+def on_new_image(f, node):
+    slots = Slots(node.hal.flash_path())
+    state = slots.load()
+    with open(node.hal.flash_path() + "/registers.bin", "rb") as kept:
+        intact = kept.read() == KEEP
+    return state.seq == 1 and not state.trial and slots.slot_intact(state.active) and intact
+
+
+def test_an_update_crosses_six_hops_in_real_frames_and_every_module_confirms_it():
+    f = fleet()
+    try:
+        f.start()
+        f.run_until_done(3 * 3600)
+        figures = f.figures()
+        assert figures["depth"] == 6 and figures["installed"] == 6, figures
+        assert all(on_new_image(f, n) for n in f.world.nodes[1:])
+        digest = hashlib.sha256(IMAGE).digest()
+        for n in f.world.nodes[1:]:
+            with open(Slots(n.hal.flash_path()).slot_dir(Slots(n.hal.flash_path()).load().active) + "/.sha256",
+                      "rb") as d:
+                assert d.read() == digest
+        # OTA frames keep to their half of the 10 % duty cycle
+        assert 0 < figures["duty_cycle_max"] <= OTA_AIR_MS / 3600000
+        f.world.run(f.world.now + 900)  # routine reports leave within 10 minutes
+        states = {(a, r.state) for _, a, r in f.reports}
+        assert all((n.addr, messages.OTA_INSTALLED) in states for n in f.world.nodes[1:])
+    finally:
+        f.close()
+
+
+def test_a_relay_that_corrupts_a_page_is_refused_by_the_next_hop_and_the_page_comes_again():
+    f = fleet()
+    try:
+        relay, child = by_addr(f, 2), by_addr(f, 3)
+        honest = relay.mesh.ota.store.unit
+        served_bad = []
+
+        def corrupting(part, index):
+            """Page 3 comes out with its last byte flipped until the next hop has refused it once."""
+            data = honest(part, index)
+            if part == transfer.IMAGE and index == 3 and data is not None and not child.mesh.ota.store.rejected:
+                served_bad.append(index)
+                return data[:-1] + bytes([data[-1] ^ 0xFF])
+            return data
+        relay.mesh.ota.store.unit = corrupting
+        f.start()
+        w = f.world
+        while not child.mesh.ota.store.rejected and w.now < 3 * 3600:
+            w.run(w.now + 10)
+        assert served_bad and child.mesh.ota.store.rejected == 1
+        assert by_addr(f, 4).mesh.ota.store.rejected == 0  # it never went further
+        f.run_until_done(3 * 3600)
+        assert all(on_new_image(f, n) for n in f.world.nodes[1:])
+    finally:
+        f.close()
+
+
+def test_a_relay_that_loses_power_resumes_from_its_saved_bitmap():
+    f = fleet()
+    try:
+        relay = by_addr(f, 3)
+        f.start()
+        w = f.world
+        while True:
+            w.run(w.now + 10)
+            d = relay.mesh.ota.store.updater.download
+            if d.manifest is not None and d.table is not None and 0 < len(d.missing_pages()) < d.manifest.pages - 1:
+                break
+        before = relay.mesh.ota.store.updater.download.missing_pages()
+        w.kill(relay)  # a brown-out: the module is back within seconds
+        w.run(w.now + 5)
+        w.start_node(relay)
+        f.attach(relay)
+        assert relay.mesh.ota.store.updater.download.missing_pages() == before  # nothing was lost, nothing redone
+        f.run_until_done(3 * 3600)
+        assert all(on_new_image(f, n) for n in f.world.nodes[1:])
+    finally:
+        f.close()
+
+
+def test_a_module_on_a_weak_battery_refuses_and_stays_on_its_image():
+    f = fleet()
+    try:
+        f.battery[6] = 3200  # below the manifest's 3300 mV floor
+        f.start()
+        f.run_until_done(3 * 3600)
+        assert f.refused() == [6] and "battery" in by_addr(f, 6).mesh.ota.store.refused
+        assert Slots(by_addr(f, 6).hal.flash_path()).load().seq == 0
+        assert all(on_new_image(f, by_addr(f, a)) for a in range(1, 6))
+    finally:
+        f.close()
+
+
+def test_an_update_for_one_module_is_carried_by_the_relays_which_keep_their_image():
+    f = fleet()
+    try:
+        f.start(targets=(5,))
+        f.run_until_done(3 * 3600)
+        assert on_new_image(f, by_addr(f, 5))
+        f.world.run(f.world.now + CHILD_LOST_MS / 1000 + 60)  # relays that missed its DONE wait this long
+        for addr in (1, 2, 3, 4, 6):
+            node = by_addr(f, addr)
+            assert Slots(node.hal.flash_path()).load().seq == 0
+            assert node.mesh.ota.store.updater.download.manifest is None  # a carried copy is dropped
+    finally:
+        f.close()
