@@ -33,10 +33,12 @@ from edge_agent.config import Config, from_dict
 from edge_agent.linkport import LINK_CREDIT, LinkSession, open_port
 from edge_agent.mqtt import Mqtt
 from edge_agent.queue import DurableQueue, write_atomic
+from edge_agent.updates import Updates, read_vendor_key
 from protocol import link
 from protocol.batch import AckVerifier, Batch, decode_payload
 from protocol.cose import Sign1Verifier, sign1
 from protocol.errors import ProtocolError
+from edge_agent.commands import BROADCAST
 
 log = logging.getLogger("balans.agent")
 
@@ -63,7 +65,8 @@ class Agent:
         self.session = None
         self.mqtt = None
         self.counters = dict(batches_sent=0, acks=0, acks_duplicate=0, acks_rejected=0, acks_forged=0,
-                             acks_unknown=0, requeued=0, commands_forwarded=0, commands_refused=0, results=0, errors=0)
+                             acks_unknown=0, requeued=0, commands_forwarded=0, commands_refused=0, results=0, errors=0,
+                             updates_queued=0)
         self.modules = {}  # addr -> last MODULE report
         self.concentrator = {}  # last STATS report
         self._pending = deque()  # (readings, events, link cursor or None), as they came off the link
@@ -101,6 +104,8 @@ class Agent:
             central.add_key(kid.encode(), public)
         self.commands = CommandChecker(self.conc, central, os.path.join(c.queue.dir, "commands.seen"),
                                        c.commands.max_ttl_s)
+        self.updates = Updates(c.queue.dir, read_vendor_key(c.ota.vendor_key) if c.ota.vendor_key else None,
+                               known=lambda: list(self.modules))
         self._backlog.extend(self.queue.entries)
         if self._stream is None and c.concentrator.link:
             self._stream = open_port(c.concentrator.link, c.concentrator.baud)
@@ -191,6 +196,7 @@ class Agent:
             worked = self._pump_link(now)
             worked |= self._flush()
             worked |= self._pump_inbox(now)
+            worked |= self._pump_updates(now)
             worked |= self._send(time.monotonic())
             if now - self._last_status >= self.config.status.interval_s:
                 self._last_status = now
@@ -222,7 +228,7 @@ class Agent:
         for readings, events, cursor in frames:
             self._take(readings, events, cursor)
         for ftype, fields, tail in others:
-            self._on_frame(ftype, fields)
+            self._on_frame(ftype, fields, tail)
         if now - self._last_keepalive >= LINK_KEEPALIVE_S:
             self._last_keepalive = now
             s.ack(self._credit())
@@ -234,7 +240,7 @@ class Agent:
     def _credit(self):
         return 0 if self._full else LINK_CREDIT
 
-    def _on_frame(self, ftype, fields):
+    def _on_frame(self, ftype, fields, tail=b""):
         if ftype == link.L_MODULE:
             addr, last_heard, battery, rssi, hops, missing = fields
             volts = round(2.0 + battery * 0.02, 2) if battery else None  # 0: not reported yet
@@ -244,6 +250,10 @@ class Agent:
             self.concentrator = dict(zip(("bad_frames", "unknown", "overflow", "held", "modules"), fields))
         elif ftype == link.L_RESULT:
             self._on_result(*fields)
+        elif ftype == link.L_OTA:
+            self.updates.on_need(tail, self.session.send)
+        elif ftype == link.L_OTA_STATUS:
+            self.updates.on_status(*fields)
         else:
             self.session.unknown_frames += 1
 
@@ -412,10 +422,17 @@ class Agent:
     def _on_command(self, data, now):
         try:
             cmd = self.commands.check(data, int(now))
+            if cmd.kind == "update":
+                targets = cmd.args.get("targets") or ([] if cmd.dst == BROADCAST else [cmd.dst])
+                job = self.updates.submit(cmd.args["bundle"], targets, "command %d" % cmd.id)
         except ProtocolError as e:
             self.counters["commands_refused"] += 1
             log.warning("refused command: %s", e)
             self._result({"status": "refused", "reason": str(e)})
+            return
+        if cmd.kind == "update":
+            self.counters["updates_queued"] += 1
+            self._result({"id": cmd.id, "status": "queued", "job": job["id"], "seq": job["seq"]})
             return
         if self.session is None:
             self._result({"id": cmd.id, "status": "failed", "reason": "no link to the concentrator"})
@@ -436,6 +453,19 @@ class Agent:
         name = {0: "ok", 1: "unknown_command", 2: "bad_value", 3: "refused", 4: "busy", 0xFF: "timeout"}
         self._result({"id": cid, "part": part, "parts": parts, "src": src,
                       "status": name.get(status, "status_%d" % status), "detail": detail})
+
+    def _pump_updates(self, now):
+        """Hand the running update to the concentrator; publish the progress it reports."""
+        if self.session is None:
+            return False
+        worked = self.updates.pump(self.session.send, now)
+        while self.updates.events:
+            event = self.updates.events.pop(0)
+            worked = True
+            log.info("update %(job)d (seq %(seq)d): module %(module)s %(state)s", event)
+            if self.mqtt is not None:
+                self.mqtt.publish("ota", json.dumps(dict(event, conc=self.conc, ts=int(self.clock()))))
+        return worked
 
     def _result(self, body):
         if self.mqtt is not None:
@@ -467,6 +497,7 @@ class Agent:
                                                    "connects": self.mqtt.connects,
                                                    "disconnects": self.mqtt.disconnects},
             "counters": dict(self.counters),
+            "ota": self.updates.status() if self.queue else None,
             "modules": {"known": len(self.modules),
                         "silent": sorted("%04x" % a for a, m in self.modules.items()
                                          if now - m["last_heard"] > st.silent_hours * 3600),

@@ -36,6 +36,11 @@ def configure_agent(parser):
     p = sub.add_parser("requeue", help="send again the batches central rejected (e.g. before it knew our key)")
     _add_config(p)
     p.add_argument("files", nargs="*", help="rejected-*.cbor files to send again (default: every one)")
+    p = sub.add_parser("update", help="queue a signed firmware update (.bota) for the concentrator's modules")
+    _add_config(p)
+    p.add_argument("bundle", help="the vendor's signed release, e.g. release.bota")
+    p.add_argument("--module", action="append", default=[], metavar="ADDR",
+                   help="a module's 4 hex digits (at most 17, repeat the option); default: every module")
     p = sub.add_parser("keygen", help="write a new Ed25519 signing key (key rotation: new file, new kid)")
     p.add_argument("private", help="private key file to write (mode 0600)")
     p.add_argument("--public", help="also write the public key here (give it to central)")
@@ -49,10 +54,16 @@ def run_agent(args):
         print(keys.public_pem(key).decode(), end="")
         return 0
     cfg = agent_config.load(args.config)
+    if args.action == "update":
+        return _queue_update(cfg, args.bundle, args.module)
     if args.action == "check":
         keys.load_private(cfg.signing.key_file)
         for path in cfg.central.keys.values():
             keys.load_public(path)
+        if cfg.ota.vendor_key:
+            from edge_agent.updates import read_vendor_key
+
+            read_vendor_key(cfg.ota.vendor_key)
         print("%s: valid (site %s, concentrator %s, queue %s)" % (args.config, cfg.concentrator.site,
                                                                   cfg.concentrator.id, cfg.queue.dir))
         return 0
@@ -66,6 +77,23 @@ def run_agent(args):
             _print_status(status)
         return 0
     return _serve(cfg, args.verbose)
+
+
+def _queue_update(cfg, path, modules):
+    """Check a bundle like a signed update command and queue it where the running agent picks it up."""
+    from edge_agent.updates import Updates, read_vendor_key
+
+    try:
+        targets = [int(m, 16) for m in modules]
+    except ValueError:
+        raise ValueError("--module takes a module's 4 hex digits, e.g. 002a") from None
+    with open(path, "rb") as f:
+        data = f.read()
+    vendor_key = read_vendor_key(cfg.ota.vendor_key) if cfg.ota.vendor_key else None
+    job = Updates(cfg.queue.dir, vendor_key).submit(data, targets, "file %s" % os.path.basename(path))
+    print("update %d queued: seq %d for %s" % (job["id"], job["seq"],
+                                              ", ".join("%04x" % a for a in targets) or "every module"))
+    return 0
 
 
 def _serve(cfg, verbose):

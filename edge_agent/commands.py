@@ -17,6 +17,8 @@ second after which it must not run, ``dst`` a module address or 65535 for all
     calendar  kind, blob_id, data: bytes (sent as CONFIG_CHUNK pieces)
     time      (none)                                                  (broadcast)
     backfill  from_hour, count
+    update    bundle: bytes (a signed .bota), targets: [u16, ...] (optional; dst 65535 and no
+              targets: every module; dst an address: that module)   (edge_agent/updates.py)
 
 Refused (counted, logged, reported on the result topic, never forwarded):
 a bad signature or unknown key (AuthError), a replayed id or an expired
@@ -122,10 +124,17 @@ class CommandChecker:
         if not isinstance(args, dict):
             raise ProtocolError("command args must be a map")
         kind = body.get("kind")
-        msgs = build_messages(kind, args, now)
+        if kind == "update":
+            msgs = []
+            if not isinstance(args.get("bundle"), bytes) or not isinstance(args.get("targets", []), list):
+                raise ProtocolError("command arg bundle must be bytes and targets a list of module addresses")
+        else:
+            msgs = build_messages(kind, args, now)
         if kind in ("group", "time") and dst != BROADCAST:
             raise ProtocolError("%s commands are broadcasts: dst must be %d" % (kind, BROADCAST))
         self.seen = {k: v for k, v in self.seen.items() if v >= now}
         self.seen[cid] = exp
         write_atomic(self.seen_path, json.dumps(self.seen).encode())
-        return Command(cid, exp, kind, dst, msgs)
+        cmd = Command(cid, exp, kind, dst, msgs)
+        cmd.args = args
+        return cmd

@@ -61,6 +61,9 @@ SCHEMA = {
     "commands": {
         "max_ttl_s": (int, 7 * 86400),  # a command valid longer than this is refused
     },
+    "ota": {
+        "vendor_key": (str, ""),  # the vendor's 32-byte update key (vendor.pub); "" refuses every update
+    },
 }
 
 
@@ -170,7 +173,7 @@ def load(path):
     base = os.path.dirname(os.path.abspath(path))
     # relative file names are relative to the configuration file
     for section, key in (("queue", "dir"), ("signing", "key_file"), ("mqtt", "password_file"),
-                         ("mqtt", "ca_file"), ("mqtt", "cert_file"), ("mqtt", "key_file")):
+                         ("mqtt", "ca_file"), ("mqtt", "cert_file"), ("mqtt", "key_file"), ("ota", "vendor_key")):
         sec = getattr(config, section)
         v = getattr(sec, key)
         if v and not os.path.isabs(v):

@@ -20,14 +20,14 @@ PREFIX = "balans/v1"
 
 
 def topic(site, conc, leaf):
-    """``balans/v1/<site>/<conc>/<leaf>``; leaf is batch, ack, cmd, result or status."""
+    """``balans/v1/<site>/<conc>/<leaf>``; leaf is batch, ack, cmd, result, status or ota."""
     return "%s/%s/%s/%s" % (PREFIX, site, conc, leaf)
 
 
 class Mqtt:
     def __init__(self, cfg, site, conc):
         self.cfg = cfg
-        self.topics = {leaf: topic(site, conc, leaf) for leaf in ("batch", "ack", "cmd", "result", "status")}
+        self.topics = {leaf: topic(site, conc, leaf) for leaf in ("batch", "ack", "cmd", "result", "status", "ota")}
         self.inbox = queue.Queue()
         self.connected = False
         self.connects = 0

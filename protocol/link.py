@@ -16,6 +16,9 @@ Body: one type byte, then a fixed little-endian layout::
     RESULT   c->a  cmd_id u32, src u16, status u8, detail u8
     MODULE   c->a  addr u16, last_heard u32, battery u8, rssi i8, hops u8, missing u16
     STATS    c->a  bad_frames u32, unknown u32, overflow u32, held u16, modules u16
+    OTA      both  an update's hop messages (firmware/common/ota/transfer.py): ANNOUNCE and
+                   FRAGMENT a->c, NEED c->a; the agent is the concentrator's parent for updates
+    OTA_STATUS c->a addr u16, session u16, state u8, missing u16   a module's progress (messages.OtaStatus)
 
 A record is RECORD_LEN bytes: kind u8, addr u16, channel u8, code u8, ts u32, value u32.
 kind READING: ``code`` is protocol.obis.RESOURCES index << 4 | tariff, ``value`` pulses.
@@ -42,6 +45,8 @@ L_CMD = const(5)
 L_RESULT = const(6)
 L_MODULE = const(7)
 L_STATS = const(8)
+L_OTA = const(9)
+L_OTA_STATUS = const(10)
 
 K_READING = const(1)
 K_EVENT = const(2)
@@ -61,9 +66,11 @@ _LAYOUT = {
     L_RESULT: "<BIHBB",
     L_MODULE: "<BHIBbBH",
     L_STATS: "<BIIIHH",
+    L_OTA: "<B",
+    L_OTA_STATUS: "<BHHBH",
 }
 # frames whose body continues after the fixed layout (records, a message)
-_TAILED = (L_RECORDS, L_CMD)
+_TAILED = (L_RECORDS, L_CMD, L_OTA)
 
 
 def _make_table():

@@ -27,6 +27,16 @@ def test_any_bytes_are_an_ota_message_or_a_protocol_error(data):
 
 
 @settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=60))
+def test_any_bytes_are_an_announcement_or_a_protocol_error(data):
+    try:
+        session, targets = transfer.parse_announce(data)
+    except ProtocolError:
+        return
+    assert transfer.announce(session, targets) == data and len(targets) <= transfer.MAX_TARGETS
+
+
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=300), st.integers(0, manifest.ENVELOPE_LEN - 1), st.integers(1, 255))
 def test_any_envelope_is_the_vendors_or_a_protocol_error(data, at, flip):
     tampered = ENVELOPE[:at] + bytes([ENVELOPE[at] ^ flip]) + ENVELOPE[at + 1:]

@@ -5,7 +5,10 @@ it turns HOURLY, REGISTERS and EVENT messages into link records (meter, hour
 stamp, register, integer pulses), rebuilds up to two lost hours from HOURLY's
 deltas, asks modules to resend older lost hours from their archives, and holds
 the records in a bounded ring until the agent has them on disk. Commands from
-the agent go down the mesh, one at a time per module, and their results go back.
+the agent go down the mesh, one at a time per module, and their results go back. Firmware updates from
+the agent go to the mesh root's update hop (``on_ota``; firmware/common/ota/meshota.py),
+whose requests go back to the agent (``ota_upstream``); modules' OTA_STATUS reports go
+to the agent as L_OTA_STATUS.
 
 When the ring is full a new HOURLY reading is not lost: its hour is marked
 missing and asked back from the module's archive once the agent drains the
@@ -44,6 +47,7 @@ ST_TIMEOUT = const(0xFF)  # RESULT status when a module never answered
 NO_HOUR = const(0xFFFFFFFF)
 IDLE_WAKEUP_S = const(5)  # the agent's TIME and CMD frames wait at most this long
 BROADCAST = const(0xFFFF)
+OTA_BUSY_MS = const(10000)  # an update from the agent came this recently: answer its pieces every second
 
 
 class Module:
@@ -96,6 +100,8 @@ class Collector:
         self.bad_messages = 0
         self.overflow = 0  # REGISTERS/EVENT records lost to a full ring
         self.duplicates = 0  # hours reported again (backfill overlap, retries)
+        self.on_ota = None  # the mesh root's update hop (MeshOta.from_upstream): what the agent sends for updates
+        self._ota_ms = None  # tick of the last update traffic from the agent: tick every second while it flows
 
     # ---- persistent state ----------------------------------------------------
     def _path(self, name):
@@ -172,6 +178,8 @@ class Collector:
             m.hops = msg.hops
         elif t == messages.Ack.TYPE:
             self._command_answered(m.addr, msg)
+        elif t == messages.OtaStatus.TYPE:
+            self.link.write(link.pack(link.L_OTA_STATUS, m.addr, msg.session, msg.state, msg.missing))
 
     def _hourly(self, m, msg, backfill):
         h = msg.hour
@@ -314,6 +322,9 @@ class Collector:
                 self._on_time(fields[0], now)
             elif ftype == link.L_CMD:
                 self._queue_command(fields[0], fields[1], tail)
+            elif ftype == link.L_OTA and self.on_ota is not None:
+                self._ota_ms = now
+                self.on_ota(tail)
         if self._time_synced and (self._last_time_bcast is None
                                   or elapsed(now, self._last_time_bcast) >= TIME_BROADCAST_MS):
             msg = messages.TimeSync(self._next_seq(), self.hal.unix_time(), 0)
@@ -326,6 +337,10 @@ class Collector:
         if elapsed(now, self._last_save) >= self._save_ms:
             self._last_save = now
             self._save_hours()
+
+    def ota_upstream(self, payload):
+        """The mesh root's NEED for an update, to the agent (the root's MeshOta upstream)."""
+        self.link.write(link.pack(link.L_OTA, tail=payload))
 
     def _on_time(self, unix, now):
         if abs(self.hal.unix_time() - unix) > 1:
@@ -349,6 +364,7 @@ class Collector:
     def next_wakeup(self):
         """Unix time by which tick() must run again."""
         now = self.hal.unix_time()
-        if not self.link.agent_seen or self.ring.held() or self.commands:
+        if not self.link.agent_seen or self.ring.held() or self.commands or (
+                self._ota_ms is not None and elapsed(self.hal.ticks_ms(), self._ota_ms) < OTA_BUSY_MS):
             return now + 1
         return now + IDLE_WAKEUP_S

@@ -38,11 +38,15 @@ STEP_S = 30.0
 class FleetRun:
     """A world whose nodes carry an update: ``start(targets)``, then ``run_until_done(limit_s)``."""
 
-    def __init__(self, scenario="chain", modules=240, seed=1, image=None, seq=1, interference=0.05):
+    def __init__(self, scenario="chain", modules=240, seed=1, image=None, seq=1, interference=0.05, concentrator=None,
+                 key=None):
+        """``concentrator(root node)``: the root's application, a J100UC Collector whose agent link carries the
+        update (the caller wires the agent to ``world.on_link``); None: a Source stands in for the agent.
+        ``key``: the vendor's signing key the modules trust (default: a new one)."""
         _, loss = scenarios.SCENARIOS[scenario](modules, rng=np.random.default_rng(seed))
         self._tmp = tempfile.TemporaryDirectory(prefix="balans-ota-")
         self.world = w = World(loss, seed=seed, days=1.0, interference=interference, flash_dir=self._tmp.name)
-        key = bundle.new_key()
+        key = key or bundle.new_key()
         self.vendor_key = bundle.public_bytes(key)
         b = bundle.make(image, seq, "d100fc", key)
         b.verify(self.vendor_key)  # what the agent and the concentrator check first
@@ -54,12 +58,12 @@ class FleetRun:
         self.battery = {}  # addr -> mV, for modules with a weak cell
         self._trial = set()
         self.started_at = None
+        self.targets = ()
         for node in w.nodes:
             if not node.is_root:
                 Slots(node.hal.flash_path()).save(State(0, 0, 0, 0))  # provisioned with a seq-0 image
-            w.start_node(node)
+            w.start_node(node, concentrator if node.is_root else None)
             self.attach(node)
-        w.nodes[0].mesh.on_uplink = self._uplink
 
     # ---- the firmware of each node ----------------------------------------------
 
@@ -69,7 +73,18 @@ class FleetRun:
         if node.is_root:
             updater = Updater(hal.flash_path(), self.vendor_key, manifest.CLASS_D100FC)
             store = transfer.Receiver(updater, lambda: MAINS_MV)
-            mesh.ota = MeshOta(mesh, store, upstream=lambda payload: self._agent(node, payload))
+            collector = node.app
+            if collector is None:
+                mesh.ota = MeshOta(mesh, store, upstream=lambda payload: self._agent(node, payload))
+                mesh.on_uplink = self._uplink
+                return
+            mesh.ota = MeshOta(mesh, store, upstream=collector.ota_upstream)
+            collector.on_ota = lambda payload: mesh.ota.from_upstream(payload, hal.ticks_ms())
+
+            def on_uplink(src, payload, backfill=False):
+                self._uplink(src, payload)
+                collector.on_uplink(src, payload, backfill)
+            mesh.on_uplink = on_uplink
             return
         updater = Updater(hal.flash_path(), self.vendor_key, manifest.CLASS_D100FC)
         store = transfer.Receiver(updater, lambda: self.battery.get(node.addr, hal.battery_mv()))
@@ -118,17 +133,19 @@ class FleetRun:
             w.run(w.now + STEP_S)
         return w.now
 
-    def start(self, targets=()):
-        """The agent hands the update to the concentrator: for ``targets`` (module addresses) or all."""
+    def start(self, targets=(), announce=True):
+        """The update starts for ``targets`` (module addresses) or all: announced to the concentrator by the
+        stand-in agent, or (``announce`` False) by the real agent the caller has given it to."""
         w = self.world
         self.targets = tuple(targets) or tuple(n.addr for n in w.nodes[1:])
         self.started_at = w.now
         self._base = {n.addr: (n.meter.tx_s, n.meter.tx_mas + n.meter.rx_mas + n.meter.mcu_mas) for n in w.nodes}
         self._ota_frames = w.frames_by_kind.get(T_OTA, 0)
-        root = w.nodes[0]
-        root.mesh.ota.from_upstream(transfer.announce(self.source.session, tuple(targets)), root.hal.ticks_ms())
-        w.run_node(root)
         w.at(w.now + STEP_S, self._watch, None)
+        if announce:
+            root = w.nodes[0]
+            root.mesh.ota.from_upstream(transfer.announce(self.source.session, tuple(targets)), root.hal.ticks_ms())
+            w.run_node(root)
 
     def refused(self):
         """Targets that will not take the update (signature, class, seq or battery), as they know it."""
