@@ -105,7 +105,7 @@ class Agent:
         self.commands = CommandChecker(self.conc, central, os.path.join(c.queue.dir, "commands.seen"),
                                        c.commands.max_ttl_s)
         self.updates = Updates(c.queue.dir, read_vendor_key(c.ota.vendor_key) if c.ota.vendor_key else None,
-                               known=lambda: list(self.modules))
+                               known=lambda: (list(self.modules), self.concentrator.get("modules", 0)))
         self._backlog.extend(self.queue.entries)
         if self._stream is None and c.concentrator.link:
             self._stream = open_port(c.concentrator.link, c.concentrator.baud)

@@ -54,8 +54,9 @@ def check(data, vendor_key, targets):
 
 
 class Updates:
-    def __init__(self, queue_dir, vendor_key, known=lambda: ()):
-        """``known()``: the module addresses the concentrator reports; an update for all is over when each is."""
+    def __init__(self, queue_dir, vendor_key, known=lambda: ((), 0)):
+        """``known()``: (addresses of the modules the concentrator reported, how many it serves); an update
+        for all is over when that many modules, every one reported among them, installed or refused it."""
         self.dir = os.path.join(queue_dir, "ota")
         self.vendor_key = vendor_key
         self.known = known
@@ -141,8 +142,12 @@ class Updates:
         name = STATE_NAMES.get(state, "state_%d" % state)
         job["modules"]["%04x" % addr] = name
         self._event(addr, name, missing)
-        targets = ["%04x" % a for a in (job["targets"] or self.known())]
-        if targets and all(job["modules"].get(a) in FINAL for a in targets):
+        if job["targets"]:
+            targets, count = job["targets"], len(job["targets"])
+        else:
+            targets, count = self.known()
+        final = [a for a, s in job["modules"].items() if s in FINAL and a != "concentrator"]
+        if len(final) >= count > 0 and all(job["modules"].get("%04x" % a) in FINAL for a in targets):
             job["state"] = "done"
             self._event(CONCENTRATOR, "done", None)
             self.job = None

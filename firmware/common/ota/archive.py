@@ -6,9 +6,10 @@ the manifest's image digest, and slots.archive_digest recomputes it from the
 unpacked files, so a slot can be checked without the archive.
 """
 
+import os
 import struct
 
-from firmware.common.ota.slots import DIGEST_FILE, FILES_INDEX, archive_digest, make_dirs, write_atomic
+from firmware.common.ota.slots import DIGEST_FILE, FILES_INDEX, archive_digest, make_dirs, read_file, write_atomic
 from protocol.errors import ProtocolError
 
 _CHUNK = 256  # copy buffer: small against a 64 KiB heap
@@ -58,3 +59,41 @@ def unpack(image_path, dest, image_sha256):
         raise ProtocolError("unpacked image does not match its digest")
     write_atomic(dest + "/" + FILES_INDEX, "\n".join(names).encode())
     write_atomic(dest + "/" + DIGEST_FILE, image_sha256)
+
+
+class SlotImage:
+    """The archive of an unpacked slot, read back by byte range: a module serves the image it runs.
+
+    The archive is not kept after the install; its bytes follow from the slot's
+    files in their archive order (FILES_INDEX), so any page can be rebuilt.
+    """
+
+    def __init__(self, base):
+        self.entries = []  # (offset in the archive, entry header, file path, file size)
+        offset = 0
+        for name in read_file(base + "/" + FILES_INDEX).decode().split("\n"):
+            if not name:
+                continue
+            encoded = name.encode()
+            path = base + "/" + name
+            size = os.stat(path)[6]
+            head = struct.pack("<B", len(encoded)) + encoded + struct.pack("<I", size)
+            self.entries.append((offset, head, path, size))
+            offset += len(head) + size
+        self.size = offset
+
+    def read(self, start, n):
+        """Bytes ``start`` to ``start + n`` of the archive (fewer at its end)."""
+        out = bytearray()
+        end = min(start + n, self.size)
+        for offset, head, path, size in self.entries:
+            body = offset + len(head)
+            if body + size <= start or offset >= end:
+                continue
+            if start < body:
+                out += head[max(start, offset) - offset:min(end, body) - offset]
+            if end > body:
+                with open(path, "rb") as f:
+                    f.seek(max(start, body) - body)
+                    out += f.read(min(end, body + size) - max(start, body))
+        return bytes(out)

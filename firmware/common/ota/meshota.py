@@ -53,6 +53,10 @@ NEED_RETRY_MS = 3 * SUPERFRAME_MS  # no fragment for this long: ask again (a bur
 WAIT_MS = const(20000)  # a module waiting for its children tells its parent this often
 CHILD_LOST_MS = const(300000)  # a child silent this long went to another parent (or is dead: a power cut is shorter)
 QUIET_MS = const(60000)  # a module that never heard a child waits this long for late ones
+REPORT_REPEATS = const(3)
+REPORT_GAP_MS = const(600000)
+DONE_REPEATS = const(3)  # DONE goes up this many times, a superframe apart, before the module reboots
+QUIET_ANNOUNCES = const(12)  # announcements without a request from a child after which a module stops (~20 min)
 _STATES = {transfer.NEEDS: messages.OTA_LOADING, transfer.WAIT: messages.OTA_DONE, transfer.DONE: messages.OTA_DONE,
            transfer.REFUSED: messages.OTA_REFUSED}
 
@@ -77,8 +81,11 @@ class MeshOta:
         self.serve_at = None  # tick of the next burst
         self.announce_at = None
         self.announce_gap = ANNOUNCE_MIN_MS
+        self.quiet = 0  # announcements since a child last asked
+        self.dones = 0  # DONEs sent to the parent
         self.done_at = None  # tick this module first held every page
         self.reported = None  # the last OTA_STATUS state sent up
+        self._outcome = None  # [payload, repeats left, tick of the next]: an outcome is reported again
         self.finished = False
         self.deferred = 0  # frames held back by the OTA share of the duty cycle
         self._announce_path = store.updater.slots.root + "/announce"
@@ -127,6 +134,7 @@ class MeshOta:
             self._fragment(session, part, index, sub, data, now)
 
     def poll(self, now):
+        self._report_again(now)
         if self.session is None:
             return
         if self.announce_at is not None and ticks_diff(now, self.announce_at) >= 0:
@@ -138,7 +146,7 @@ class MeshOta:
 
     def due_in(self, now):
         best = None
-        for at in (self.announce_at, self.serve_at, self.need_at):
+        for at in (self.announce_at, self.serve_at, self.need_at, self._outcome and self._outcome[2]):
             if at is not None:
                 d = max(0, ticks_diff(at, now))
                 if best is None or d < best:
@@ -156,11 +164,12 @@ class MeshOta:
             self.requests = []
             self.carrying = self.finished = False
             self.done_at = self.reported = None
-            if self.upstream is None and self.store.updater.slots.load().seq & 0xFFFF == session:
-                self.finished = True  # it runs this update already (it rebooted into it)
-                return
+            self.dones = 0
+            # A module that runs this update already (it rebooted into it) only serves it, from its slot.
+            self.finished = self.upstream is None and self.store.updater.slots.load().seq & 0xFFFF == session
             self.store.expect(session)
             self.announce_gap = ANNOUNCE_MIN_MS
+            self.quiet = 0
             self.announce_at = ticks_add(now, self.st.rand.below(ANNOUNCE_MIN_MS))
         if targets is not None and self.upstream is None:
             make_dirs(self.store.updater.slots.root)
@@ -232,14 +241,31 @@ class MeshOta:
             self._schedule_need(now, NEED_RETRY_MS)  # more of this unit is on its way
 
     def report(self, session, state):
-        """Tell the concentrator where this module stands (OTA_*), once per change, not for every page."""
+        """Tell the concentrator where this module stands (OTA_*), once per change, not for every page.
+
+        Reports are not acknowledged end to end: an outcome (refused, installed, failed) is sent
+        REPORT_REPEATS times, REPORT_GAP_MS apart, so that one lost on the way is not the last word.
+        """
         if self.upstream is not None or state == self.reported:
             return
         self.reported = state
         d = self.store.updater.download
         missing = len(d.missing_pages()) if d.manifest is not None else 0
         if self._for_me() or state in (messages.OTA_INSTALLED, messages.OTA_FAILED):
-            self.st.uplink.send(messages.OtaStatus(session, state, missing).encode())
+            payload = messages.OtaStatus(session, state, missing).encode()
+            self.st.uplink.send(payload)
+            if state in (messages.OTA_REFUSED, messages.OTA_INSTALLED, messages.OTA_FAILED):
+                self._outcome = [payload, REPORT_REPEATS - 1, ticks_add(self.st.hal.ticks_ms(), REPORT_GAP_MS)]
+
+    def _report_again(self, now):
+        outcome = self._outcome
+        if outcome is None or ticks_diff(now, outcome[2]) < 0:
+            return
+        self.st.uplink.send(outcome[0])
+        outcome[1] -= 1
+        outcome[2] = ticks_add(now, REPORT_GAP_MS)
+        if not outcome[1]:
+            self._outcome = None
 
     # ---- the end ------------------------------------------------------------------
 
@@ -253,16 +279,18 @@ class MeshOta:
         return True
 
     def _finish(self, now):
-        """Tell the parent DONE, then install (or drop a carried copy); the host reboots into the trial image."""
+        """Tell the parent DONE (DONE_REPEATS times: it is not acknowledged), then install, or drop a carried
+        copy; the host reboots into the trial image."""
         if self.targets is None:  # whether to install is not known yet: the next announcement says
             self._schedule_need(now, WAIT_MS)
             return
         payload = transfer.need(self.session, transfer.IMAGE, 0, transfer.DONE, 0, min(self.st.routing.depth, 0xFF))
-        if not self._to_parent(payload, transfer.IMAGE, 0, now):
+        if self._to_parent(payload, transfer.IMAGE, 0, now):
+            self.dones += 1
+        if self.dones < DONE_REPEATS:
             self._schedule_need(now, SUPERFRAME_MS)
             return
         self.finished = True
-        self.announce_at = self.serve_at = None
         updater = self.store.updater
         if not self._for_me():
             updater.download.clear()
@@ -273,6 +301,7 @@ class MeshOta:
         except AuthError:  # a page went bad in flash since it was checked: it is missing again, fetch it
             self.finished = False
             self.done_at = None
+            self.dones = 0
             self._schedule_need(now, 0)
             return
         except ProtocolError:  # signed but unusable: the seq is refused from now on
@@ -294,12 +323,17 @@ class MeshOta:
             return
         if self._send(BROADCAST, transfer.announce(self.session, self.targets or ()), now):
             self.announce_gap = min(self.announce_gap * 2, ANNOUNCE_MAX_MS)
+            self.quiet += 1
+        if self.quiet >= QUIET_ANNOUNCES:
+            self.announce_at = None  # nobody asked for a while: stop spending air on it
+            return
         self.announce_at = ticks_add(now, self.announce_gap + st.rand.below(self.announce_gap))
 
     def _request(self, child, session, part, index, status, have, depth, now):
-        if session != self.session or self.finished:
+        if session != self.session:
             return
         self.children[child] = [status, now]
+        self.quiet = 0
         if status != transfer.NEEDS:
             if self.done_at is not None and self.need_at is not None:
                 self._schedule_need(now, 0)  # a child finished: maybe the whole subtree did

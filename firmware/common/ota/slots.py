@@ -34,6 +34,8 @@ STATE_LEN = 20
 _CHUNK = 256  # read buffer when hashing files: small against a 64 KiB heap
 FILES_INDEX = ".files"  # names of the slot's files in archive order
 DIGEST_FILE = ".sha256"  # the image's SHA-256, from the signed manifest
+ENVELOPE_FILE = ".envelope"  # in a slot installed over the air: its signed envelope and page-hash table,
+TABLE_FILE = ".table"  # kept so that the module can serve the image it runs to others
 
 
 # ---- small file helpers (LittleFS: a rename over an existing file is atomic) -------

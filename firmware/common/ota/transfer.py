@@ -26,7 +26,9 @@ checked; a power cut loses only those partial units.
 
 import struct
 
-from firmware.common.ota.manifest import ENVELOPE_LEN, PAGE_HASH_LEN
+from firmware.common.ota.archive import SlotImage
+from firmware.common.ota.manifest import ENVELOPE_LEN, MANIFEST_LEN, PAGE_HASH_LEN, Manifest
+from firmware.common.ota.slots import ENVELOPE_FILE, TABLE_FILE, read_file
 from protocol.compat import const
 from protocol.errors import ProtocolError
 
@@ -124,6 +126,7 @@ class Receiver:
         self._buf = bytearray(UNIT)
         self._have = 0  # fragment bits of that unit
         self._table = None
+        self._running = None  # (session, what the running slot serves of it)
         d = updater.download
         self.session = d.manifest.seq & 0xFFFF if d.manifest is not None else None
 
@@ -194,7 +197,7 @@ class Receiver:
         """The unit's bytes if this module holds it checked, else None (what it can send on)."""
         d = self.updater.download
         if d.manifest is None or (d.manifest.seq & 0xFFFF) != self.session:
-            return None
+            return self._running_unit(part, index)
         if part == ENVELOPE:
             return d.envelope if index == 0 else None
         if part == TABLE:  # a relay passes table pages on before it has all; each child checks the whole
@@ -206,6 +209,32 @@ class Receiver:
         if index >= d.manifest.pages or d.table is None or d.is_missing(index):
             return None
         return d.read_page(index)
+
+    def _running_unit(self, part, index):
+        """A unit of the image this module runs, if it is the session's: modules that installed it still serve it."""
+        if self._running is None or self._running[0] != self.session:
+            self._running = (self.session, self._load_running())
+        running = self._running[1]
+        if running is None:
+            return None
+        envelope, table, image, m = running
+        if part == ENVELOPE:
+            return envelope if index == 0 else None
+        if part == TABLE:
+            return table[index * UNIT:(index + 1) * UNIT] or None
+        return image.read(index * m.page_size, m.page_length(index)) if index < m.pages else None
+
+    def _load_running(self):
+        slots = self.updater.slots
+        state = slots.load()
+        if self.session is None or state.seq & 0xFFFF != self.session:
+            return None
+        base = slots.slot_dir(state.active)
+        try:
+            envelope = read_file(base + "/" + ENVELOPE_FILE)
+            return envelope, read_file(base + "/" + TABLE_FILE), SlotImage(base), Manifest.decode(envelope[:MANIFEST_LEN])
+        except (OSError, ValueError):  # provisioned by cable, not over the air: nothing to serve
+            return None
 
     def need(self, depth=0):
         """The NEED payload for the parent: the first unit missing, DONE or REFUSED; ``depth``: ours."""

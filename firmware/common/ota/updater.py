@@ -15,7 +15,7 @@ whose unpacked files hash to the signed image digest.
 from firmware.common.ota.archive import unpack
 from firmware.common.ota.download import Download
 from firmware.common.ota.manifest import VENDOR_BALANS, check_applicable, open_envelope
-from firmware.common.ota.slots import Slots, make_dirs, remove_tree
+from firmware.common.ota.slots import ENVELOPE_FILE, TABLE_FILE, Slots, make_dirs, remove_tree, write_atomic
 from protocol.errors import AuthError, ProtocolError
 
 
@@ -82,6 +82,9 @@ class Updater:
             self.slots.refuse(d.manifest.seq)
             d.clear()
             raise
+        # the signed envelope and table stay with the slot: the module serves the image it runs
+        write_atomic(dest + "/" + ENVELOPE_FILE, d.envelope)
+        write_atomic(dest + "/" + TABLE_FILE, d.table)
         self.slots.switch(slot, d.manifest.seq)
         d.clear()
 
