@@ -123,9 +123,18 @@ class Module:
         self.checkpoint()
         self.uplink.send(self.diag())
 
+    def records_readable(self):
+        """The checkpoint on flash is one this firmware reads (or there is none yet).
+
+        A trial image after an update checks this before boot(), which would
+        otherwise start from the configured readings and checkpoint over them.
+        """
+        state = RecordStore(self.hal.flash_path(), "state").load()
+        return state is None or _fits(state)
+
     def _restore(self, state):
         size = struct.calcsize(STATE)
-        if len(state) != size + struct.calcsize(CHANNEL_STATE) * CHANNELS or state[0] != STATE_VERSION:
+        if not _fits(state):
             return False
         (_, self.hour, self.tariff, bits, self.flags, self.restarts, self.load.shed_until, self.load.reconnect_at,
          uptime_s, l0, l1, l2) = struct.unpack_from(STATE, state, 0)
@@ -488,6 +497,10 @@ class Module:
 
         resource = self.channels[channel][0]
         return dict((obis.code(resource, t), self.register(channel, t)) for t in (0, 1, 2, 3, 4, obis.PENALTY))
+
+
+def _fits(state):
+    return len(state) == struct.calcsize(STATE) + struct.calcsize(CHANNEL_STATE) * CHANNELS and state[0] == STATE_VERSION
 
 
 _HANDLERS = {
