@@ -241,7 +241,15 @@ def test_one_module_from_the_command_line_and_its_mistakes(tmp_path, vendor, cap
     assert "the two readings differ" in capsys.readouterr().err
     assert balans_cli.main(common + ["--port", "/dev/nonexistent-tty", "--reading", "5", "--reading", "5"]) == 1
     assert "cannot open the serial port /dev/nonexistent-tty" in capsys.readouterr().err
+    network = tmp_path / "site.net"
+    network.write_text("4241 00112233445566778899aabbccdd\n")  # a key digit pair short
+    assert balans_cli.main(common + ["--port", "/dev/nonexistent-tty", "--network", str(network)]) != 0
+    assert "the net id (4 hex digits) and the network key (32 hex digits)" in capsys.readouterr().err
+    network.write_text("4241 00112233445566778899aabbccddeeff\n")
     with Emulator(tmp_path / "flash") as emu:
-        assert balans_cli.main(common + ["--port", emu.port, "--reading", "5", "--reading", "5,0"]) == 0
+        assert balans_cli.main(common + ["--port", emu.port, "--network", str(network),
+                                         "--reading", "5", "--reading", "5,0"]) == 0
     assert "module 002a: done" in capsys.readouterr().out
-    assert json.loads((tmp_path / "flash" / "config.json").read_text())["channels"][0]["initial"] == 16000
+    config = json.loads((tmp_path / "flash" / "config.json").read_text())
+    assert config["channels"][0]["initial"] == 16000 and config["net_id"] == 0x4241
+    assert (tmp_path / "flash" / "keys" / "network.key").read_bytes() == bytes.fromhex("00112233445566778899aabbccddeeff")

@@ -26,6 +26,8 @@ def configure_flash(parser):
         p.add_argument("--vendor-pub", required=True, help="the vendor's update key (32 bytes, from the release)")
         p.add_argument("--bundle", help="a signed release (.bota) to install; default: compile this checkout")
         p.add_argument("--out", default=DEFAULT_RECORD_DIR, help="provisioning record folder (meters.csv, keys.csv)")
+        p.add_argument("--network", help="the site's mesh network file: its net id (4 hex digits) and its key "
+                                         "(32 hex digits) on one line, from the concentrator's set-up")
         p.add_argument("--baud", type=int, default=115200)
         if name == "module":
             p.add_argument("--device", required=True, help="module id on its label, 4 hex digits")
@@ -48,6 +50,9 @@ def run_flash(args):
                                                            len(build.image(args.board))))
         return 0
     vendor_pub = _read_vendor_pub(args.vendor_pub)
+    network = _read_network(args.network) if args.network else None
+    if network is None:
+        print("no --network: the modules will not join a mesh until they get one", file=sys.stderr)
     if args.action == "module":  # checked before anything slow: the installer is waiting
         meters = [_meter_from_arg(text, args.group) for text in args.meter]
         _fill_readings(meters, args.reading, "module %s" % args.device)
@@ -64,6 +69,7 @@ def run_flash(args):
             input("%s: connect it, set its service jumper, press Enter " % label)
         try:
             order = make_order()
+            order.network = network
             seconds = provision_one(args.port, args.baud, order, firmware, vendor_pub, args.out, label)
             print("%s: done in %.1f s, locked; record in %s" % (label, seconds, args.out))
         except (InstallerError, DeviceError, OSError) as e:
@@ -94,6 +100,22 @@ def provision_one(port, baud, order, firmware, vendor_pub, out, label="", pace=T
         repl.close()
     provision.write_record(out, order)
     return time.monotonic() - start
+
+
+def _read_network(path):
+    """(net id, key) from a network file: "4241 00112233445566778899aabbccddeeff"."""
+    try:
+        words = Path(path).read_text().split()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InstallerError("cannot read the network file %s: %s" % (path, e)) from None
+    try:
+        net_id, key = int(words[0], 16), bytes.fromhex(words[1])
+    except (IndexError, ValueError):
+        net_id, key = -1, b""
+    if len(words) != 2 or not 0 <= net_id <= 0xFFFF or len(words[0]) != 4 or len(key) != 16:
+        raise InstallerError("%s must hold the net id (4 hex digits) and the network key (32 hex digits), "
+                             "e.g. 4241 00112233445566778899aabbccddeeff" % path)
+    return net_id, key
 
 
 def _read_vendor_pub(path):

@@ -109,8 +109,10 @@ def device_files(order, firmware, vendor_public_key):
               ("ota/state", State(0, 0, 0, firmware.seq).encode()),
               ("config.json", json.dumps(order.config(), sort_keys=True).encode()),
               ("keys/module.key", order.key),
-              ("keys/vendor.pub", vendor_public_key),
-              ("boot.py", (DEVICE_DIR / "boot.py").read_bytes())]
+              ("keys/vendor.pub", vendor_public_key)]
+    if order.network is not None:
+        files.append(("keys/network.key", order.network[1]))
+    files.append(("boot.py", (DEVICE_DIR / "boot.py").read_bytes()))
     return files
 
 

@@ -52,6 +52,7 @@ class Order:
         self.addr = addr
         self.key = key
         self.meters = meters
+        self.network = None  # (net id, 16-byte network key) of the mesh it joins: the site's, not the module's
 
     @property
     def device_id(self):
@@ -61,10 +62,13 @@ class Order:
         return ids.meter_id(self.addr, meter.channel)
 
     def config(self):
-        """The module's config.json (firmware/d100fc/module.py reads addr and channels)."""
-        return {"device_id": self.device_id, "addr": self.addr,
-                "channels": [{"resource": m.resource, "pulse_const": m.pulse_constant,
-                              "initial": m.initial_pulses(), "serial": m.serial} for m in self.meters]}
+        """The module's config.json (firmware/d100fc/module.py reads addr and channels, board.py net_id)."""
+        config = {"device_id": self.device_id, "addr": self.addr,
+                  "channels": [{"resource": m.resource, "pulse_const": m.pulse_constant,
+                                "initial": m.initial_pulses(), "serial": m.serial} for m in self.meters]}
+        if self.network is not None:
+            config["net_id"] = self.network[0]
+        return config
 
 
 def parse_device_id(text):
