@@ -106,12 +106,27 @@ class PortableCCM:
         if len(aad) > AAD_MAX or n > MSG_MAX:
             raise ProtocolError("CCM message or associated data too long")
 
-    def seal_into(self, nonce, aad, plaintext, out, offset=0):
-        """Write ciphertext then the 8-byte tag into ``out`` at ``offset``; return their length."""
+    def _check_seal(self, nonce, aad, plaintext, out, offset):
+        """The plaintext length, once the arguments of a seal are known to be good."""
         n = len(plaintext)
         self._check(nonce, aad, n)
         if len(out) < offset + n + TAG_LEN:
             raise ProtocolError("CCM output buffer too small")
+        return n
+
+    def _check_open(self, nonce, aad, sealed, out):
+        """The plaintext length, once the arguments of an open are known to be good."""
+        n = len(sealed) - TAG_LEN
+        if n < 0:
+            raise ProtocolError("sealed message shorter than its tag")
+        self._check(nonce, aad, n)
+        if len(out) < n:
+            raise ProtocolError("CCM output buffer too small")
+        return n
+
+    def seal_into(self, nonce, aad, plaintext, out, offset=0):
+        """Write ciphertext then the 8-byte tag into ``out`` at ``offset``; return their length."""
+        n = self._check_seal(nonce, aad, plaintext, out, offset)
         t = self._tag(nonce, aad, plaintext, n)
         s0 = self._keystream(nonce, 0)
         for i in range(TAG_LEN):
@@ -125,12 +140,7 @@ class PortableCCM:
         Raise AuthError if the tag does not match; ``out`` is then zeroed, so a
         caller that ignores the error still never sees forged plaintext.
         """
-        n = len(sealed) - TAG_LEN
-        if n < 0:
-            raise ProtocolError("sealed message shorter than its tag")
-        self._check(nonce, aad, n)
-        if len(out) < n:
-            raise ProtocolError("CCM output buffer too small")
+        n = self._check_open(nonce, aad, sealed, out)
         self._crypt(nonce, sealed, 0, out, 0, n)
         t = self._tag(nonce, aad, out, n)
         s0 = self._keystream(nonce, 0)
@@ -171,20 +181,12 @@ class OpenSSLCCM(PortableCCM):
         self._opened = {}  # (nonce, aad, sealed) -> plaintext, or None if it did not authenticate
 
     def seal_into(self, nonce, aad, plaintext, out, offset=0):
-        n = len(plaintext)
-        self._check(nonce, aad, n)
-        if len(out) < offset + n + TAG_LEN:
-            raise ProtocolError("CCM output buffer too small")
+        n = self._check_seal(nonce, aad, plaintext, out, offset)
         out[offset:offset + n + TAG_LEN] = self._whole.encrypt(bytes(nonce), bytes(plaintext), bytes(aad))
         return n + TAG_LEN
 
     def open_into(self, nonce, aad, sealed, out):
-        n = len(sealed) - TAG_LEN
-        if n < 0:
-            raise ProtocolError("sealed message shorter than its tag")
-        self._check(nonce, aad, n)
-        if len(out) < n:
-            raise ProtocolError("CCM output buffer too small")
+        n = self._check_open(nonce, aad, sealed, out)
         args = (bytes(nonce), bytes(aad), bytes(sealed))
         opened = self._opened
         if args in opened:
