@@ -15,6 +15,7 @@ real module and collector firmware (docs/mesh.md).
 
 import hashlib
 import heapq
+import itertools
 import math
 import os
 import random
@@ -97,7 +98,7 @@ class World:
         self.flash_dir = flash_dir
         self.net_key = derive_key(seed, "net", 0)
         self.heap = []
-        self._seq = 0
+        self._seq = itertools.count(1)  # ties in time run in the order they were scheduled
         self.air = []
         self.nodes = [Node(self, i, i) for i in range(len(loss_db))]
         self.by_addr = {n.addr: n for n in self.nodes}
@@ -129,8 +130,7 @@ class World:
     # ---- the event loop ---------------------------------------------------------
 
     def at(self, t, kind, data=None):
-        self._seq += 1
-        heapq.heappush(self.heap, (t, self._seq, kind, data))
+        heapq.heappush(self.heap, (t, next(self._seq), kind, data))
 
     def run(self, until=None):
         until = self.end if until is None else until

@@ -97,11 +97,14 @@ class Routing:
 
     def _evict(self, now):
         worst = None
+        worst_cost = 0
+        preferred, parents = self.preferred, self.parents
         for n in self.table.values():
-            if n is self.preferred or n in self.parents:
+            if n is preferred or n in parents:
                 continue
-            if worst is None or n.cost() > worst.cost():
-                worst = n
+            cost = n.rank + n.etx  # cost(), inline: a full table runs this for every stranger heard
+            if worst is None or cost > worst_cost:
+                worst, worst_cost = n, cost
         if worst is None:
             return False
         del self.table[worst.addr]
