@@ -51,16 +51,18 @@ class Channel:
         np.fill_diagonal(self.mean_dbm, -300.0)
         self.interference = interference
         self._rng = random.Random(seed ^ 0x5EED)
-        self._slow = {}  # i * n + j with i < j -> (step, value)
+        self._slow = {}  # (i, j) with i < j -> [step, value] of the link's slow variation
         self._decay = math.exp(-SLOW_STEP_S / SLOW_TAU_S)
         self.rebuild()
 
     def rebuild(self):
         """Neighbour lists: who can possibly hear whom (after a node moved, too)."""
-        self.neighbours = [dict() for _ in range(self.n)]  # receiver -> {sender: mean dBm}
+        # receiver -> {sender: (mean dBm, the link's slow-variation state)}
+        self.neighbours = [dict() for _ in range(self.n)]
         idx = np.argwhere(self.mean_dbm > HEARD_DBM)
         for s, r in idx:
-            self.neighbours[int(r)][int(s)] = float(self.mean_dbm[s, r])
+            s, r = int(s), int(r)
+            self.neighbours[r][s] = (float(self.mean_dbm[s, r]), self._link(s, r))
         self.audience = [sorted(r for r in range(self.n) if s in self.neighbours[r]) for s in range(self.n)]
 
     def move(self, node, mean_loss_row):
@@ -72,32 +74,41 @@ class Channel:
                 self.mean_dbm[node, other] = self.mean_dbm[other, node] = p
         self.rebuild()
 
+    def _link(self, a, b):
+        """The slow-variation state of link a-b, shared by both directions: [step, value]."""
+        key = (a, b) if a < b else (b, a)
+        state = self._slow.get(key)
+        if state is None:
+            state = self._slow[key] = [None, 0.0]  # drawn at its first use
+        return state
+
     def slow(self, a, b, t):
         """The slow variation of link a-b at time t (dB), advanced lazily and reproducibly."""
-        key = a * self.n + b if a < b else b * self.n + a
+        return self._advance(self._link(a, b), t)
+
+    def _advance(self, state, t):
         step = int(t // SLOW_STEP_S)
-        last = self._slow.get(key)
-        if last is None:
+        if state[0] is None:
             value = self._rng.gauss(0.0, SLOW_DB)
         else:
-            k = step - last[0]
+            k = step - state[0]
             if k == 0:
-                return last[1]
+                return state[1]
             d = self._decay ** k
-            value = last[1] * d + self._rng.gauss(0.0, SLOW_DB * math.sqrt(1.0 - d * d))
-        self._slow[key] = (step, value)
+            value = state[1] * d + self._rng.gauss(0.0, SLOW_DB * math.sqrt(1.0 - d * d))
+        state[0] = step
+        state[1] = value
         return value
 
     def power(self, sender, receiver, t):
         """Received power (dBm) at ``receiver`` of a frame from ``sender`` at time t, or None."""
-        mean = self.neighbours[receiver].get(sender)
-        if mean is None:
+        link = self.neighbours[receiver].get(sender)
+        if link is None:
             return None
-        # slow()'s common case inline (a million calls a simulated day): this 10-minute step known
-        last = self._slow.get(sender * self.n + receiver if sender < receiver else receiver * self.n + sender)
-        if last is not None and last[0] == int(t // SLOW_STEP_S):
-            return mean + last[1]
-        return mean + self.slow(sender, receiver, t)
+        state = link[1]
+        if state[0] == int(t // SLOW_STEP_S):  # the common case, without a call: a million a simulated day
+            return link[0] + state[1]
+        return link[0] + self._advance(state, t)
 
     def outside_burst_dbm(self, airtime_s, boost=0.0):
         """Power of outside interference overlapping a frame, or None if the air was clean."""
