@@ -323,8 +323,6 @@ def _suspects(rise, stats, s, meter_ids):
         if logpdf is None:
             logpdf = stats.deficit_logpdf()
         # each member's deficit on the rise's days, measured exactly as the group's rise is:
-        # against the same reference days, on the same hours
-        # each member's hourly deficit on the rise's days, measured as the group's rise is:
         # against the median of the same reference days, on the same fully measured hours
         deficit = np.empty((len(members), len(days)))
         for j, t in enumerate(days):
