@@ -235,8 +235,11 @@ class MeshOta:
     def _fragment(self, session, part, index, number, data, now):
         if session != self.session or not self._wanted() or self.finished:
             return
+        size = self.store.unit_size(part, index)
         if self.store.on_fragment(session, part, index, number, data) is not None:
             self._schedule_need(now, 0)  # a unit is complete: ask for the next one in the coming slot
+        elif size is not None and number == (size - 1) // transfer.FRAGMENT:
+            self._schedule_need(now, 0)  # the parent's last fragment, and some were lost: ask for them now
         else:
             self._schedule_need(now, NEED_RETRY_MS)  # more of this unit is on its way
 

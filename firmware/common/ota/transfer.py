@@ -143,7 +143,7 @@ class Receiver:
             if part != ENVELOPE:
                 return None  # a new update starts with its envelope
             self.session, self.refused, self._table, self._unit = session, None, None, None
-        size = self._size(part, index)
+        size = self.unit_size(part, index)
         if size is None or number * FRAGMENT >= size or self.unit(part, index) is not None:
             return None
         if self._unit != (part, index):
@@ -157,7 +157,8 @@ class Receiver:
         self._complete(part, index, bytes(self._buf[:size]))
         return part, index
 
-    def _size(self, part, index):
+    def unit_size(self, part, index):
+        """Bytes of unit (part, index) of the session, None if there is no such unit (yet)."""
         m = self.updater.download.manifest
         if part == ENVELOPE:
             return ENVELOPE_LEN if index == 0 else None
