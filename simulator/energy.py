@@ -23,12 +23,22 @@ HOURS_PER_YEAR = 8766.0
 
 
 class Meter:
-    """Charge a node has drawn, by state (mA*s)."""
+    """Charge a node has drawn, by state (mA*s), since boot and since ``settle``."""
 
     def __init__(self, always_on=False):
         self.always_on = always_on  # the mains-powered concentrator listens all the time
-        self.tx_mas = self.rx_mas = self.mcu_mas = 0.0
+        self.tx_mas = self.rx_mas = self.mcu_mas = self.search_mas = 0.0
         self.tx_s = 0.0
+        self.settled_at = 0.0  # world time the steady-state window starts
+        self._settled_mas = 0.0  # charge drawn before it
+
+    def drawn_mas(self):
+        return self.tx_mas + self.rx_mas + self.mcu_mas + self.search_mas
+
+    def settle(self, now):
+        """Start the steady-state window: what was drawn so far (the cold start) is booked apart."""
+        self.settled_at = now
+        self._settled_mas = self.drawn_mas()
 
     def transmit(self, airtime_s, wants_ack):
         self.tx_s += airtime_s
@@ -43,17 +53,22 @@ class Meter:
 
     def search(self, seconds):
         """Receiver on continuously while looking for a parent."""
-        self.rx_mas += seconds * RX_MA
+        self.search_mas += seconds * RX_MA
 
     def wake(self):
         self.mcu_mas += MCU_WAKE_S * MCU_ACTIVE_MA
 
-    def average_ua(self, seconds):
-        """Average current over ``seconds`` of life, idle listening and sleep included."""
+    def average_ua(self, now):
+        """Average current in the steady-state window up to world time ``now``, idle listening and sleep included."""
+        seconds = now - self.settled_at
         if seconds <= 0:
             return 0.0
         base_ua = RX_MA * 1000.0 if self.always_on else WOR_UA + MCU_SLEEP_UA
-        return base_ua + (self.tx_mas + self.rx_mas + self.mcu_mas) * 1000.0 / seconds
+        return base_ua + (self.drawn_mas() - self._settled_mas) * 1000.0 / seconds
+
+    def settling_mah(self):
+        """Charge drawn before the steady-state window (the cold start's search and joins), in mAh."""
+        return self._settled_mas / 3600.0
 
 
 def battery_years(average_ua):

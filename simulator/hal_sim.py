@@ -45,8 +45,8 @@ class SimHAL(HAL):
         self._rtc_offset = seconds - (self.world.epoch + self.local_seconds())
 
     # ---- radio --------------------------------------------------------------
-    def radio_send(self, frame):
-        return self.world.transmit(self.node, bytes(frame))
+    def radio_send(self, frame, cca=True):
+        return self.world.transmit(self.node, bytes(frame), cca)
 
     def radio_receive(self):
         if not self.rx:

@@ -3,11 +3,13 @@
 import math
 from bisect import bisect_left
 
+from firmware.common.mesh.node import REPORT_SPREAD_MS
 from protocol import messages
-from protocol.frame import T_ACK, T_BCAST, T_DATA
+from protocol.frame import T_ACK, T_BCAST, T_BEACON, T_DATA, T_JOIN
 from simulator.energy import battery_years
 
 HOUR = 3600
+COLD_START_S = 2 * HOUR  # a cold network's joining: kept out of completeness and steady-state currents
 
 
 class Recorder:
@@ -23,6 +25,14 @@ class Recorder:
         self.heard = {}  # payload -> {addr: world time}
         self.truth = {}  # (addr, channel, unix hour) -> pulses
         world.listeners.append(self.event)
+        if COLD_START_S < world.end:
+            world.at(COLD_START_S, self._settle)
+
+    @staticmethod
+    def _settle(world, _):
+        """The cold start is over: currents from now on are the steady state a battery lives on."""
+        for n in world.nodes:
+            n.meter.settle(world.now)
 
     def event(self, name, **data):
         if name == "pulses":  # times are sorted: count them an hour at a time
@@ -67,11 +77,11 @@ class Recorder:
         modules = [n for n in w.nodes if not n.is_root]
         alive = [n for n in modules if n.alive]
         days = w.now / 86400.0
-        horizon = w.now - 600.0  # reports made in the last 10 minutes may still be travelling
+        horizon = w.now - REPORT_SPREAD_MS / 1000.0 - 600.0  # reports may still wait or travel
         made = [k for k, t in self.made.items() if t <= horizon]
         delivered = sum(1 for k in made if k in self.first_hourly)
         # daily completeness: meter-hours stored by 02:00 the next day (or the run's end)
-        first_hour = int(w.epoch // HOUR) + 2  # the first two hours are the cold start
+        first_hour = int((w.epoch + COLD_START_S) // HOUR)
         last_hour = int((w.epoch + w.now) // HOUR) - 2
         due = got = 0
         for n in alive:
@@ -113,6 +123,7 @@ class Recorder:
             "busiest_current_ua": busiest.meter.average_ua(w.now),
             "battery_years_busiest": battery_years(busiest.meter.average_ua(w.now)),
             "battery_years_min": min(life) if life else 0.0,
+            "cold_start_mah_max": max(n.meter.settling_mah() for n in modules),
             "duty_cycle_max": max(_max_hour_duty(n.minute_tx) for n in w.nodes),
             "control_overhead": (total - data - acks) / total,
             "ack_share": acks / total,
@@ -120,7 +131,23 @@ class Recorder:
             "join_time_s": max(joined) if all(t is not None for t in joined) else None,
             "joined": sum(t is not None for t in joined) / len(modules),
             "wall_s": wall_s,
+            "air_frames": {_KIND_NAMES.get(k, k): v for k, v in sorted(w.frames_by_kind.items())},
+            "unicast_losses": {"%s/%s" % (_KIND_NAMES.get(k, k), cause): v
+                               for (k, cause), v in sorted(w.losses.items())},
+            "busiest": _station_counters(busiest, w.now),
         }
+
+
+_KIND_NAMES = {T_ACK: "ack", T_BCAST: "bcast", T_DATA: "data", T_BEACON: "beacon", T_JOIN: "join"}
+
+
+def _station_counters(node, now):
+    """A node's mesh counters and where its charge went: what a diagnosis starts from."""
+    m, e = node.mesh, node.meter
+    return {"addr": node.addr, "depth": m.routing.depth, "relayed": m.relayed, "sent": m.sent,
+            "retries": m.retries, "dropped": m.dropped, "queue_full": m.queue_full,
+            "duty_refused": m.duty_refused, "tx_mas": round(e.tx_mas), "rx_mas": round(e.rx_mas),
+            "mcu_mas": round(e.mcu_mas), "search_mas": round(e.search_mas)}
 
 
 def _quantile(values, q):

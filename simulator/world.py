@@ -105,6 +105,7 @@ class World:
         self.hears_broadcast_at = [-1] * len(self.nodes)  # the depth slot each samples; -1: always on
         self.interference_boost = 0.0
         self.frames_by_kind = {}
+        self.losses = {}  # why unicasts did not reach their addressee: cause -> count (diagnosis)
         self.on_link = None  # callable(bytes) for the concentrator's agent link
         self.listeners = []  # callables(event, **data) for metrics
 
@@ -197,18 +198,20 @@ class World:
 
     # ---- the air --------------------------------------------------------------------
 
-    def transmit(self, node, frame):
-        """A node's radio sends ``frame``: False if the channel is busy (carrier sense)."""
+    def transmit(self, node, frame, cca=True):
+        """A node's radio sends ``frame``: False if ``cca`` and the channel is busy (carrier sense)."""
         if not node.alive:
             return False
         start = max(self.now, node.busy_until)
         ch = self.channel
-        for tx in self.air:
+        for tx in self.air if cca else ():
             if tx.start <= start < tx.end and tx.sender != node.index:
                 p = ch.power(tx.sender, node.index, start)
                 if p is not None and p > radio.CCA_DBM:
+                    self._refused(frame, "cca_busy")
                     return False
-        if ch.outside_burst_dbm(0.0, self.interference_boost) is not None:
+        if cca and ch.outside_burst_dbm(0.0, self.interference_boost) is not None:
+            self._refused(frame, "cca_outside")
             return False  # outside interference on the channel right now
         duration = airtime_us(frame) / 1e6
         tx = Tx(node.index, start, start + duration, frame)
@@ -253,6 +256,7 @@ class World:
                 continue
             s, e = rn.last_tx
             if s < end and e > start:
+                self._lost(tx, "half_duplex")
                 continue  # half-duplex: it was transmitting
             signal = power(sender, r, start)
             others = []
@@ -268,6 +272,17 @@ class World:
             if ch.received(signal, others, nbytes):
                 rn.hal.rx.append((tx.frame, int(round(signal))))
                 self.run_node(rn)
+            else:
+                self._lost(tx, "outside" if burst is not None else "collision" if len(others) else "weak")
+
+    def _refused(self, frame, cause):
+        key = (frame[3] & 0x0F, cause)
+        self.losses[key] = self.losses.get(key, 0) + 1
+
+    def _lost(self, tx, cause):
+        if tx.link_dst != BROADCAST:
+            key = (tx.kind, cause)
+            self.losses[key] = self.losses.get(key, 0) + 1
 
     # ---- meters and the agent link ---------------------------------------------------
 

@@ -200,3 +200,37 @@ def test_airtime_counts_the_wake_preamble_only_for_sleeping_receivers():
     struct.pack_into("<H", to_module, 7, 2)
     assert airtime_ms(to_module) > airtime_ms(to_root)
     w.close()
+
+
+def test_concentrator_with_a_full_neighbour_table_still_hears_acknowledgements():
+    from firmware.common.mesh.routing import MAX_NEIGHBOURS
+
+    w, _ = make_world("block", n=60, seed=7)
+    w.run(900)
+    root = w.nodes[0]
+    assert len(root.mesh.routing.table) == MAX_NEIGHBOURS
+    strangers = [a for a, hop in root.mesh.routes.items() if hop == a and a not in root.mesh.routing.table]
+    assert strangers  # its own children that it has no table entry for
+    heard = {}
+    for a in strangers:
+        w.by_addr[a].mesh.on_downlink = lambda payload, addr=a: heard.setdefault(addr, payload)
+        assert root.mesh.downlink.send(a, b"\x77cmd")
+    dropped = root.mesh.dropped
+    w.run_node(root)
+    w.run(w.now + 300)
+    assert set(heard) == set(strangers)
+    assert root.mesh.dropped == dropped  # each was acknowledged, none retried to exhaustion
+    w.close()
+
+
+def test_acknowledgements_skip_carrier_sense():
+    w, _ = make_world(n=2)
+    w.run(120)
+    root, node = w.nodes[:2]
+    frame = bytes(seal_up(w, node, b"x", 10 ** 6))
+    sent = root.mesh.sent
+    w.channel.interference = 1.0  # the channel is always busy with outside interference
+    root.hal.rx.append((frame, -60))
+    root.mesh.poll()
+    assert root.mesh.sent == sent + 1  # the acknowledgement went anyway
+    w.close()

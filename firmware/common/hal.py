@@ -33,8 +33,8 @@ class HAL:
         raise NotImplementedError
 
     # ---- radio ----------------------------------------------------------------
-    def radio_send(self, frame):
-        """Transmit one frame (<= 64 bytes). Returns False if the channel was busy (CCA failed)."""
+    def radio_send(self, frame, cca=True):
+        """Transmit one frame (<= 64 bytes). Returns False if ``cca`` and the channel was busy."""
         raise NotImplementedError
 
     def radio_receive(self):

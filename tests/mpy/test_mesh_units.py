@@ -2,7 +2,8 @@
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.control import RANK_INFINITE
 from firmware.common.mesh.duty import LIMIT_MS, DutyCycle
-from firmware.common.mesh.mac import CYCLE_MS, SUPERFRAME_MS, wait_for
+from firmware.common.mesh.mac import CONTENTION_MS, CYCLE_MS, SLOT_MS, SUPERFRAME_MS, slot_wait, unicast_phase, unicast_wait
+from protocol.frame import CONCENTRATOR
 from firmware.common.mesh.routing import Routing
 from firmware.common.mesh.trickle import Trickle
 
@@ -52,11 +53,20 @@ def test_routing_prefers_the_cheaper_parent_and_refuses_its_child():
     assert not r.is_parent(4)  # names us as its parent
 
 
-def test_wait_for_lands_on_the_receivers_slot():
+def test_unicasts_aim_at_the_receivers_own_phase_broadcasts_at_its_depth_slot():
     for phase in (0, 99, 100, 999, 1500, 1999):
-        up = wait_for(3, phase)
-        down = wait_for(3, phase, True)
-        assert 0 <= up < SUPERFRAME_MS and 0 <= down < SUPERFRAME_MS
-        assert (phase + up) % SUPERFRAME_MS == 300
-        assert (phase + down) % SUPERFRAME_MS == CYCLE_MS + 300
-    assert wait_for(0, 123) == 0 and wait_for(0, 123, True) == 0
+        for addr in (1, 2, 77, 240):
+            wait = unicast_wait(addr, phase)
+            assert 0 <= wait < SUPERFRAME_MS
+            assert (phase + wait) % SUPERFRAME_MS == unicast_phase(addr) < CYCLE_MS
+        down = slot_wait(3, phase)
+        assert 0 <= down < SUPERFRAME_MS and (phase + down) % SUPERFRAME_MS == CYCLE_MS + 3 * SLOT_MS
+    assert unicast_wait(CONCENTRATOR, 123) == 0
+
+
+def test_consecutive_addresses_sample_far_apart():
+    phases = sorted(unicast_phase(a) for a in range(1, 241))
+    assert phases[-1] < CYCLE_MS - CONTENTION_MS
+    gaps = [b - a for a, b in zip(phases, phases[1:])]
+    assert max(gaps) < 5 * CYCLE_MS // 240  # spread over the whole cycle, no crowded corner
+    assert len(set(unicast_phase(a) for a in range(1, 9))) == 8  # one house's modules never share a phase

@@ -1,19 +1,23 @@
-"""Timing of the low-power MAC: depth-staggered rendezvous on a 38.4 kBaud FSK channel.
+"""Timing of the low-power MAC: a rendezvous at the receiver's sample on a 38.4 kBaud FSK channel.
 
-Every router samples the channel once per CYCLE_MS with the transceiver's own
-wake-on-radio (CC1101 WOR: 9.8 uA average at one poll a second), at a phase
-set by its depth: depth d samples at d * SLOT_MS into the cycle. A sender
-learns the network's cycle phase from its parent (beacons and acknowledgements
-carry it) and transmits when its receiver samples, with a preamble
-WAKE_PREAMBLE_MS long to cover the residual clock error. So a relay costs one
-frame of transmit and one of receive, not a cycle-long preamble: about 2 mAs
-instead of 40 (docs/mesh.md has the budget). The stagger makes broadcasts fast:
-a node that hears one in its slot forwards it in the next slot, where its
-children sample, so a wave crosses 30 hops in 30 slots (3 s). Reports go up one
-cycle per hop. Upward frames use the first cycle of each two-cycle superframe
-and downward frames (and broadcasts) the second, so a router's parent and its
-children, hidden from each other, never aim at the same sample. The concentrator is mains powered and always listening: frames to
-it go at once.
+Every router samples the channel twice per SUPERFRAME_MS (two cycles of
+CYCLE_MS) with the transceiver's own wake-on-radio (CC1101 WOR: 9.8 uA
+average at one poll a second). A sender learns the network's cycle phase from
+its parent (beacons and acknowledgements carry it) and transmits when its
+receiver samples, with a preamble WAKE_PREAMBLE_MS long to cover the residual
+clock error. So a relay costs one frame of transmit and one of receive, not a
+cycle-long preamble: about 2 mAs instead of 40 (docs/mesh.md has the budget).
+
+- First cycle: unicasts, up and down. Each router samples at its own phase, a
+  hash of its address (``unicast_phase``), so that senders to different
+  routers, often hidden from each other, rarely meet (measured: with one phase
+  per depth, a quarter of the frames to the first ring collided or found the
+  channel busy).
+- Second cycle: beacons and broadcasts. A router at depth d samples at
+  d * SLOT_MS; a node that hears a broadcast forwards it in the next slot,
+  where its children sample, so a wave crosses 30 hops in 30 slots (3 s).
+
+The concentrator is mains powered and always listening: frames to it go at once.
 """
 
 from protocol.compat import const
@@ -30,6 +34,7 @@ ACK_TIMEOUT_MS = const(30)  # turnaround + a 30-byte ACK (8 ms) + processing, wi
 CONTENTION_MS = const(10)  # senders to one receiver spread their start; later ones hear the first (CCA)
 MAX_ATTEMPTS = const(5)  # transmissions per hop: first try and four retries
 CCA_RETRIES = const(4)  # busy channel: back off and listen again this many times
+HASH_MUL = const(40503)  # Knuth's 16-bit multiplicative hash: consecutive addresses land far apart
 
 
 def airtime_us(frame):
@@ -52,13 +57,26 @@ def airtime_ms(frame):
     return (airtime_us(frame) + 999) // 1000
 
 
-def wait_for(depth, net_phase_ms, down=False):
-    """Milliseconds from now until a router at ``depth`` samples for frames going ``down`` (or up).
+def unicast_phase(addr):
+    """Where in the first cycle router ``addr`` samples for unicasts: a hash of its address.
 
-    ``net_phase_ms`` is the position of now in the superframe. Depth 0 is the
-    concentrator, which never sleeps.
+    Spread over the whole cycle so that senders to different routers, often
+    hidden from each other, rarely aim at the same few milliseconds; any
+    neighbour computes it from the address, nothing is exchanged.
     """
-    if depth == 0:
+    return ((addr * HASH_MUL) & 0xFFFF) * (CYCLE_MS - CONTENTION_MS) >> 16
+
+
+def unicast_wait(addr, net_phase_ms):
+    """Milliseconds from now (``net_phase_ms`` into the superframe) until router ``addr`` samples for unicasts.
+
+    The concentrator never sleeps: frames to it go at once.
+    """
+    if addr == CONCENTRATOR:
         return 0
-    target = (depth * SLOT_MS) % CYCLE_MS + (CYCLE_MS if down else 0)
-    return (target - net_phase_ms) % SUPERFRAME_MS
+    return (unicast_phase(addr) - net_phase_ms) % SUPERFRAME_MS
+
+
+def slot_wait(depth, net_phase_ms):
+    """Milliseconds from now until routers at ``depth`` sample for beacons and broadcasts (second cycle)."""
+    return ((depth * SLOT_MS) % CYCLE_MS + CYCLE_MS - net_phase_ms) % SUPERFRAME_MS

@@ -25,7 +25,7 @@ from firmware.common.mesh.station import Station
 JOIN_RETRY_MS = const(180000)  # first pause before asking again (a cold start's answers take minutes); doubles
 JOIN_RETRY_MAX_MS = const(3600000)
 REPORT_SPREAD_MS = const(600000)  # routine reports leave within 10 minutes of being made
-JOIN_SPREAD_MS = const(10000)  # a whole network attaches within seconds: spread the requests
+JOIN_SPREAD_MS = const(60000)  # a whole level attaches within seconds of one beacon: spread the requests
 
 
 class Uplink:

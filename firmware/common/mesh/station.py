@@ -21,14 +21,16 @@ from firmware.common.mesh.counter import FrameCounter
 from firmware.common.mesh.duty import DutyCycle
 from firmware.common.mesh.flood import JITTER_MS, Flood
 from firmware.common.mesh.mac import (ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, MAX_ATTEMPTS, SLOT_MS,
-                                      SUPERFRAME_MS,
-                                      airtime_ms, wait_for)
+                                      SUPERFRAME_MS, airtime_ms, slot_wait, unicast_wait)
 from firmware.common.mesh.routing import Routing
 from firmware.common.mesh.trickle import Trickle
 
 MAX_QUEUE = const(24)  # frames waiting for their hop: an hour's bursts of a first-ring relay
 MAX_ROUTES = const(512)  # downward routes: every module of a 240-module network, with room
 RECENT = const(32)  # unicasts remembered to acknowledge a retransmission without relaying it twice
+RETRY_SPREAD_DOUBLINGS = const(2)  # a retry waits 0-1, then 0-3 samples more: <= 6 s a hop, two senders part
+ROOT_RETRY_MS = const(40)  # a frame and its ACK to the always-listening concentrator
+LOOKAHEAD = const(16)  # queued downward frames compared for the soonest hop
 BURST_GAP_MS = const(3)  # silence after which woken receivers go back to sleep
 BURST_TAIL_MS = const(35)  # one more exchange (frame + ACK) must fit before the slot ends
 
@@ -66,10 +68,12 @@ class Station:
         self.queue = []  # Job waiting for the radio
         self.queue_max = MAX_QUEUE
         self.job = None  # Job being sent
-        self._burst_until = now  # a frame just went through: the slot is still open
+        self._burst_until = now  # a frame just went through: its receiver is still awake
+        self._burst_hop = None
         self._beacon_at = None  # a beacon Trickle asked for waits for our children's slot
         self.phase_offset = 0  # network cycle phase = (ticks + offset) % CYCLE_MS
         self.sent = self.relayed = self.dropped = self.retries = self.duty_refused = self.acked = 0
+        self.queue_full = 0  # frames refused for lack of queue space (a relay then does not acknowledge)
         self.received = 0  # frames heard, whoever they were for: the module's DIAG reports it
         self.ota = None  # firmware/common/ota/meshota.MeshOta, when the host carries updates
         hal.radio_listen()
@@ -87,11 +91,12 @@ class Station:
             self._receive(buf, hal.radio_rssi(), hal.ticks_ms())
         now = hal.ticks_ms()
         if self.trickle.poll(now):
-            self._beacon_at = ticks_add(now, wait_for(self.routing.depth + 1, self.net_phase(now), True)
+            self._beacon_at = ticks_add(now, slot_wait(self.routing.depth + 1, self.net_phase(now))
                                         + self.rand.below(JITTER_MS))
         if self._beacon_at is not None and ticks_diff(now, self._beacon_at) >= 0:
             self._beacon_at = None
-            self._send_beacon(now)
+            if not self._send_beacon(now):  # the slot was busy: the same slot next superframe
+                self._beacon_at = ticks_add(now, SUPERFRAME_MS + self.rand.below(JITTER_MS))
         for b in self.flood.due(now):
             if self._transmit(b.frame, now):
                 self.flood.reschedule(b, now, SUPERFRAME_MS + self.rand.below(JITTER_MS))
@@ -135,13 +140,13 @@ class Station:
     def _seal(self, kind, dst, payload, key):
         return seal_frame(Frame(self.net_id, kind, self.addr, dst, self.counter.take(), payload), key)
 
-    def _transmit(self, frame, now):
+    def _transmit(self, frame, now, cca=True):
         """Send one frame now if the duty cycle and the channel allow; True if it went."""
         ms = airtime_ms(frame)
         if not self.duty.fits(now, ms):
             self.duty_refused += 1
             return False
-        if not self.hal.radio_send(frame):
+        if not self.hal.radio_send(frame, cca):
             return False
         self.duty.book(now, ms)
         self.sent += 1
@@ -151,17 +156,20 @@ class Station:
         r = self.routing
         parent = r.preferred.addr if r.preferred is not None else BROADCAST
         payload = struct.pack(control.BEACON_FMT, r.version & 0xFF, r.depth, r.rank, parent, self.net_phase(now))
-        self._transmit(self._seal(T_BEACON, BROADCAST, payload, self.net_key), now)
+        return self._transmit(self._seal(T_BEACON, BROADCAST, payload, self.net_key), now)
 
     def _ack(self, f, now):
         r = self.routing
         payload = struct.pack(control.ACK_FMT, f.src, f.counter, r.rank, r.depth, self.net_phase(now))
         frame = Frame(self.net_id, T_ACK, self.addr, f.link_src, self.counter.take(), payload)
-        self._transmit(seal_frame(frame, self.net_key), now)
+        # No carrier sense: the sender listens for us right now; deferring would miss its window
+        # and make it retry (as 802.15.4 acknowledgements after the turnaround).
+        self._transmit(seal_frame(frame, self.net_key), now, False)
 
     def enqueue(self, frame, up, urgent=False):
         """Queue a sealed unicast for its next hop; False when the queue is full."""
         if len(self.queue) >= self.queue_max:
+            self.queue_full += 1
             return False
         job = Job(frame, up)
         if urgent:
@@ -175,24 +183,47 @@ class Station:
             return self.routing.next_hop()
         return self.routes.get(job.dst)
 
-    def _depth_of(self, addr):
-        n = self.routing.table.get(addr)
-        if n is not None and n.version == self.routing.version:
-            return n.depth
-        return self.routing.depth + 1 if addr != CONCENTRATOR else 0
-
     def _schedule(self, job, now):
         """Aim the next attempt at the hop's sample time, spread over the contention window.
 
-        Right after an acknowledged frame, while the slot lasts, the next frame
-        for a router of the same slot goes at once: routers woken in their slot
-        stay awake while the channel stays busy, so a burst costs one wake-up.
+        Right after an acknowledged frame to the same router, shortly after its
+        sample, the next frame goes at once: a router woken by a frame stays
+        awake while the channel stays busy, so a burst costs one wake-up.
         """
-        wait = wait_for(self._depth_of(job.hop), self.net_phase(now), not job.up)
-        if ticks_diff(self._burst_until, now) > 0 and (SUPERFRAME_MS - wait) % SUPERFRAME_MS < SLOT_MS - BURST_TAIL_MS:
+        wait = unicast_wait(job.hop, self.net_phase(now))
+        if (job.hop == self._burst_hop and ticks_diff(self._burst_until, now) > 0
+                and (SUPERFRAME_MS - wait) % SUPERFRAME_MS < SLOT_MS - BURST_TAIL_MS):
             job.at = now
             return
-        job.at = ticks_add(now, wait + self.rand.below(CONTENTION_MS << job.busy))  # binary exponential backoff
+        # Binary exponential backoff: on a busy channel within the contention window; after an
+        # unanswered attempt over whole samples (hidden senders that collided aim at the same
+        # sample again and would collide again), at the concentrator over frame times.
+        wait += self.rand.below(CONTENTION_MS << job.busy)
+        if job.attempts and not job.busy:
+            spread = 1 << min(job.attempts, RETRY_SPREAD_DOUBLINGS)
+            wait += self.rand.below(spread) * (SUPERFRAME_MS if job.hop != CONCENTRATOR else ROOT_RETRY_MS)
+        job.at = ticks_add(now, wait)
+
+    def _next_job(self, now):
+        """Index of the queued frame to send next: the head, or if the head goes down, the downward
+        frame among the first LOOKAHEAD whose hop samples soonest (the concentrator's answers to
+        its many children need not wait for each other's phases)."""
+        queue = self.queue
+        if queue[0].up:
+            return 0
+        phase = self.net_phase(now)
+        best, best_wait = 0, SUPERFRAME_MS
+        for i in range(min(len(queue), LOOKAHEAD)):
+            job = queue[i]
+            if job.up:
+                continue
+            hop = self.routes.get(job.dst)
+            if hop is None:
+                return i  # no route: dropped at once
+            wait = unicast_wait(hop, phase)
+            if wait < best_wait:
+                best, best_wait = i, wait
+        return best
 
     def _job_due_in(self, now):
         if self.job is not None:
@@ -207,15 +238,16 @@ class Station:
             if job is None:
                 if not self.queue:
                     return
-                job = self.queue[0]
+                i = self._next_job(now)
+                job = self.queue[i]
                 job.hop = self._hop_for(job)
                 if job.hop is None:
                     if job.up:
                         return  # wait for a parent; a beacon brings one
-                    self.queue.pop(0)
+                    self.queue.pop(i)
                     self.dropped += 1
                     continue
-                self.queue.pop(0)
+                self.queue.pop(i)
                 self.job = job
                 self._schedule(job, now)
             if ticks_diff(now, job.at) < 0:
@@ -318,17 +350,19 @@ class Station:
             return
         src, counter, rank, depth, phase = fields
         n = self._neighbour_says(fr, rssi, now, rank, depth)
-        if n is None:
-            return
-        n.version = self.routing.version  # it acknowledged within our network generation
-        if n is self.routing.preferred:
-            self._sync(phase, buf, now)
+        if n is not None:
+            n.version = self.routing.version  # it acknowledged within our network generation
+            if n is self.routing.preferred:
+                self._sync(phase, buf, now)
+        # The acknowledgement counts even from a neighbour the full table has no room for (the
+        # concentrator's tens of children): it names our frame, which makes a replay harmless.
         job = self.job
         if job is not None and job.waiting and fr.src == job.hop and src == job.src and counter == job.counter:
             self.acked += 1
             self.routing.link_result(job.hop, True)
             self.job = None
             self._burst_until = ticks_add(now, BURST_GAP_MS)
+            self._burst_hop = job.hop
             if job.up and rank >= self.routing.rank and self.routing.select(now):
                 self._routing_changed(now)  # the parent now sits below us: reselect
 
@@ -429,7 +463,7 @@ class Station:
         except ProtocolError:
             return
         frame = bytearray(buf)
-        wait = wait_for(self.routing.depth + 1, self.net_phase(now), True) + self.rand.below(JITTER_MS)
+        wait = slot_wait(self.routing.depth + 1, self.net_phase(now)) + self.rand.below(JITTER_MS)
         b = self.flood.start(fr.counter, frame, ticks_add(now, wait))
         try:
             relay_header(frame, self.addr, BROADCAST)

@@ -41,7 +41,7 @@ from protocol.frame import BROADCAST, T_OTA
 
 from firmware.common.mesh.clock import ticks_add, ticks_diff
 from firmware.common.mesh.duty import LIMIT_MS
-from firmware.common.mesh.mac import CONTENTION_MS, SUPERFRAME_MS, airtime_ms, wait_for
+from firmware.common.mesh.mac import CONTENTION_MS, SUPERFRAME_MS, airtime_ms, slot_wait, unicast_wait
 from firmware.common.ota import transfer
 from firmware.common.ota.slots import make_dirs, read_file, write_atomic
 
@@ -196,7 +196,7 @@ class MeshOta:
         at = ticks_add(now, delay)
         parent = self.st.routing.preferred
         if self.upstream is None and parent is not None:  # at the parent's upward sample
-            wait = wait_for(self.st._depth_of(parent.addr), self.st.net_phase(at), False)
+            wait = unicast_wait(parent.addr, self.st.net_phase(at))
             at = ticks_add(at, wait + self.st.rand.below(CONTENTION_MS))
         self.need_at = at
 
@@ -320,7 +320,7 @@ class MeshOta:
         if self.upstream is None and st.routing.preferred is None:
             self.announce_at = ticks_add(now, self.announce_gap)
             return
-        wait = wait_for(st.routing.depth + 1, st.net_phase(now), True)
+        wait = slot_wait(st.routing.depth + 1, st.net_phase(now))
         if wait and SUPERFRAME_MS - wait > 2 * CONTENTION_MS:  # not in the children's slot: wait for it
             self.announce_at = ticks_add(now, wait + st.rand.below(CONTENTION_MS))
             return
@@ -363,7 +363,7 @@ class MeshOta:
 
     def _schedule_serve(self, now):
         st = self.st
-        wait = wait_for(self.requests[0][4], st.net_phase(now), True)
+        wait = slot_wait(self.requests[0][4], st.net_phase(now))
         self.serve_at = ticks_add(now, (wait or SUPERFRAME_MS) + st.rand.below(CONTENTION_MS))
 
     def _serve(self, now):
