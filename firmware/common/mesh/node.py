@@ -134,17 +134,17 @@ class MeshNode(Station):
 
     # ---- frames for this module ---------------------------------------------
 
-    def _accept_own(self, buf, f):
+    def _open_own(self, buf, f):
         if f.src != CONCENTRATOR:
             return None
-        fr = self._open(buf, self.module_key)
-        if fr is None:
-            return None
+        return self._open(buf, self.module_key)
+
+    def _fresh(self, fr):
         try:
             self._down_window.accept(fr.src, fr.counter)
         except ProtocolError:
-            return None
-        return fr
+            return False
+        return True
 
     def _deliver_own(self, fr, f, now):
         if fr.kind == T_JOIN:

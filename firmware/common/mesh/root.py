@@ -90,19 +90,21 @@ class MeshRoot(Station):
     def _relay(self, buf, f, now):
         return False  # everything upward ends here; the root originates everything downward
 
-    def _accept_own(self, buf, f):
+    def _open_own(self, buf, f):
         key = self.module_keys.get(f.src)
         if key is None:
             return None
         fr = self._open(buf, key)
-        if fr is None:
-            return None
-        self._learn_route(f.src, f.link_src)
+        if fr is not None:
+            self._learn_route(f.src, f.link_src)
+        return fr
+
+    def _fresh(self, fr):
         try:
             self._window.accept(fr.src, fr.counter)
         except ProtocolError:
-            return None
-        return fr
+            return False
+        return True
 
     def _deliver_own(self, fr, f, now):
         if fr.kind == T_JOIN:

@@ -397,13 +397,18 @@ class Station:
                 self._ack(f, now)  # our acknowledgement was lost: confirm again, do not relay twice
             return
         if f.dst == self.addr:
-            fr = self._accept_own(buf, f)
+            fr = self._open_own(buf, f)
             if fr is None:
                 return
             self._remember(key)
+            # Acknowledged even when the replay window refuses it: the hop did deliver an authentic
+            # frame, and an unanswered one would be retried and count against a sound link (frames
+            # of one origin overtake each other on a parent set; a late one was written off as a
+            # dead link and on the 30-hop chain cut the first ring from the concentrator).
             if f.ftype & F_ACK_REQ:
                 self._ack(f, now)
-            self._deliver_own(fr, f, now)
+            if self._fresh(fr):
+                self._deliver_own(fr, f, now)
             return
         if not self._relay(buf, f, now):
             return
