@@ -12,7 +12,7 @@ import struct
 
 from protocol.compat import const
 from protocol.errors import ProtocolError
-from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, T_ACK, T_BCAST, T_BEACON, T_OTA, Frame,
+from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, MAX_HOPS, T_ACK, T_BCAST, T_BEACON, T_OTA, Frame,
                             ReplayWindow, open_frame, parse_header, relay_header, seal_frame)
 
 from firmware.common.mesh import control
@@ -91,7 +91,7 @@ class Station:
             self._receive(buf, hal.radio_rssi(), hal.ticks_ms())
         now = hal.ticks_ms()
         if self.trickle.poll(now):
-            self._beacon_at = ticks_add(now, slot_wait(self.routing.depth + 1, self.net_phase(now))
+            self._beacon_at = ticks_add(now, slot_wait(self._beacon_slot(), self.net_phase(now))
                                         + self.rand.below(JITTER_MS))
         if self._beacon_at is not None and ticks_diff(now, self._beacon_at) >= 0:
             self._beacon_at = None
@@ -151,6 +151,18 @@ class Station:
         self.duty.book(now, ms)
         self.sent += 1
         return True
+
+    def _beacon_slot(self):
+        """The depth slot our beacon goes out in: our children's, or, without a route, the slot
+        where the nearest router we have heard samples, so that our request (RPL's DIS) is heard:
+        after a reboot a module otherwise asked in a slot nobody listened to and stayed out."""
+        if self.routing.rank != control.RANK_INFINITE:
+            return self.routing.depth + 1
+        depth = MAX_HOPS
+        for n in self.routing.table.values():
+            if n.rank != control.RANK_INFINITE and n.depth < depth:
+                depth = n.depth
+        return depth
 
     def _send_beacon(self, now):
         r = self.routing
