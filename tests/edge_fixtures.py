@@ -8,12 +8,23 @@ a reading stored twice under different batches, or with a different value.
 """
 
 import threading
+import time
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent import keys
 from protocol.batch import Ack, Signer, Verifier
+
+
+def wait_for(cond, timeout=30.0):
+    """True once ``cond()`` is true, False if it is still false after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 class Keys:

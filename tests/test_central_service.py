@@ -24,8 +24,7 @@ from edge_agent.config import from_dict, to_toml
 from edge_agent.keys import generate
 from protocol.batch import Batch, Record, Signer
 from protocol.errors import AuthError
-from tests.edge_fixtures import agent_config
-from tests.test_edge_agent import wait_for
+from tests.edge_fixtures import agent_config, wait_for
 
 KWH = "1-0:1.8.0"
 H = 490000  # a unix hour

@@ -13,7 +13,7 @@ from edge_agent.agent import Agent
 from protocol import messages
 from protocol.batch import Ack, Record, Signer
 from protocol.cose import sign1
-from tests.edge_fixtures import Acknowledger, Keys, agent_config
+from tests.edge_fixtures import Acknowledger, Keys, agent_config, wait_for
 from tests.edge_world import H, Central, Concentrator, expected_readings
 
 
@@ -32,15 +32,6 @@ def stranger_key(tmp_path):
     """A key central never registered, under central's kid: what a forger would use."""
     (tmp_path / "stranger").mkdir(exist_ok=True)
     return Keys(tmp_path / "stranger").central
-
-
-def wait_for(cond, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 class Listener:

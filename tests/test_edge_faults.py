@@ -24,20 +24,11 @@ from balans.services import Mosquitto
 from edge_agent.agent import Agent
 from edge_agent.config import to_toml
 from protocol.cose import sign1
-from tests.edge_fixtures import Keys, agent_config
+from tests.edge_fixtures import Keys, agent_config, wait_for
 from tests.edge_world import Central, Concentrator, TcpLine, expected_readings
 from balans.toolchain import REPO
 
 MODULES = [0x10 + i for i in range(8)]
-
-
-def wait_for(cond, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture

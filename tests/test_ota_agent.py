@@ -16,13 +16,13 @@ from edge_agent import cli
 from edge_agent.agent import Agent
 from edge_agent.config import from_dict, to_toml
 from edge_agent.linkport import Pipe
-from firmware.common.ota import archive, transfer
+from firmware.common.ota import archive
 from firmware.common.ota.slots import Slots
 from firmware.j100uc.collector import Collector
 from protocol import link
 from protocol.cose import sign1
 from simulator.world import NET_ID
-from tests.edge_fixtures import Keys, agent_config
+from tests.edge_fixtures import Keys, agent_config, wait_for
 from tools.flash import bundle, fleetsim
 
 IMAGE = archive.pack([("app.py", b"VERSION = 3\n"), ("lib/data.bin", bytes(i * 5 & 0xFF for i in range(1200)))])
@@ -32,15 +32,6 @@ IMAGE = archive.pack([("app.py", b"VERSION = 3\n"), ("lib/data.bin", bytes(i * 5
 def broker(tmp_path_factory):
     with Mosquitto(persistence_dir=str(tmp_path_factory.mktemp("mosq"))) as m:
         yield m
-
-
-def wait_for(cond, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def vendor(tmp_path):
