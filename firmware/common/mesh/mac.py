@@ -44,12 +44,18 @@ def airtime_us(frame):
     (the sender is still listening) and frames to the concentrator do not.
     """
     n = len(frame) + PHY_OVERHEAD
-    us = n * 125000 // (BITRATE // 64)  # n * 8 bits * 1e6 / BITRATE, in small ints
+    return n * 125000 // (BITRATE // 64) + wake_preamble_ms(frame) * 1000  # n * 8 bits * 1e6 / BITRATE
+
+
+def wake_preamble_ms(frame):
+    """The preamble that goes before ``frame`` to wake its sleeping receiver at its sample.
+
+    None for acknowledgements (the sender is still listening) and frames to the
+    concentrator (it always listens).
+    """
     kind = frame[3] & 0x0F
     link_dst = frame[7] | (frame[8] << 8)
-    if kind != T_ACK and link_dst != CONCENTRATOR:
-        us += WAKE_PREAMBLE_MS * 1000
-    return us
+    return 0 if kind == T_ACK or link_dst == CONCENTRATOR else WAKE_PREAMBLE_MS
 
 
 def airtime_ms(frame):

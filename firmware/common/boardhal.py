@@ -1,0 +1,229 @@
+"""firmware/common/hal.py on a real board: MicroPython's ``machine`` peripherals and a CC1101 on SPI.
+
+    BoardHAL.open(pins)   builds it from ``machine`` (on the board; PINS is the reference layout)
+    BoardHAL(parts...)    takes the parts ready-made (tests give it emulated ones)
+
+The mesh MAC (firmware/common/mesh/mac.py) expects a sleeping router to be reachable at its
+samples: ``idle`` keeps the MCU and the transceiver asleep between them, wakes the receiver
+at each for SETTLE_US, and stays on only when a carrier is there (a sender's wake preamble).
+After it transmits, and after a frame came in, the receiver stays on for ACK_TIMEOUT_MS,
+so the acknowledgement (or the next frame of a burst) is heard. Modules on one cell depend
+on this: the receiver on all the time draws 15.7 mA, a cell's 3400 mAh in nine days.
+
+Like firmware/common/benchhal.py it does not inherit the HAL class (its bytecode would be
+RAM); tests/mpy/test_boardhal.py checks that it implements the whole contract.
+"""
+
+from protocol.compat import const
+
+from firmware.common.cc1101 import CC1101, SETTLE_US
+from firmware.common.mesh.clock import ticks_add, ticks_diff
+from firmware.common.mesh.mac import ACK_TIMEOUT_MS, wake_preamble_ms
+
+SPI_HZ = const(4000000)  # CC1101 SPI limit is 6.5 MHz for burst access (datasheet table 22), with margin
+RELAY_PULSE_MS = const(50)  # latching relay coil pulse (typical set/reset time 10 ms, 50 ms covers a low cell)
+WATCHDOG_MS = const(120000)  # twice Board's longest idle (IDLE_MS), so a slow flash write is no reset
+BATTERY_DIVIDER = const(2)  # the cell's voltage is halved to fit the ADC's range
+ADC_FULL_MV = const(3300)  # read_u16() = 65535 at the ADC's reference
+RX_QUEUE = const(4)  # frames held for radio_receive between two polls; more is a burst the MAC does not send
+SYNC_WAIT_US = const(14000)  # a carrier at a sample: the sync word follows within the wake preamble (11 ms) + 3 ms
+Y2000 = const(946684800)  # seconds from 1970 to 2000, the epoch of some ports' RTC
+
+# The reference board's pins; a board's config.json "pins" overrides any of them.
+PINS = {"spi": 1, "cs": 5, "gdo0": 4, "pulse": (12, 13, 14), "relay_set": 25, "relay_reset": 26,
+        "magnet": 27, "cover": 32, "power_ok": 33, "battery_adc": 34, "uart": None}
+
+
+class BoardHAL:
+    def __init__(self, radio, clock, rtc, flash="/flash", pulse_pins=(), relay_pins=None,
+                 magnet=None, cover=None, power_ok=None, battery_adc=None, watchdog=None, uart=None):
+        self.radio = radio
+        self.clock = clock
+        self.rtc = rtc
+        self.flash = flash
+        self.pulse_pins = pulse_pins
+        self.relay_pins = relay_pins
+        self.magnet = magnet
+        self.cover = cover
+        self.power = power_ok
+        self.adc = battery_adc
+        self.watchdog = watchdog
+        self.uart = uart
+        self._epoch = Y2000 if clock.gmtime(0)[0] == 2000 else 0
+        self.rx = []  # (frame, rssi) waiting for radio_receive
+        self._rssi = 0
+        self.listening = False
+        self._awake_until = clock.ticks_ms()  # the receiver stays on until then (ACK, burst)
+        radio.reset()
+
+    @classmethod
+    def open(cls, pins=None, flash="/flash"):
+        """The board's HAL from ``machine``: ``pins`` overrides entries of PINS."""
+        import machine
+        import time
+
+        p = dict(PINS)
+        p.update(pins or {})
+        Pin = machine.Pin
+
+        def inp(n):
+            return None if n is None else Pin(n, Pin.IN, Pin.PULL_UP)
+
+        def out(n):
+            return Pin(n, Pin.OUT, value=0)
+
+        radio = CC1101(machine.SPI(p["spi"], baudrate=SPI_HZ, polarity=0, phase=0),
+                       Pin(p["cs"], Pin.OUT, value=1), Pin(p["gdo0"], Pin.IN), time)
+        return cls(radio, time, machine.RTC(), flash,
+                   pulse_pins=tuple(inp(n) for n in p["pulse"]),
+                   relay_pins=(out(p["relay_set"]), out(p["relay_reset"])),
+                   magnet=inp(p["magnet"]), cover=inp(p["cover"]), power_ok=inp(p["power_ok"]),
+                   battery_adc=machine.ADC(Pin(p["battery_adc"])), watchdog=machine.WDT(timeout=WATCHDOG_MS),
+                   uart=None if p["uart"] is None else machine.UART(p["uart"], 115200))
+
+    # ---- clock ----------------------------------------------------------------
+    def ticks_ms(self):
+        return self.clock.ticks_ms()
+
+    def unix_time(self):
+        return self.clock.time() + self._epoch
+
+    def set_unix_time(self, seconds):
+        t = self.clock.gmtime(seconds - self._epoch)
+        self.rtc.datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
+
+    # ---- radio ----------------------------------------------------------------
+    def radio_send(self, frame, cca=True):
+        sent = self.radio.send(frame, cca, wake_preamble_ms(frame) * 1000)
+        if sent:
+            self._stay_awake()
+        return sent
+
+    def radio_receive(self):
+        if not self.rx:
+            return None
+        frame, self._rssi = self.rx.pop(0)
+        return frame
+
+    def radio_rssi(self):
+        return self._rssi
+
+    def radio_listen(self):
+        self.listening = True
+        self.radio.listen()
+
+    def radio_sleep(self):
+        self.listening = False
+        self.radio.sleep()
+
+    def idle(self, ms, period=0, phases=(), offset=0):
+        """Wait up to ``ms`` with the MCU asleep; True as soon as a frame has come in.
+
+        Without ``phases`` the receiver stays on (the concentrator; a module searching for
+        a parent). With them it sleeps and samples the channel at each of those
+        milliseconds of every ``period``, counted as ``(ticks_ms + offset) % period``:
+        the MAC's network phase.
+        """
+        clock = self.clock
+        end = ticks_add(clock.ticks_ms(), ms)
+        while True:
+            now = clock.ticks_ms()
+            left = ticks_diff(end, now)
+            if not self.listening:
+                if left <= 0:
+                    return False
+                clock.sleep_ms(left)
+                continue
+            if not phases or ticks_diff(self._awake_until, now) > 0:
+                self.radio.listen()
+                if self._take_frame():
+                    return True
+                if left <= 0:
+                    return False
+                clock.sleep_ms(1)  # a board would sleep until GDO0's interrupt here
+                continue
+            self.radio.sleep()
+            if left <= 0:
+                return False
+            position = (now + offset) % period
+            wait = min((p - position) % period for p in phases)
+            if wait > left:
+                clock.sleep_ms(left)
+                continue
+            clock.sleep_ms(wait)
+            if self._sample():
+                return True
+
+    def _sample(self):
+        """One wake of the receiver: True if a frame came in."""
+        radio = self.radio
+        clock = self.clock
+        radio.listen()
+        clock.sleep_us(SETTLE_US)
+        if not radio.carrier():
+            radio.sleep()
+            return False
+        t0 = clock.ticks_us()
+        while not radio.gdo0():  # a wake preamble: wait for its sync word
+            if clock.ticks_diff(clock.ticks_us(), t0) > SYNC_WAIT_US:
+                radio.sleep()
+                return False
+            clock.sleep_us(200)
+        return self._take_frame()
+
+    def _take_frame(self):
+        radio = self.radio
+        if not radio.gdo0() or not radio.receive():
+            return False
+        if len(self.rx) < RX_QUEUE:
+            self.rx.append((bytes(radio.frame[:radio.length]), radio.rssi))
+        self._stay_awake()
+        return True
+
+    def _stay_awake(self):
+        self._awake_until = ticks_add(self.clock.ticks_ms(), ACK_TIMEOUT_MS)
+
+    # ---- pulse inputs ---------------------------------------------------------
+    def pulse_attach(self, channel, handler):
+        pin = self.pulse_pins[channel]
+        ticks = self.clock.ticks_ms
+
+        def edge(_pin):  # made once here: the interrupt itself allocates nothing
+            handler(channel, ticks())
+
+        pin.irq(trigger=pin.IRQ_FALLING, handler=edge, hard=True)
+
+    # ---- relay ----------------------------------------------------------------
+    def relay_set(self, closed):
+        """Pulse the latching relay's set or reset coil; it keeps its position without current."""
+        coil = self.relay_pins[0 if closed else 1]
+        coil(1)
+        self.clock.sleep_ms(RELAY_PULSE_MS)
+        coil(0)
+
+    # ---- sensors --------------------------------------------------------------
+    def battery_mv(self):
+        return self.adc.read_u16() * ADC_FULL_MV * BATTERY_DIVIDER // 65535
+
+    def magnet_present(self):
+        return self.magnet is not None and self.magnet() == 0  # Hall switch pulls low
+
+    def cover_open(self):
+        return self.cover is not None and self.cover() == 1  # the cover holds its switch closed to ground
+
+    def power_ok(self):
+        return self.power is None or self.power() == 1  # supply-fail comparator pulls low
+
+    # ---- flash, watchdog, link ------------------------------------------------
+    def flash_path(self):
+        return self.flash
+
+    def watchdog_feed(self):
+        if self.watchdog is not None:
+            self.watchdog.feed()
+
+    def link_write(self, data):
+        return self.uart.write(data) or 0
+
+    def link_read(self):
+        return self.uart.read() or b""

@@ -1,0 +1,177 @@
+# The real board's HAL (firmware/common/boardhal.py) and CC1101 driver (firmware/common/cc1101.py)
+# against an emulated transceiver at its SPI pins (cc1101_emu.py), on CPython and MicroPython.
+from cc1101_emu import ADC, RTC, UART, WDT, BYTE_US, CC1101Emu, Clock, Pin
+
+from firmware.common.boardhal import ACK_TIMEOUT_MS, RELAY_PULSE_MS, BoardHAL
+from firmware.common.cc1101 import CC1101, RadioError
+from firmware.common.hal import HAL
+from firmware.common.mesh.mac import SUPERFRAME_MS, WAKE_PREAMBLE_MS
+from protocol.frame import CONCENTRATOR, T_ACK, T_DATA, Frame, seal_frame
+
+NET_KEY = bytes(range(16))
+
+
+def board(**parts):
+    clock = Clock()
+    emu = CC1101Emu(clock)
+    radio = CC1101(emu, emu.select, emu.gdo0_level, clock)
+    hal = BoardHAL(radio, clock, RTC(clock), **parts)
+    return hal, emu, clock
+
+
+def frame(kind=T_DATA, link_dst=7, payload=b"x" * 39):
+    f = Frame(0x42, kind, 3, 9, 1, payload)
+    f.link_dst = link_dst
+    return bytes(seal_frame(f, NET_KEY))
+
+
+def test_it_implements_the_whole_hal_contract():
+    names = [n for n in dir(HAL) if not n.startswith("_")]
+    hal, _, _ = board()
+    missing = [n for n in names if not callable(getattr(hal, n, None))]
+    assert names and not missing, missing
+
+
+def test_reset_programs_433_92_mhz_at_38_4_kbaud_and_10_dbm():
+    _, emu, _ = board()
+    r = emu.regs
+    freq = (r[0x0D] << 16 | r[0x0E] << 8 | r[0x0F]) * 26000000 // 65536
+    assert abs(freq - 433920000) < 1000, freq
+    baud = (256 + r[0x11]) * (1 << (r[0x10] & 0x0F)) * 26000000 // (1 << 28)
+    assert abs(baud - 38400) < 100, baud
+    assert r[0x08] & 0x03 == 1 and r[0x08] & 0x04  # variable length, CRC on
+    assert emu.patable == 0xC0 and emu.state == 0x00  # +10 dBm, asleep
+
+
+def test_a_missing_transceiver_is_named():
+    clock = Clock()
+    emu = CC1101Emu(clock)
+    emu.version = 0x00  # SPI lines floating: every read is 0
+    try:
+        CC1101(emu, emu.select, emu.gdo0_level, clock).reset()
+    except RadioError as e:
+        assert "no CC1101" in str(e)
+    else:
+        raise AssertionError("reset accepted a bus without a CC1101")
+
+
+def test_a_64_byte_frame_goes_out_whole_through_the_fifo():
+    hal, emu, _ = board()
+    f = frame(link_dst=CONCENTRATOR, payload=b"y" * 39)
+    assert len(f) == 64  # one more than the FIFO with its length byte
+    assert hal.radio_send(f, cca=True)
+    assert emu.sent == [(f, 4 * BYTE_US)]  # the 4 preamble bytes and no more
+
+
+def test_a_unicast_to_a_router_carries_the_wake_preamble_and_an_ack_none():
+    hal, emu, _ = board()
+    assert hal.radio_send(frame(link_dst=7), cca=False)
+    assert hal.radio_send(frame(kind=T_ACK, link_dst=7, payload=b"a" * 11), cca=False)
+    (_, wake), (_, ack) = emu.sent
+    assert WAKE_PREAMBLE_MS * 1000 + 4 * BYTE_US <= wake < WAKE_PREAMBLE_MS * 1000 + 4 * BYTE_US + 500
+    assert ack == 4 * BYTE_US
+
+
+def test_carrier_sense_refuses_a_busy_channel_unless_told_not_to():
+    hal, emu, _ = board()
+    emu.jammed = True
+    assert not hal.radio_send(frame(), cca=True)
+    assert emu.sent == []
+    assert hal.radio_send(frame(), cca=False)
+    assert len(emu.sent) == 1
+
+
+def test_a_listening_receiver_takes_a_64_byte_frame_as_it_arrives():
+    hal, emu, clock = board()
+    f = frame(link_dst=CONCENTRATOR)
+    hal.radio_listen()
+    emu.incoming(f, at=clock.us + 5000, rssi=-97)
+    assert hal.idle(100)
+    assert hal.radio_receive() == f
+    assert hal.radio_rssi() == -97
+    assert hal.radio_receive() is None
+
+
+def test_a_frame_with_a_bad_crc_is_counted_not_delivered():
+    hal, emu, clock = board()
+    hal.radio_listen()
+    emu.incoming(frame(), at=clock.us + 5000, crc_ok=False)
+    emu.incoming(frame(payload=b"z" * 39), at=clock.us + 40000)
+    assert hal.idle(100)
+    assert hal.radio_receive() == frame(payload=b"z" * 39)
+    assert hal.radio.lost == 1
+
+
+def sampling(hal, clock, ms):
+    """Idle like a module's main loop for ``ms``: samples at phase 300 and 1300 of the superframe."""
+    end = clock.us + ms * 1000
+    got = []
+    while clock.us < end:
+        if hal.idle((end - clock.us) // 1000, SUPERFRAME_MS, (300, 1300), 0):
+            got.append(hal.radio_receive())
+    return got
+
+
+def test_a_sleeping_router_hears_a_woken_frame_at_its_sample_and_nothing_between():
+    hal, emu, clock = board()
+    hal.radio_listen()
+    woken = frame(payload=b"w" * 39)
+    # A sender aims its wake preamble to start just before the sample at 2300 ms.
+    emu.incoming(woken, at=2297000, preamble_us=WAKE_PREAMBLE_MS * 1000)
+    emu.incoming(frame(payload=b"n" * 39), at=2700000)  # no preamble, between samples: not for us
+    assert sampling(hal, clock, 4000) == [woken]
+
+
+def test_the_receiver_is_on_a_fraction_of_a_percent_between_samples():
+    hal, emu, clock = board()
+    hal.radio_listen()
+    on0 = emu.rx_time_us()
+    sampling(hal, clock, 60000)
+    share = (emu.rx_time_us() - on0) / 60000000
+    # Two samples of ~1 ms per 2 s superframe: about 0.1 %, 15.7 mA * 0.001 = 16 uA.
+    assert 0.0003 < share < 0.002, share
+
+
+def test_after_sending_it_stays_on_for_the_acknowledgement():
+    hal, emu, clock = board()
+    hal.radio_listen()
+    assert hal.radio_send(frame(), cca=False)
+    ack = frame(kind=T_ACK, payload=b"a" * 11)
+    emu.incoming(ack, at=clock.us + 2000)
+    assert hal.idle(ACK_TIMEOUT_MS, SUPERFRAME_MS, (300, 1300), 0)
+    assert hal.radio_receive() == ack
+
+
+def test_pulses_relay_sensors_clock_and_link():
+    pulse = (Pin(), Pin(), Pin())
+    coils = (Pin(0), Pin(0))
+    uart = UART()
+    hal, _, clock = board(pulse_pins=pulse, relay_pins=coils, magnet=Pin(1), cover=Pin(0),
+                          power_ok=Pin(1), battery_adc=ADC(36408), watchdog=WDT(), uart=uart)
+    seen = []
+    hal.pulse_attach(2, lambda ch, t: seen.append((ch, t)))
+    clock.advance(5000)
+    pulse[2].fall()
+    assert seen == [(2, 5)]
+    for c in coils:
+        c.clock = clock
+    hal.relay_set(False)
+    (t_on, one), (t_off, zero) = coils[1].history
+    assert (one, zero) == (1, 0) and t_off - t_on == RELAY_PULSE_MS * 1000 and coils[0].history == []
+    assert 3660 <= hal.battery_mv() <= 3670  # 36408 / 65535 * 3.3 V, doubled
+    assert not hal.magnet_present() and not hal.cover_open() and hal.power_ok()
+    hal.cover = Pin(1)
+    assert hal.cover_open()
+    hal.set_unix_time(1780003600)
+    assert hal.rtc.set_to[:3] == (2026, 5, 28) and hal.rtc.set_to[4:7] == (21, 26, 40)
+    hal.watchdog_feed()
+    assert hal.watchdog.fed == 1
+    assert hal.link_write(b"abc") == 3 and uart.written == b"abc"
+    uart.inbox = b"xyz"
+    assert hal.link_read() == b"xyz" and hal.link_read() == b""
+
+
+def test_byte_time_matches_the_mac():
+    from firmware.common.cc1101 import BYTE_US as DRIVER_BYTE_US
+    from firmware.common.mesh.mac import BITRATE
+    assert DRIVER_BYTE_US == BYTE_US and abs(BYTE_US - 8000000 / BITRATE) < 1
