@@ -33,6 +33,7 @@ from edge_agent.config import Config, from_dict
 from edge_agent.linkport import LINK_CREDIT, LinkSession, open_port
 from edge_agent.mqtt import Mqtt
 from edge_agent.queue import DurableQueue, write_atomic
+from edge_agent.roster import Roster
 from edge_agent.updates import Updates, read_vendor_key
 from protocol import link
 from protocol.batch import AckVerifier, Batch, decode_payload
@@ -104,6 +105,7 @@ class Agent:
             central.add_key(kid.encode(), public)
         self.commands = CommandChecker(self.conc, central, os.path.join(c.queue.dir, "commands.seen"),
                                        c.commands.max_ttl_s)
+        self.roster = Roster(c.queue.dir)
         self.updates = Updates(c.queue.dir, read_vendor_key(c.ota.vendor_key) if c.ota.vendor_key else None,
                                known=lambda: (list(self.modules), self.concentrator.get("modules", 0)))
         self._backlog.extend(self.queue.entries)
@@ -197,6 +199,8 @@ class Agent:
             worked |= self._flush()
             worked |= self._pump_inbox(now)
             worked |= self._pump_updates(now)
+            if self.session is not None:
+                worked |= self.roster.pump(self.session.send, now, self.session.boot)
             worked |= self._send(time.monotonic())
             if now - self._last_status >= self.config.status.interval_s:
                 self._last_status = now
@@ -254,6 +258,8 @@ class Agent:
             self.updates.on_need(tail, self.session.send)
         elif ftype == link.L_OTA_STATUS:
             self.updates.on_status(*fields)
+        elif ftype == link.L_ROSTER_OK:
+            self.roster.on_held(*fields)
         else:
             self.session.unknown_frames += 1
 
@@ -498,6 +504,7 @@ class Agent:
                                                    "disconnects": self.mqtt.disconnects},
             "counters": dict(self.counters),
             "ota": self.updates.status() if self.queue else None,
+            "roster": self.roster.status() if self.queue else None,
             "modules": {"known": len(self.modules),
                         "silent": sorted("%04x" % a for a, m in self.modules.items()
                                          if now - m["last_heard"] > st.silent_hours * 3600),

@@ -41,6 +41,16 @@ def configure_agent(parser):
     p.add_argument("bundle", help="the vendor's signed release, e.g. release.bota")
     p.add_argument("--module", action="append", default=[], metavar="ADDR",
                    help="a module's 4 hex digits (at most 17, repeat the option); default: every module")
+    p = sub.add_parser("modules", help="the concentrator's module table: add the modules installers provisioned")
+    msub = p.add_subparsers(dest="modules_action", required=True, metavar="WHAT")
+    q = msub.add_parser("add", help="add (or re-key) the modules of a provisioning record")
+    _add_config(q)
+    q.add_argument("--keys", required=True, help="the installer's keys.csv (device_id,key)")
+    q.add_argument("--meters", required=True, help="the installer's meters.csv (meter_id,...,resource,...)")
+    q = msub.add_parser("remove", help="stop serving a module (its key is deleted on the concentrator)")
+    _add_config(q)
+    q.add_argument("module", help="the module's 4 hex digits, e.g. 002a")
+    _add_config(msub.add_parser("list", help="the table, and what the concentrator holds (from status.json)"))
     p = sub.add_parser("keygen", help="write a new Ed25519 signing key (key rotation: new file, new kid)")
     p.add_argument("private", help="private key file to write (mode 0600)")
     p.add_argument("--public", help="also write the public key here (give it to central)")
@@ -56,6 +66,8 @@ def run_agent(args):
     cfg = agent_config.load(args.config)
     if args.action == "update":
         return _queue_update(cfg, args.bundle, args.module)
+    if args.action == "modules":
+        return _modules(cfg, args)
     if args.action == "check":
         keys.load_private(cfg.signing.key_file)
         for path in cfg.central.keys.values():
@@ -93,6 +105,30 @@ def _queue_update(cfg, path, modules):
     job = Updates(cfg.queue.dir, vendor_key).submit(data, targets, "file %s" % os.path.basename(path))
     print("update %d queued: seq %d for %s" % (job["id"], job["seq"],
                                               ", ".join("%04x" % a for a in targets) or "every module"))
+    return 0
+
+
+def _modules(cfg, args):
+    """Change roster.json, which the running agent delivers to the concentrator (edge_agent/roster.py)."""
+    from edge_agent.roster import Roster, read_csv
+
+    roster = Roster(cfg.queue.dir)
+    if args.modules_action == "add":
+        modules = read_csv(args.keys, args.meters)
+        roster.add(modules)
+        print("%d modules added to %s; the agent sends them to the concentrator" % (len(modules), roster.path))
+    elif args.modules_action == "remove":
+        roster.remove(args.module.lower())
+        print("module %s removed; the agent tells the concentrator" % args.module.lower())
+    else:
+        try:
+            held = (_read_status(cfg.queue.dir).get("roster") or {}).get("pending")
+        except RuntimeError:  # the agent has not run yet
+            held = None
+        for addr, m in sorted(roster.load().items()):
+            if int(m["key"], 16):
+                state = "?" if held is None else ("pending" if addr in held else "held")
+                print("%s  %-40s %s" % (addr, ",".join(r or "-" for r in m["resources"]), state))
     return 0
 
 

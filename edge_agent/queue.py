@@ -101,10 +101,12 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-def write_atomic(path, data):
+def write_atomic(path, data, mode=0o644):
     """Replace ``path`` with ``data``: a torn write leaves the old file, never half a new one."""
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)  # the umask, or an older tmp file, must not loosen it
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

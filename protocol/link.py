@@ -19,6 +19,9 @@ Body: one type byte, then a fixed little-endian layout::
     OTA      both  an update's hop messages (firmware/common/ota/transfer.py): ANNOUNCE and
                    FRAGMENT a->c, NEED c->a; the agent is the concentrator's parent for updates
     OTA_STATUS c->a addr u16, session u16, state u8, missing u16   a module's progress (messages.OtaStatus)
+    ROSTER   a->c  addr u16, 3 x resource u8 (RESOURCES index, 0xFF none); tail: the module's 16-byte
+                   AES key, or 16 zero bytes to remove the module       the concentrator's module table
+    ROSTER_OK c->a addr u16, check u32          the check value of the key now held (0: no such module)
 
 A record is RECORD_LEN bytes: kind u8, addr u16, channel u8, code u8, ts u32, value u32.
 kind READING: ``code`` is protocol.obis.RESOURCES index << 4 | tariff, ``value`` pulses.
@@ -29,7 +32,7 @@ only what it has made durable, and the MCU resends from ``upto`` when no progres
 
 import struct
 
-from protocol.compat import const
+from protocol.compat import BlockCipher, const
 from protocol.errors import ProtocolError
 
 FLAG = const(0x7E)
@@ -47,6 +50,8 @@ L_MODULE = const(7)
 L_STATS = const(8)
 L_OTA = const(9)
 L_OTA_STATUS = const(10)
+L_ROSTER = const(11)
+L_ROSTER_OK = const(12)
 
 K_READING = const(1)
 K_EVENT = const(2)
@@ -68,9 +73,13 @@ _LAYOUT = {
     L_STATS: "<BIIIHH",
     L_OTA: "<B",
     L_OTA_STATUS: "<BHHBH",
+    L_ROSTER: "<BHBBB",
+    L_ROSTER_OK: "<BHI",
 }
 # frames whose body continues after the fixed layout (records, a message)
-_TAILED = (L_RECORDS, L_CMD, L_OTA)
+_TAILED = (L_RECORDS, L_CMD, L_OTA, L_ROSTER)
+KEY_LEN = const(16)
+NO_RESOURCE = const(0xFF)
 
 
 def _make_table():
@@ -147,7 +156,21 @@ def unpack(body):
     tail = bytes(body[size:])
     if body[0] == L_RECORDS and len(tail) != fields[3] * RECORD_LEN:
         raise ProtocolError("RECORDS says %d records but carries %d bytes" % (fields[3], len(tail)))
+    if body[0] == L_ROSTER and len(tail) != KEY_LEN:
+        raise ProtocolError("ROSTER carries a key of %d bytes, not %d" % (len(tail), KEY_LEN))
     return fields[0], fields[1:], tail
+
+
+def key_check(key):
+    """A key's check value (the payment industry's KCV): AES_key(0^128)'s first 4 bytes, 0 for no key.
+
+    The agent and the concentrator compare keys by it without the key crossing back.
+    """
+    if not any(key):
+        return 0
+    out = bytearray(16)
+    BlockCipher(key).encrypt_block(bytes(16), out)
+    return struct.unpack_from("<I", out, 0)[0] or 1
 
 
 def records(tail):

@@ -3,10 +3,10 @@
     config.json and keys/  ->  the HAL  ->  MeshRoot, Collector and the update relay  ->  the main loop
 
 Files on the board's flash: config.json (``net_id``; ``modules``, each module's address in
-hex and its channels' resources, as the Collector takes them; optional ``pins``),
-keys/network.key, keys/vendor.pub, and keys/modules/<addr>.key for every module in the table
-(its AES key, from the installer's provisioning records). A module missing its key is
-refused at boot, by name: the concentrator could not open a single one of its frames.
+hex and its channels' resources, which seed the module table at the first boot; optional
+``pins``), keys/network.key, keys/vendor.pub, and the module table with one AES key per module
+(firmware/j100uc/roster.py), which the edge agent keeps up to date as installers provision
+modules (``balans agent modules add``).
 
 The concentrator is mains powered: its receiver never sleeps (``hal.idle`` without a sample
 plan) and the Collector ticks every second, which pumps the serial link to the agent.
@@ -21,6 +21,7 @@ from firmware.common.ota.meshota import MeshOta
 from firmware.common.ota.slots import read_file
 from firmware.common.ota.updater import Updater
 from firmware.j100uc.collector import Collector
+from firmware.j100uc.roster import Roster
 from protocol.compat import const
 
 TICK_MS = const(1000)  # the agent link's credit and acknowledgements flow at this pace
@@ -33,15 +34,9 @@ class Board:
         root = hal.flash_path()
         with open(root + "/config.json") as f:
             config = json.load(f)
-        keys = {}
-        for addr in config.get("modules", {}):
-            number = int(addr, 16) if isinstance(addr, str) else addr
-            try:
-                keys[number] = read_file(root + "/keys/modules/%04x.key" % number)
-            except OSError:
-                raise ValueError("no key for module %04x: keys/modules/%04x.key is missing" % (number, number))
-        self.mesh = MeshRoot(hal, config["net_id"], read_file(root + "/keys/network.key"), keys)
-        self.collector = collector = Collector(hal, config, self.mesh.downlink)
+        roster = Roster(root, config.get("modules"))
+        self.mesh = MeshRoot(hal, config["net_id"], read_file(root + "/keys/network.key"), roster)
+        self.collector = collector = Collector(hal, config, self.mesh.downlink, roster)
         self.mesh.on_uplink = collector.on_uplink
         # The root holds the update it relays as a module would, checked against the vendor key.
         updater = Updater(root, read_file(root + "/keys/vendor.pub"), CLASS_D100FC)

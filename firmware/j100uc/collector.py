@@ -69,18 +69,25 @@ class Module:
 
 
 class Collector:
-    def __init__(self, hal, config, downlink):
+    def __init__(self, hal, config, downlink, roster=None):
         """config: dict (net id, site/conc ids, module table...); downlink: object with
-        send(dst_addr, payload: bytes) -> bool (mesh unicast) and broadcast(payload, group=None) -> bool."""
+        send(dst_addr, payload: bytes) -> bool (mesh unicast) and broadcast(payload, group=None) -> bool.
+        roster: the module table on flash (firmware/j100uc/roster.py), which the agent's ROSTER
+        frames change; without it, config's "modules" is the table."""
         self.hal = hal
         self.config = config
         self.downlink = downlink
+        self.roster = roster
         self.modules = {}
-        for addr, channels in config.get("modules", {}).items():
-            if isinstance(addr, str):
-                addr = int(addr, 16)
-            res = [RESOURCES.index(r) if r else -1 for r in channels]
-            self.modules[addr] = Module(addr, res)
+        if roster is not None:
+            for addr, res in roster.resources.items():
+                self.modules[addr] = Module(addr, res)
+        else:
+            for addr, channels in config.get("modules", {}).items():
+                if isinstance(addr, str):
+                    addr = int(addr, 16)
+                res = [RESOURCES.index(r) if r else -1 for r in channels]
+                self.modules[addr] = Module(addr, res)
         self._rota = list(self.modules.values())  # backfill turns, fixed: no list built per tick
         self.ring = RecordRing(config.get("hold_records", HOLD_RECORDS))
         self.boot = self._next_boot()
@@ -325,6 +332,8 @@ class Collector:
             elif ftype == link.L_OTA and self.on_ota is not None:
                 self._ota_ms = now
                 self.on_ota(tail)
+            elif ftype == link.L_ROSTER and self.roster is not None:
+                self._on_roster(fields[0], fields[1:], tail)
         if self._time_synced and (self._last_time_bcast is None
                                   or elapsed(now, self._last_time_bcast) >= TIME_BROADCAST_MS):
             msg = messages.TimeSync(self._next_seq(), self.hal.unix_time(), 0)
@@ -337,6 +346,21 @@ class Collector:
         if elapsed(now, self._last_save) >= self._save_ms:
             self._last_save = now
             self._save_hours()
+
+    def _on_roster(self, addr, resources, key):
+        """The agent adds, changes or (with a zero key) removes a module; answer with what is held."""
+        roster = self.roster
+        if any(key):
+            roster.add(addr, resources, key)
+            m = self.modules.get(addr)
+            if m is None or m.resources != roster.resources[addr]:
+                self.modules[addr] = Module(addr, roster.resources[addr])
+        else:
+            roster.remove(addr)
+            self.modules.pop(addr, None)
+        self._rota = list(self.modules.values())
+        self._backfill_next = 0
+        self.link.write(link.pack(link.L_ROSTER_OK, addr, link.key_check(roster.get(addr, bytes(link.KEY_LEN)))))
 
     def ota_upstream(self, payload):
         """The mesh root's NEED for an update, to the agent (the root's MeshOta upstream)."""

@@ -151,3 +151,26 @@ def test_restart_keeps_the_boot_counter_and_the_last_hour_the_agent_has():
     assert c2.modules[0x2A].last_hour == H
     c2.on_uplink(0x2A, hourly(H + 4, (140, 7, 0)))
     assert c2.modules[0x2A].gaps.ranges == [[H + 1, 3]]  # H+1 is asked back from the archive
+
+
+def test_the_agent_adds_and_removes_modules_and_the_table_survives_a_restart():
+    from firmware.j100uc.roster import Roster
+    hal = BenchHAL(flash_dir())
+    hal.unix = H * 3600 + 60
+    conf = {"net_id": 0x1234, "modules": {}}
+    c = Collector(hal, conf, Downlink(), Roster(hal.flash_path(), conf["modules"]))
+    agent = MiniAgent(hal)
+    key = bytes(range(1, 17))
+    agent.send(link.pack(link.L_ROSTER, 0x2B, 0, 3, link.NO_RESOURCE, tail=key))
+    run(c, hal, agent, 3)
+    assert (link.L_ROSTER_OK, (0x2B, link.key_check(key)), b"") in agent.frames
+    assert c.roster.get(0x2B) == key and c.modules[0x2B].resources == [0, 3, -1]
+    c.on_uplink(0x2B, hourly(H, (100, 7, 0)))
+    run(c, hal, agent, 3)
+    assert readings(agent) == [(0x2B, 0, H * 3600, 100), (0x2B, 1, H * 3600, 7)]
+    again = Roster(hal.flash_path())  # a restart reads the table and the key back from flash
+    assert again.get(0x2B) == key and again.resources == {0x2B: [0, 3, -1]}
+    agent.send(link.pack(link.L_ROSTER, 0x2B, 0, 0, 0, tail=bytes(16)))
+    run(c, hal, agent, 3)
+    assert (link.L_ROSTER_OK, (0x2B, 0), b"") in agent.frames
+    assert 0x2B not in c.modules and c.roster.get(0x2B) is None and Roster(hal.flash_path()).resources == {}
