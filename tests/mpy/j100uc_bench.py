@@ -3,6 +3,7 @@
 # minimal agent end speaking protocol/link.py.
 import os
 
+from firmware.common.ota.slots import remove_tree
 from protocol import link
 
 
@@ -94,11 +95,8 @@ _n = [0]
 def flash_dir():
     _n[0] += 1
     path = "/tmp/j100uc-test-%d-%d" % (os.getpid() if hasattr(os, "getpid") else 0, _n[0])
-    try:
-        os.mkdir(path)
-    except OSError:
-        for name in os.listdir(path):
-            os.remove(path + "/" + name)
+    remove_tree(path)  # a directory an earlier run left (MicroPython has no getpid: the same name)
+    os.mkdir(path)
     return path
 
 
