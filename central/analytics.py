@@ -46,17 +46,23 @@ RIDGE = 1e-6  # keeps the 3-term fit solvable when a group's load barely varies
 # The robust deviation of a group's daily imbalance is never taken below this share of its
 # input: class 0.5S input meters repeat to about that over a day.
 MIN_SIGMA_SHARE = 2e-4
-MIN_FULL_HOURS = 12  # fully measured hours a day needs to be judged at all
+# Judged hours a day needs for a rise to count (its deviation grows as the hours get fewer),
+# and measured hours for the threshold alarm (a share of the input: night hours alone
+# would show the no-load losses as a large share).
+MIN_FULL_HOURS = 6
+THRESHOLD_MIN_HOURS = 12
 MAX_RISE_DAYS = 3  # the rise's days that score suspects (the recent past of a persistent theft)
 # A day is compared with this many of its most recent days: few enough that an older fault
 # has become the group's normal, enough for a median that one odd day does not move.
 REF_DAYS = 7
 MIN_REF_DAYS = 3
+REF_SPAN = 2 * REF_DAYS  # the reference days of an hour are looked for this far back at most
 SUSPECTS_PER_GROUP = 3
 MAD_TO_SIGMA = 1.4826
 # A member's usual daily variation is never taken below this share of its forecast: a
 # meter that has been flat so far would otherwise outweigh everyone the day it moves.
 MIN_RELATIVE_SIGMA = 0.1
+PULSE = 0.001  # one pulse at the default constants (1 Wh, 1 L): the resolution of an hourly value
 # The density of members' standardised deficits: a kernel estimate on a grid, and the share
 # of a Cauchy mixed in (a defensive mixture) so that rare but real deficits keep a tail.
 KDE_RANGE, KDE_STEP, KDE_SAMPLES, MIN_KDE_SAMPLES = 40.0, 0.05, 200_000, 200
@@ -135,35 +141,39 @@ class MeterStats:
         self.measured_today = (self.raw_quality[:, -1, :] == MEASURED).sum(axis=1)
         self.missing_today = (self.raw_quality[:, -1, :] == MISSING).sum(axis=1)
 
-    def deficit_logpdf(self):
-        """log density of members' standardised daily deficits over the history, pooled over all meters.
+    def deficit_logpdf(self, rows):
+        """log density of the meters ``rows``' standardised daily deficits over their history.
 
-        A kernel estimate of what this district's own meters do (empty flats, guests, ...),
-        mixed with DEFENSIVE_SHARE of a Cauchy so that no tail is ever thinner than that.
+        What the district's own meters of a resource do (empty flats, guests, ...), mixed
+        with DEFENSIVE_SHARE of a Cauchy so that no tail is ever thinner than that.
         """
-        usable = self.forecast > 0
-        z = ((self.forecast[:, None] - self.daily_history) / self.sigma[:, None])[usable]
-        z = z[np.isfinite(z)].ravel()
-        if len(z) > KDE_SAMPLES:
-            z = np.random.default_rng(0).choice(z, KDE_SAMPLES, replace=False)
-        grid = np.arange(-KDE_RANGE, KDE_RANGE + KDE_STEP / 2, KDE_STEP)
-        if len(z) < MIN_KDE_SAMPLES:
-            density = np.zeros_like(grid)
-        else:
-            spread = min(np.std(z), np.subtract(*np.percentile(z, [75, 25])) / 1.349) or 1.0
-            bandwidth = max(0.9 * spread * len(z) ** -0.2, KDE_STEP)  # Silverman's rule
-            counts = np.histogram(np.clip(z, grid[0], grid[-1]), bins=len(grid),
-                                  range=(grid[0] - KDE_STEP / 2, grid[-1] + KDE_STEP / 2))[0]
-            kernel = np.exp(-0.5 * (np.arange(-4 * bandwidth, 4 * bandwidth + KDE_STEP / 2, KDE_STEP) / bandwidth) ** 2)
-            density = np.convolve(counts, kernel / kernel.sum(), mode="same") / (len(z) * KDE_STEP)
-        mixed = (1 - DEFENSIVE_SHARE) * density + DEFENSIVE_SHARE / (np.pi * (1 + grid ** 2))
-        log_mixed = np.log(mixed)
+        rows = rows[self.forecast[rows] > 0]
+        z = (self.forecast[rows, None] - self.daily_history[rows]) / self.sigma[rows, None]
+        return density_logpdf(z[np.isfinite(z)].ravel())
 
-        def logpdf(x):
-            inside = np.interp(x, grid, log_mixed)
-            outside = np.log(DEFENSIVE_SHARE / (np.pi * (1 + x * x)))
-            return np.where(np.abs(x) <= KDE_RANGE, inside, outside)
-        return logpdf
+
+def density_logpdf(z):
+    """log of a density estimated from the samples ``z``: a kernel estimate on a grid with a Cauchy mixed in."""
+    if len(z) > KDE_SAMPLES:
+        z = np.random.default_rng(0).choice(z, KDE_SAMPLES, replace=False)
+    grid = np.arange(-KDE_RANGE, KDE_RANGE + KDE_STEP / 2, KDE_STEP)
+    if len(z) < MIN_KDE_SAMPLES:
+        density = np.zeros_like(grid)
+    else:
+        spread = min(np.std(z), np.subtract(*np.percentile(z, [75, 25])) / 1.349) or 1.0
+        bandwidth = max(0.9 * spread * len(z) ** -0.2, KDE_STEP)  # Silverman's rule
+        counts = np.histogram(np.clip(z, grid[0], grid[-1]), bins=len(grid),
+                              range=(grid[0] - KDE_STEP / 2, grid[-1] + KDE_STEP / 2))[0]
+        kernel = np.exp(-0.5 * (np.arange(-4 * bandwidth, 4 * bandwidth + KDE_STEP / 2, KDE_STEP) / bandwidth) ** 2)
+        density = np.convolve(counts, kernel / kernel.sum(), mode="same") / (len(z) * KDE_STEP)
+    mixed = (1 - DEFENSIVE_SHARE) * density + DEFENSIVE_SHARE / (np.pi * (1 + grid ** 2))
+    log_mixed = np.log(mixed)
+
+    def logpdf(x):
+        inside = np.interp(x, grid, log_mixed)
+        outside = np.log(DEFENSIVE_SHARE / (np.pi * (1 + x * x)))
+        return np.where(np.abs(x) <= KDE_RANGE, inside, outside)
+    return logpdf
 
 
 class _quiet:
@@ -240,21 +250,41 @@ class GroupRise:
             self.usual_pct = np.nan_to_num(np.nanmedian(np.where(valid, expected / np.where(inp > 0, inp, 1), np.nan),
                                                         axis=1)) * 100
         self.full_hours = full
-        n_full = full.sum(axis=2)
+        # every day's rise hour by hour, each hour against the same hour of its most recent
+        # days with it fully measured (so a day with gaps still counts on its other hours)
+        self.hourly_rise = np.zeros((G, D, HOURS))
+        self.judged = np.zeros((G, D, HOURS), dtype=bool)
+        self.refs = {}
+        first = max(D - MAX_RISE_DAYS, 1)
+        for t in range(1, D):
+            self.hourly_rise[:, t], self.judged[:, t], refs = _hourly_rise(excess, full, t)
+            if t >= first:
+                self.refs[t] = refs
+        n_judged = self.judged.sum(axis=2)
+        sums = self.hourly_rise.sum(axis=2)
+        # a day's sum over n hours spreads like sqrt(n) hours: the spread per sqrt-hour of the
+        # earlier days (robust, so an earlier fault's few days do not set it)
+        unit = np.where(n_judged > 0, sums / np.sqrt(np.maximum(n_judged, 1)), np.nan)
         self.residual = np.zeros((G, D))
         self.sigma_days = np.full((G, D), np.inf)
-        self.refs = {}
+        self.hour_sigma = np.full((G, D), np.inf)
         floor = MIN_SIGMA_SHARE * typical
-        for t in range(max(D - MAX_RISE_DAYS, 1), D):
-            self.residual[:, t], spread, self.refs[t] = _rise(excess, full, t)
-            self.sigma_days[:, t] = np.maximum(spread, floor) + 1e-9
+        for t in range(first, D):
+            with _quiet():
+                _, spread = _robust(unit[:, :t], axis=1)
+            spread = np.nan_to_num(spread, nan=np.inf)
+            n = np.maximum(n_judged[:, t], 1)
+            self.residual[:, t] = sums[:, t] * HOURS / n
+            self.sigma_days[:, t] = np.maximum(spread * HOURS / np.sqrt(n), floor) + 1e-9
+            self.hour_sigma[:, t] = spread
         self.input, self.imbalance, self.valid = inp, imb, valid
         limit = np.maximum(RISE_SIGMAS * self.sigma_days, MIN_RISE_SHARE * inp)
-        self.risen = (n_full >= MIN_FULL_HOURS) & (self.residual > limit) & s.has_input[:, None]
+        self.risen = (n_judged >= MIN_FULL_HOURS) & (self.residual > limit) & s.has_input[:, None]
         # threshold: on the measured hours only, so an estimate never raises an alarm
         full_in = (hourly_in * full).sum(axis=2)
         full_imb = (b.imbalance.reshape(G, D, HOURS) * full).sum(axis=2)
-        self.full_pct = np.where((n_full >= MIN_FULL_HOURS) & (full_in > 0),
+        n_full = full.sum(axis=2)
+        self.full_pct = np.where((n_full >= THRESHOLD_MIN_HOURS) & (full_in > 0),
                                  full_imb / np.where(full_in > 0, full_in, 1) * 100, 0.0)
         self.pct = np.where(inp > 0, imb / np.where(inp > 0, inp, 1) * 100, 0.0)
 
@@ -281,32 +311,31 @@ class GroupRise:
         return out
 
 
-def _rise(excess, full, t):
-    """Day t's rise [groups] on its fully measured hours, its deviation, and the reference days [groups, days].
+def _hourly_rise(excess, full, t):
+    """Day t's rise hour by hour [groups, 24], the hours judged, and the reference days.
 
-    Only earlier days with every one of those hours measured take part, so that each is
-    summed over exactly the same hours.
+    Each fully measured hour of day t is compared with the median of the same hour on its
+    ``REF_DAYS`` most recent earlier days on which that hour was fully measured (looked
+    for within ``REF_SPAN`` days). Returns (rise, judged, (first day, refs [groups, days, 24])).
     """
-    hours = full[:, t, :]
-    n = hours.sum(axis=1)
-    sums = np.einsum("gdh,gh->gd", excess, hours)
-    comparable = np.einsum("gdh,gh->gd", full, hours.astype(np.float64)) >= n[:, None] - 0.5
-    comparable[:, t:] = False
-    newer = np.cumsum(comparable[:, ::-1], axis=1)[:, ::-1]  # comparable days from day k to t-1
-    refs = comparable & (newer <= REF_DAYS)
-    scale = HOURS / np.maximum(n, 1)
-    with _quiet():
-        level = np.nanmedian(np.where(refs, sums, np.nan), axis=1)
-        # consecutive comparable days' differences: a step in the past spoils one, not the spread
-        order = np.argsort(~comparable, axis=1, kind="stable")  # comparable days first, in order
-        ranked = np.take_along_axis(np.where(comparable, sums, np.nan), order, axis=1)
-        steps = np.diff(ranked, axis=1) / np.sqrt(2)
-        _, spread = _robust(steps, axis=1)
-    n_refs = refs.sum(axis=1)
-    rise = np.where(n_refs >= MIN_REF_DAYS, (sums[:, t] - level) * scale, 0.0)
-    # the median of the reference days has its own noise (its variance is about pi/2n times a day's)
-    spread = np.nan_to_num(spread, nan=np.inf) * scale * np.sqrt(1 + np.pi / (2 * np.maximum(n_refs, 1)))
-    return np.nan_to_num(rise), spread, refs
+    lo = max(0, t - REF_SPAN)
+    past = full[:, lo:t, :]
+    newer = np.cumsum(past[:, ::-1], axis=1)[:, ::-1]  # measured days from day k to t-1, per hour
+    refs = past & (newer <= REF_DAYS)
+    level = masked_median(excess[:, lo:t, :], refs)
+    judged = full[:, t, :] & (refs.sum(axis=1) >= MIN_REF_DAYS)
+    return np.where(judged, excess[:, t, :] - np.nan_to_num(level), 0.0), judged, (lo, refs)
+
+
+def masked_median(x, mask):
+    """The median along axis 1 of the values of ``x`` where ``mask``; NaN where none."""
+    mask = np.broadcast_to(mask, x.shape)
+    v = np.sort(np.where(mask, x, np.inf), axis=1)  # the masked-out values sort last
+    n = mask.sum(axis=1)
+    low = np.take_along_axis(v, np.maximum((n - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(v, np.maximum(n // 2, 0)[:, None], axis=1)[:, 0]
+    with np.errstate(invalid="ignore"):
+        return np.where(n > 0, (low + high) / 2, np.nan)
 
 
 def _suspects(rise, stats, s, meter_ids):
@@ -314,23 +343,27 @@ def _suspects(rise, stats, s, meter_ids):
     out = []
     k = rise.b.ndays - 1
     starts = np.searchsorted(s.member_g, np.arange(s.n_groups + 1))
-    logpdf = None
+    densities = {}  # per resource: water meters stand still most hours, electricity meters never do
     for g in np.nonzero(rise.risen[:, k])[0]:
         members = s.member_m[starts[g]:starts[g + 1]]
         days = rise.rise_days(g)
         if len(members) == 0 or not days:
             continue
-        if logpdf is None:
-            logpdf = stats.deficit_logpdf()
+        resource = s.resources[g]
+        if resource not in densities:
+            densities[resource] = stats.deficit_logpdf(np.unique(s.member_m[np.array(s.resources)[s.member_g] == resource]))
         # each member's deficit on the rise's days, measured exactly as the group's rise is:
-        # against the median of the same reference days, on the same fully measured hours
+        # on the same judged hours, against the median of the same reference days
         deficit = np.empty((len(members), len(days)))
         for j, t in enumerate(days):
-            hours = rise.full_hours[g, t]
-            sums = stats.hourly[members][:, :, hours].sum(axis=2)  # [members, days]
-            level = np.median(sums[:, rise.refs[t][g]], axis=1)
-            deficit[:, j] = (level - sums[:, t]) * HOURS / max(hours.sum(), 1)
-        order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members], logpdf=logpdf)
+            hours = rise.judged[g, t]
+            lo, refs = rise.refs[t]
+            level = masked_median(stats.hourly[members, lo:t][:, :, hours], refs[g][None, :, hours])
+            deficit[:, j] = (level - stats.hourly[members, t][:, hours]).sum(axis=1) * HOURS / max(hours.sum(), 1)
+        hours = rise.judged[g, k]
+        share = mechanism_evidence(rise.hourly_rise[g, k, hours], stats.hourly[members, k][:, hours], rise.hour_sigma[g, k])
+        order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members],
+                                    logpdf=densities[resource], evidence=share)
         today = deficit[:, -1]
         ranked = [i for i in order if today[i] > 0][:SUSPECTS_PER_GROUP]
         group_id = s.group_ids[g]
@@ -341,25 +374,58 @@ def _suspects(rise, stats, s, meter_ids):
         for rank, i in enumerate(ranked, 1):
             m = members[i]
             out.append(_alert("suspect", meter_ids[m], group_id, score[i],
-                              "rank %d: %.3f below its recent days, group imbalance rose by %.3f over %d day(s); "
+                              "rank %d: %.3f below its recent days, group imbalance rose by %.3f over %d day(s)%s; "
                               "reported %.3f against a forecast of %.3f" % (
-                                  rank, today[i], rise.residual[g, k], len(days), stats.today_sum[m],
-                                  stats.forecast[m])))
+                                  rank, today[i], rise.residual[g, k], len(days),
+                                  ", hour by hour what its meter missed" if share[i] > 0 else "",
+                                  stats.today_sum[m], stats.forecast[m])))
     return out
 
 
-def rank_members(r, deficit, sigma, picks=SUSPECTS_PER_GROUP, logpdf=None):
+def mechanism_evidence(r, reported, noise):
+    """Per member, log evidence that the group's hourly rise ``r`` is what its meter failed to register.
+
+    The ways a meter is made to under-register are functions of the true load x: a
+    shunt, a bypassed phase or a changed constant register a share (reported = α·x, so
+    r = β·reported); a magnet saturates the meter (reported = min(x, cap): r is 0 in
+    every hour below the cap); a bypassed fixed load subtracts a constant (reported =
+    max(x − c, 0): r = c in every hour the meter counts). Each constrains the hours it
+    predicts, each within the group's hourly ``noise``, against the alternative that
+    the missing energy of an hour is any amount up to the member's use (uniform on [0,
+    reported + r]): the evidence of an hour is log((reported + r)/√(2π·noise²)) − z²/2,
+    z the misfit in noise units, so it is positive only when the rise follows the
+    member's own hour-to-hour pattern to within about two noise deviations. The best
+    mechanism counts; ``reported`` is [members, hours]; returns [members], never below 0.
+    """
+    if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
+        return np.zeros(len(reported))
+    per_hour = np.log(np.maximum(reported + np.maximum(r, 0)[None, :], PULSE) / (np.sqrt(2 * np.pi) * noise))
+
+    def evidence(predicted, constrained):
+        z2 = (r[None, :] - predicted) ** 2 / noise ** 2
+        return np.where(constrained, per_hour - z2 / 2, 0.0).sum(axis=1)
+
+    everywhere = np.ones(reported.shape, dtype=bool)
+    beta = np.maximum((reported @ r) / np.maximum((reported * reported).sum(axis=1), PULSE ** 2), 0)
+    share = evidence(beta[:, None] * reported, everywhere)
+    below_cap = reported < reported.max(axis=1, keepdims=True) - 2 * PULSE  # a flat reading repeats to a pulse
+    cap = evidence(np.zeros_like(reported), below_cap)
+    return np.maximum(np.maximum(share, cap), 0.0)
+
+
+def rank_members(r, deficit, sigma, picks=SUSPECTS_PER_GROUP, logpdf=None, evidence=None):
     """Order members by how well their deficits explain the group's residual imbalance ``r`` [days].
 
     A member's score is the log-likelihood ratio of "its true use was what it reported plus
     the missing energy" against "what it reported is its own variation": summed over days,
     log p((deficit − r)/sigma) − log p(deficit/sigma), with p the density of members'
-    standardised deficits (``logpdf``; by default a Cauchy-tailed one). A heavy-tailed p
-    matters: a member who used far less than usual for its own reasons (a flat left
-    empty) must not outrank the one whose deficit matches the missing energy exactly.
-    Greedy: the best member is taken, its deficit (clipped to what is left) is removed
-    from ``r``, and the rest are scored again, so two thieves in one group both come up.
-    ``deficit`` is [members, days]; returns (order, score at the time each was taken).
+    standardised deficits (``logpdf``; by default a Cauchy), plus any other ``evidence``
+    [members] in the same units (``mechanism_evidence``). A heavy-tailed p matters: a member
+    who used far less than usual for its own reasons (a flat left empty) must not outrank
+    the one whose deficit matches the missing energy exactly. Greedy: the best member is
+    taken, its deficit (clipped to what is left) is removed from ``r``, and the rest are
+    scored again, so two thieves in one group both come up. ``deficit`` is [members,
+    days]; returns (order, score at the time each was taken).
     """
     logpdf = logpdf or _cauchy_logpdf
     left = np.asarray(r, dtype=np.float64).copy()
@@ -371,6 +437,8 @@ def rank_members(r, deficit, sigma, picks=SUSPECTS_PER_GROUP, logpdf=None):
     base = logpdf(deficit / sigma)
     for _ in range(min(picks, len(deficit))):
         llr = (logpdf((deficit - np.maximum(left, 0)[None, :]) / sigma) - base).sum(axis=1)
+        if evidence is not None:
+            llr = llr + evidence
         llr[~remaining] = -np.inf
         best = int(np.argmax(llr))
         order.append(best)
