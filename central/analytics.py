@@ -399,7 +399,8 @@ def mechanism_evidence(r, reported, noise):
     """
     if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
         return np.zeros(len(reported))
-    per_hour = np.log(np.maximum(reported + np.maximum(r, 0)[None, :], PULSE) / (np.sqrt(2 * np.pi) * noise))
+    typical = np.median(reported, axis=0)
+    per_hour = np.log(np.maximum(typical + np.maximum(r, 0), PULSE) / (np.sqrt(2 * np.pi) * noise))
 
     def evidence(predicted, constrained):
         z2 = (r[None, :] - predicted) ** 2 / noise ** 2
@@ -410,7 +411,10 @@ def mechanism_evidence(r, reported, noise):
     share = evidence(beta[:, None] * reported, everywhere)
     below_cap = reported < reported.max(axis=1, keepdims=True) - 2 * PULSE  # a flat reading repeats to a pulse
     cap = evidence(np.zeros_like(reported), below_cap)
-    return np.maximum(np.maximum(share, cap), 0.0)
+    counting = reported > PULSE
+    c = np.sum(np.where(counting, r[None, :], 0), axis=1) / np.maximum(counting.sum(axis=1), 1)
+    subtract = evidence(np.broadcast_to(c[:, None], reported.shape), counting)
+    return np.maximum(np.maximum(share, np.maximum(cap, subtract)), 0.0)
 
 
 def rank_members(r, deficit, sigma, picks=SUSPECTS_PER_GROUP, logpdf=None, evidence=None):
