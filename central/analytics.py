@@ -7,20 +7,24 @@ work on districts of any size and shape:
 - **imbalance**: the group's imbalance rose above its own recent days, or exceeds the
   group's threshold on its measured hours. Losses are fitted per group on its fully
   measured history hours as a + b·input + c·input² (no-load and metering, proportional
-  errors, I²R losses). A day is judged on the hours in which every point of the group
-  was measured (an estimate's error would go straight into the imbalance), against the
-  median of the same hours on its ``REF_DAYS`` most recent days with those hours measured
-  (an older fault is the group's normal by then), and must rise by ``RISE_SIGMAS``
-  robust deviations (from consecutive days' differences, which one past step barely
-  moves) and ``MIN_RISE_SHARE`` of the input.
+  errors, I²R losses). A day is judged hour by hour on the hours in which every point of
+  the group was measured (an estimate's error would go straight into the imbalance), each
+  against the median of the same hour on its ``REF_DAYS`` most recent days with that hour
+  measured (an older fault is the group's normal by then), so that a day with gaps still
+  counts on its other hours. The day's rise must reach ``RISE_SIGMAS`` robust deviations
+  (from the earlier days' rises, scaled to the hours judged) and ``MIN_RISE_SHARE`` of
+  the input.
 - **suspect**: in a group whose imbalance rose, every member's deficit is measured exactly
   as the rise is (the same hours against the same reference days), over the days of the
   rise, and scored by the log-likelihood ratio of "its true use was what it reported plus
   the missing energy" against "what it reported is its own variation", with the density
   of standardised deficits that the district's own meters showed in their history (so a
-  flat left empty does not outrank the member whose deficit matches). Up to
-  ``SUSPECTS_PER_GROUP`` members with a deficit are listed, ranked by score; a rise no
-  member's deficit explains is reported as an unmetered load.
+  flat left empty does not outrank the member whose deficit matches). To that is added
+  the evidence that the rise follows the member's own readings hour by hour as one of
+  the ways a meter is made to miss energy would make it (a share of its use: shunt,
+  bypassed phase; a cap: magnet; a constant: bypassed fixed load), against the group's
+  hourly noise. Up to ``SUSPECTS_PER_GROUP`` members with a deficit are listed, ranked
+  by score; a rise no member's deficit explains is reported as an unmetered load.
 - **stopped_meter**: a meter that used to count and reported zero (or one frozen value)
   all day, while its group's imbalance rose by a good part of its usual consumption.
 - **leak** (water): flow in every hour of the day, with the minimum hourly flow above the
