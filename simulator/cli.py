@@ -8,6 +8,7 @@ issue's targets: the table of docs/benchmarks.md.
 import json
 import multiprocessing
 
+from simulator.faults import FAULTS
 from simulator.scenarios import SCENARIOS
 
 # figure -> (target, True if higher is better), the floors of issue 4
@@ -23,6 +24,9 @@ TARGETS = {
 }
 
 
+NOT_TABULATED = ("seed", "nodes", "days", "fault_at_s", "fault_victim")  # what a run is, not how it went
+
+
 def configure(parser):
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="block", help="layout (default block)")
     parser.add_argument("--nodes", type=int, default=240, help="radio modules (default 240)")
@@ -30,14 +34,15 @@ def configure(parser):
     parser.add_argument("--seed", type=int, default=1, help="random seed: the same seed, the same run")
     parser.add_argument("--seeds", type=int, default=1, help="run this many seeds from --seed and tabulate")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run in parallel (processes)")
+    parser.add_argument("--fault", choices=FAULTS, help="strike this fault halfway through the run (faults.py)")
     parser.add_argument("--json", action="store_true", help="print JSON (one object, or one per seed)")
 
 
 def _one(job):
     from simulator.network import simulate
 
-    scenario, nodes, days, seed = job
-    return simulate(scenario, nodes, days, seed)
+    scenario, nodes, days, seed, fault = job
+    return simulate(scenario, nodes, days, seed, fault=fault)
 
 
 def _runs(jobs, processes):
@@ -52,7 +57,7 @@ def _runs(jobs, processes):
 def run(args):
     if args.nodes < 1 or args.days <= 0 or args.seeds < 1 or args.jobs < 1:
         raise ValueError("--nodes, --seeds and --jobs must be >= 1 and --days > 0")
-    jobs = [(args.scenario, args.nodes, args.days, args.seed + i) for i in range(args.seeds)]
+    jobs = [(args.scenario, args.nodes, args.days, args.seed + i, args.fault) for i in range(args.seeds)]
     results = []
     for figures in _runs(jobs, args.jobs):
         results.append(figures)
@@ -74,7 +79,7 @@ def table(results):
     """Markdown: each numeric figure's mean, minimum and maximum over the runs, its target and how often met."""
     lines = ["| figure | mean | min | max | target | met in |", "|---|---|---|---|---|---|"]
     for key, value in results[0].items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or key in ("seed", "nodes", "days"):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or key in NOT_TABULATED:
             continue
         values = [r.get(key) for r in results]
         numbers = [v for v in values if v is not None]

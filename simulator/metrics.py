@@ -72,12 +72,16 @@ class Recorder:
         if seen is not None and addr not in seen:
             seen[addr] = self.world.now
 
+    def horizon(self):
+        """Reports made after this world time may still wait out their spread or travel: not judged."""
+        return self.world.now - REPORT_SPREAD_MS / 1000.0 - 600.0
+
     def figures(self, wall_s):
         w = self.world
         modules = [n for n in w.nodes if not n.is_root]
         alive = [n for n in modules if n.alive]
         days = w.now / 86400.0
-        horizon = w.now - REPORT_SPREAD_MS / 1000.0 - 600.0  # reports may still wait or travel
+        horizon = self.horizon()
         made = [k for k, t in self.made.items() if t <= horizon]
         delivered = sum(1 for k in made if k in self.first_hourly)
         # daily completeness: meter-hours stored by 02:00 the next day (or the run's end)

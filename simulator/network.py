@@ -14,6 +14,7 @@ from firmware.d100fc.module import Module
 from firmware.j100uc.collector import Collector
 from protocol import messages
 from simulator import scenarios
+from simulator.faults import Fault
 from simulator.metrics import Recorder
 from simulator.world import NET_ID, World
 
@@ -49,7 +50,7 @@ class District:
     """A World wired with real firmware on every node, and a Recorder watching it."""
 
     def __init__(self, scenario="block", nodes=240, days=1.0, seed=1, sigma_db=6.0, interference=0.05,
-                 on_link_bytes=None):
+                 on_link_bytes=None, fault=None):
         build = scenarios.SCENARIOS[scenario]
         pos, loss = build(nodes, rng=np.random.default_rng(seed))
         self.world = w = World(loss, seed=seed, days=days, sigma_db=sigma_db, interference=interference)
@@ -62,6 +63,8 @@ class District:
             if not node.is_root:
                 w.give_meters(node)
             w.start_node(node, self._app)
+        self.app_factory = self._app  # a restarted node boots the same firmware
+        self.fault = None if fault is None else Fault(self, fault)
         for day in range(int(days) + 1):
             for h in BROADCAST_HOURS:
                 t = day * 86400 + h * 3600
@@ -124,6 +127,8 @@ class District:
     def figures(self):
         figures = self.recorder.figures(round(self.wall_s, 2))
         figures["cpu_s"] = round(self.cpu_s, 2)
+        if self.fault is not None:
+            figures.update(self.fault.figures(self.recorder))
         return figures
 
     def truth(self):

@@ -84,6 +84,7 @@ class World:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.prng = random.Random(seed)
+        self.loss_db = loss_db  # the scenario's path and obstruction losses (a moved node takes another's)
         self.channel = radio.Channel(loss_db, seed, sigma_db, interference)
         self.epoch = EPOCH
         self.now = 0.0
