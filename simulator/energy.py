@@ -15,7 +15,11 @@ MCU_SLEEP_UA = 2.0  # stop mode with RTC and RAM retention
 MCU_FRAME_S = 0.020  # MicroPython handling one received frame (parse, CCM, routing)
 MCU_SEND_S = 0.010  # preparing one transmission
 MCU_WAKE_S = 0.005  # one timer wake without a frame
-ACK_WAIT_S = 0.009  # listening for an acknowledgement: turnaround + 30-byte ACK
+# Listening for an acknowledgement until its preamble is due: the receiver's turnaround (1 ms) and
+# the CC1101's carrier-sense RX termination (MCSM2.RX_TIME_RSSI ends RX when no carrier is sensed,
+# ~1 ms at 38.4 kBaud) with margin; an ACK that comes is charged as a received frame (receive()).
+# Before, 9 ms were charged here and the ACK's 8 ms airtime again on reception.
+ACK_WAIT_S = 0.003
 CELL_MAH = 4000.0  # ER18505, 3.6 V Li-SOCl2 bobbin cell
 USABLE = 0.85  # capacity left above the cut-off at the end of life
 SELF_DISCHARGE_MAH_YEAR = 40.0  # 1 % of nominal a year

@@ -23,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-from firmware.common.mesh.mac import PHY_OVERHEAD, airtime_us
+from firmware.common.mesh.mac import CYCLE_MS, PHY_OVERHEAD, SLOT_MS, airtime_us
 from firmware.common.mesh.node import MeshNode
 from firmware.common.mesh.root import MeshRoot
 from protocol.frame import BROADCAST, F_ACK_REQ
@@ -37,6 +37,11 @@ NET_ID = 0x4241
 PPM = 20.0  # crystal tolerance
 AIR_MEMORY_S = 0.2  # transmissions older than this cannot overlap a new one
 MIN_WAKE_S = 0.001
+
+
+def slot_of(depth):
+    """The broadcast slot routers at ``depth`` sample (mac.slot_wait): depths ten apart share one."""
+    return depth * SLOT_MS % CYCLE_MS // SLOT_MS
 
 
 def derive_key(seed, label, addr):
@@ -103,7 +108,7 @@ class World:
         self.air = []
         self.nodes = [Node(self, i, i) for i in range(len(loss_db))]
         self.by_addr = {n.addr: n for n in self.nodes}
-        self.hears_broadcast_at = [-1] * len(self.nodes)  # the depth slot each samples; -1: always on
+        self.hears_broadcast_at = [-1] * len(self.nodes)  # the broadcast slot each samples; -1: always on
         self.interference_boost = 0.0
         self.frames_by_kind = {}
         self.losses = {}  # why unicasts did not reach their addressee: cause -> count (diagnosis)
@@ -144,6 +149,7 @@ class World:
                 node = data
                 if node.wake_at == t and node.alive:
                     node.wake_at = math.inf
+                    node.meter.wake()  # a timer woke the MCU (a frame's handling is charged with the frame)
                     self.run_node(node)
             elif kind == "txend":
                 self._tx_end(data)
@@ -153,7 +159,6 @@ class World:
 
     def run_node(self, node):
         """Wake a node's firmware: its application if due, then its mesh station."""
-        node.meter.wake()
         if node.searching_since is not None:
             node.meter.search(self.now - node.searching_since)
             node.searching_since = None
@@ -168,7 +173,7 @@ class World:
             node.searching_since = self.now  # no parent: the receiver stays on until one is found
             self.hears_broadcast_at[node.index] = -1
         else:
-            self.hears_broadcast_at[node.index] = -1 if node.is_root else node.mesh.routing.depth
+            self.hears_broadcast_at[node.index] = -1 if node.is_root else slot_of(node.mesh.routing.depth)
         if node.joined_at is None and not node.is_root and node.mesh.joined:
             node.joined_at = self.now
             self.emit("joined", node=node)
@@ -216,7 +221,10 @@ class World:
             return False  # outside interference on the channel right now
         duration = airtime_us(frame) / 1e6
         tx = Tx(node.index, start, start + duration, frame)
-        tx.depth = node.mesh.routing.depth
+        # the broadcast slot it went in: from the sender's phase of the cycle (the slot the
+        # firmware aimed at), not from its depth (a node without a route aims at others' slots)
+        mesh = node.mesh
+        tx.slot = (mesh.net_phase(node.hal.ticks_ms()) - CYCLE_MS) // SLOT_MS
         self.air.append(tx)
         node.busy_until = tx.end
         node.last_tx = (tx.start, tx.end)
@@ -233,9 +241,9 @@ class World:
         ch = self.channel
         sender = tx.sender
         if tx.link_dst == BROADCAST:
-            # Beacons and broadcasts go in the slot where routers one hop deeper sample;
+            # Beacons and broadcasts reach the routers that sample the slot they were sent in;
             # the concentrator and routers still searching for a parent listen all the time.
-            slot = tx.depth + 1
+            slot = tx.slot
             hears = self.hears_broadcast_at
             receivers = [r for r in ch.audience[sender] if hears[r] == slot or hears[r] < 0]
         else:

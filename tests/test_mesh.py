@@ -211,6 +211,9 @@ def test_concentrator_with_a_full_neighbour_table_still_hears_acknowledgements()
     assert len(root.mesh.routing.table) == MAX_NEIGHBOURS
     strangers = [a for a, hop in root.mesh.routes.items() if hop == a and a not in root.mesh.routing.table]
     assert strangers  # its own children that it has no table entry for
+    # on a sound link (a child near sensitivity may lose all five ACKs, which is not the point here)
+    strangers = [a for a in strangers if w.channel.mean_dbm[0, w.by_addr[a].index] > -100]
+    assert strangers
     heard = {}
     for a in strangers:
         w.by_addr[a].mesh.on_downlink = lambda payload, addr=a: heard.setdefault(addr, payload)

@@ -1,18 +1,24 @@
-"""Broadcast by flooding in the MAC's depth-staggered slots.
+"""Broadcast: flooding in the MAC's depth-staggered slots, then one copy to each direct child.
 
 A node that hears a new broadcast forwards it in the next slot, where the
-routers one hop deeper sample the channel, and repeats it one superframe
-later (SENDS times in all), so a child that lost the first copy to a
-collision gets another. Routers sample only their own slot, so a node cannot
-hear its peers forward and suppression (Trickle's k) has nothing to count;
-every node sends SENDS times, a few frames a day at 4 broadcasts a day.
+routers one hop deeper sample the channel, and repeats it a random 1 to
+REPEAT_SPREAD superframes later (SENDS times in all). Routers sample only
+their own slot, so a node cannot hear its peers forward and suppression
+(Trickle's k) has nothing to count. Forwarders of one depth that cannot hear
+each other collide at the children they share (rural, 240 modules: one child
+in seven missed every copy), so each node also sends one copy to each of its
+direct children at that child's own unicast sample, where senders rarely
+meet. A node without children (no downward route) does not forward.
 """
 
 from protocol.compat import const
 
-from firmware.common.mesh.clock import ticks_add, ticks_diff
+from firmware.common.mesh.clock import ticks_diff
 
-SENDS = const(2)  # transmissions per node per broadcast
+SENDS = const(2)  # flooded transmissions per node per broadcast
+REPEAT_SPREAD = const(3)  # a repeat goes 1..3 superframes after the previous copy
+CHILD_COPIES = const(1)  # copies to each direct child, unacknowledged: one is lost in ten at the edge
+CHILD_SPREAD = const(3)  # the k-th goes in one of the k-th 3 superframes
 JITTER_MS = const(25)  # spread of forwarders' starts inside a slot
 REMEMBER = const(8)  # broadcasts kept for duplicate counting
 
@@ -23,8 +29,17 @@ class Broadcast:
     def __init__(self, counter, frame, at):
         self.counter = counter
         self.frame = frame
-        self.at = at
+        self.at = at  # tick of the next flooded copy
         self.sends_left = SENDS
+        self.children = []  # (tick, addr): direct children still to get their own copy, and when
+
+    def due_in(self, now):
+        best = max(0, ticks_diff(self.at, now)) if self.sends_left else None
+        for at, _ in self.children:
+            d = max(0, ticks_diff(at, now))
+            if best is None or d < best:
+                best = d
+        return best
 
 
 class Flood:
@@ -47,17 +62,7 @@ class Flood:
     def due_in(self, now):
         best = None
         for b in self.recent:
-            if b.sends_left:
-                d = max(0, ticks_diff(b.at, now))
-                if best is None or d < best:
-                    best = d
+            d = b.due_in(now)
+            if d is not None and (best is None or d < best):
+                best = d
         return best
-
-    def due(self, now):
-        """Broadcasts whose send time has come (the caller sends or suppresses, then reschedules)."""
-        return [b for b in self.recent if b.sends_left and ticks_diff(now, b.at) >= 0]
-
-    @staticmethod
-    def reschedule(b, now, delay):
-        b.sends_left -= 1
-        b.at = ticks_add(now, delay)

@@ -19,9 +19,6 @@ from protocol.errors import ProtocolError
 from protocol.frame import BROADCAST, CONCENTRATOR, F_ACK_REQ, F_BACKFILL, T_BCAST, T_DATA, T_JOIN, ReplayWindow
 
 from firmware.common.mesh import control
-from firmware.common.mesh.clock import ticks_add
-from firmware.common.mesh.flood import JITTER_MS
-from firmware.common.mesh.mac import slot_wait
 from firmware.common.mesh.station import Station
 
 ROOT_QUEUE = const(256)  # a cold start answers every module's join at once
@@ -80,8 +77,7 @@ class MeshRoot(Station):
         now = self.hal.ticks_ms()
         frame = bytearray(self._seal(T_BCAST, BROADCAST, payload, self.net_key))
         counter = struct.unpack_from("<I", frame, 13)[0]
-        wait = slot_wait(1, self.net_phase(now)) + self.rand.below(JITTER_MS)
-        self.flood.start(counter, frame, ticks_add(now, wait))
+        self._start_broadcast(counter, frame, now)
         return True
 
     def _routing_changed(self, now):

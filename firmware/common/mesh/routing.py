@@ -163,7 +163,11 @@ class Routing:
             # Only weak links left: a lossy parent beats cutting off the whole subtree.
             best, best_cost = self._best(now, Q_MIN_PARENT // 2)
         pref = self.preferred
-        if pref is not None and best is not None and self._usable(pref, now) and pref.cost() <= best_cost + HYSTERESIS:
+        # Hysteresis keeps the preferred parent against a slightly cheaper one, but not against one
+        # fewer hops away: depth sets the broadcast slot a node listens in, and a tree only ever
+        # grows deeper otherwise.
+        if (pref is not None and best is not None and self._usable(pref, now) and best.depth >= pref.depth
+                and pref.cost() <= best_cost + HYSTERESIS):
             best, best_cost = pref, pref.cost()
         if best is None:
             if self.preferred is not None:
@@ -179,8 +183,11 @@ class Routing:
             self.depth = best.depth + 1
             limit = self.rank + SLACK
             self.parents = [best]
+            # Never a parent deeper than the preferred one: it forwards broadcasts in a slot we do not
+            # sample, and frames through a sibling's subtree made paths of 31 hops on the chain.
             for n in self.table.values():
-                if n is not best and n.rank < self.rank and n.rank + n.etx <= limit and self._usable(n, now):
+                if (n is not best and n.rank < self.rank and n.rank + n.etx <= limit and n.depth <= best.depth
+                        and self._usable(n, now)):
                     self.parents.append(n)
         news = (self.preferred is not self._told_parent
                 or abs(self.rank - self._told_rank) >= ETX_ONE)

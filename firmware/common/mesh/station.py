@@ -19,7 +19,7 @@ from firmware.common.mesh import control
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.counter import FrameCounter
 from firmware.common.mesh.duty import DutyCycle
-from firmware.common.mesh.flood import JITTER_MS, Flood
+from firmware.common.mesh.flood import CHILD_COPIES, CHILD_SPREAD, JITTER_MS, REPEAT_SPREAD, Flood
 from firmware.common.mesh.mac import (ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, MAX_ATTEMPTS, SLOT_MS,
                                       SUPERFRAME_MS, airtime_ms, slot_wait, unicast_wait)
 from firmware.common.mesh.routing import Routing
@@ -33,6 +33,7 @@ ROOT_RETRY_MS = const(40)  # a frame and its ACK to the always-listening concent
 LOOKAHEAD = const(16)  # queued downward frames compared for the soonest hop
 BURST_GAP_MS = const(3)  # silence after which woken receivers go back to sleep
 BURST_TAIL_MS = const(35)  # one more exchange (frame + ACK) must fit before the slot ends
+SAME_HOP_ATTEMPTS = const(2)  # attempts at one parent before an upward frame turns to the next
 
 
 class Job:
@@ -71,6 +72,8 @@ class Station:
         self._burst_until = now  # a frame just went through: its receiver is still awake
         self._burst_hop = None
         self._beacon_at = None  # a beacon Trickle asked for waits for our children's slot
+        self._children_slot = None  # the slot our children sample: while detached, they must hear it
+        self._poison = False  # detached: this beacon goes to our former children (by turns)
         self.phase_offset = 0  # network cycle phase = (ticks + offset) % CYCLE_MS
         self.sent = self.relayed = self.dropped = self.retries = self.duty_refused = self.acked = 0
         self.queue_full = 0  # frames refused for lack of queue space (a relay then does not acknowledge)
@@ -97,11 +100,8 @@ class Station:
             self._beacon_at = None
             if not self._send_beacon(now):  # the slot was busy: the same slot next superframe
                 self._beacon_at = ticks_add(now, SUPERFRAME_MS + self.rand.below(JITTER_MS))
-        for b in self.flood.due(now):
-            if self._transmit(b.frame, now):
-                self.flood.reschedule(b, now, SUPERFRAME_MS + self.rand.below(JITTER_MS))
-            else:
-                b.at = ticks_add(now, SUPERFRAME_MS)  # busy or over budget: same slot next time
+        for b in self.flood.recent:
+            self._spread(b, now)
         self._timers(now)
         if self.ota is not None:
             self.ota.poll(now)
@@ -152,14 +152,66 @@ class Station:
         self.sent += 1
         return True
 
+    def _spread(self, b, now):
+        """Send what is due of broadcast ``b``: a flooded copy, a child's own copy."""
+        if b.sends_left and ticks_diff(now, b.at) >= 0:
+            # A repeat goes a random 1..REPEAT_SPREAD superframes on, so that forwarders hidden from
+            # each other that collided in this slot part; a copy the channel or the budget refused
+            # tries the same slot in the next superframe.
+            spread = 1
+            if self._transmit(b.frame, now):
+                b.sends_left -= 1
+                spread += self.rand.below(REPEAT_SPREAD)
+            b.at = self._flood_slot(now, spread)
+        children = b.children
+        i = 0
+        while i < len(children):
+            at, child = children[i]
+            if ticks_diff(now, at) >= 0:
+                frame = bytearray(b.frame)
+                struct.pack_into("<H", frame, 7, child)
+                if self._transmit(frame, now):  # no acknowledgement: the flood has most likely reached it
+                    children.pop(i)
+                    continue
+                children[i] = (ticks_add(now, SUPERFRAME_MS + self.rand.below(CONTENTION_MS)), child)  # busy
+            i += 1
+
+    def _start_broadcast(self, counter, frame, now):
+        """Spread a broadcast that is new to us: flooded in our children's slot, then to each child."""
+        b = self.flood.start(counter, frame, self._flood_slot(now))
+        # Each child gets CHILD_COPIES copies at its own sample, the k-th in a random one of the
+        # k-th CHILD_SPREAD superframes: the parents a child shares (its parent set) got the
+        # broadcast in the same slot and would otherwise all aim at that child's next sample.
+        phase = self.net_phase(now)
+        rand = self.rand
+        b.children = [(ticks_add(now, unicast_wait(dst, phase) + rand.below(CONTENTION_MS)
+                                 + (k * CHILD_SPREAD + rand.below(CHILD_SPREAD)) * SUPERFRAME_MS), dst)
+                      for dst, hop in self.routes.items() if dst == hop for k in range(CHILD_COPIES)]
+        if not self.routes:
+            b.sends_left = 0  # nobody routes through us: every deeper node has a parent that forwards
+        return b
+
+    def _flood_slot(self, now, superframes=1):
+        """Tick to send a broadcast copy: our children's slot, ``superframes`` from now, jittered."""
+        wait = slot_wait(self.routing.depth + 1, self.net_phase(now)) or SUPERFRAME_MS
+        return ticks_add(now, wait + (superframes - 1) * SUPERFRAME_MS + self.rand.below(JITTER_MS))
+
     def _beacon_slot(self):
-        """The depth slot our beacon goes out in: our children's, or, without a route, the slot
-        where the nearest router we have heard samples, so that our request (RPL's DIS) is heard:
-        after a reboot a module otherwise asked in a slot nobody listened to and stayed out."""
-        if self.routing.rank != control.RANK_INFINITE:
-            return self.routing.depth + 1
+        """The depth slot our beacon goes out in: our children's, or, without a route, by turns
+        the slot where the nearest router we have heard samples, so that our request (RPL's DIS)
+        is heard (after a reboot a module otherwise asked in a slot nobody listened to and stayed
+        out), and our former children's, so that they hear our rank fall to infinite and leave
+        us (they went on naming us as their parent, which barred them to us: a first-ring module
+        that lost the concentrator listened 6 minutes for a parent at 15.7 mA)."""
+        r = self.routing
+        if r.rank != control.RANK_INFINITE:
+            self._children_slot = r.depth + 1
+            return self._children_slot
+        self._poison = not self._poison
+        if self._poison and self._children_slot is not None:
+            return self._children_slot
         depth = MAX_HOPS
-        for n in self.routing.table.values():
+        for n in r.table.values():
             if n.rank != control.RANK_INFINITE and n.depth < depth:
                 depth = n.depth
         return depth
@@ -296,7 +348,11 @@ class Station:
                 self.routes.pop(job.dst, None)
             return
         self.retries += 1
-        job.hop = self._hop_for(job)  # upward retries rotate over the parent set
+        # Upward, the same parent gets a second try before the next in the set: most unanswered
+        # attempts lost only the acknowledgement, and another parent would relay a copy (30-hop
+        # chain: four in ten frames on the air were such copies, doubling the first ring's load).
+        if not job.up or job.attempts % SAME_HOP_ATTEMPTS == 0 or not self.routing.is_parent(job.hop):
+            job.hop = self._hop_for(job)
         if job.hop is None:
             self.job = None
             self.queue.insert(0, job)  # no parent left: wait for one
@@ -385,6 +441,11 @@ class Station:
         version, depth, rank, parent, phase = fields
         n = self._neighbour_says(fr, rssi, now, rank, depth)
         if n is None:
+            # A full table has no room for a node without a route, but its request is answered all
+            # the same: the concentrator (24 entries, tens of children) ignored a child that had
+            # written its link off, and that child listened 6 minutes for a parent at 15.7 mA.
+            if rank == control.RANK_INFINITE and self.routing.rank != control.RANK_INFINITE:
+                self.trickle.reset(now)
             return
         n.version = version
         n.parent = parent
@@ -480,10 +541,9 @@ class Station:
         except ProtocolError:
             return
         frame = bytearray(buf)
-        wait = slot_wait(self.routing.depth + 1, self.net_phase(now)) + self.rand.below(JITTER_MS)
-        b = self.flood.start(fr.counter, frame, ticks_add(now, wait))
         try:
             relay_header(frame, self.addr, BROADCAST)
+            self._start_broadcast(fr.counter, frame, now)
         except ProtocolError:
-            b.sends_left = 0
+            self.flood.start(fr.counter, frame, now).sends_left = 0  # hop limit: delivered, spread no further
         self._deliver_broadcast(fr.payload, now)
