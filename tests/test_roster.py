@@ -52,7 +52,9 @@ class Site:
 
     def __init__(self, tmp_path):
         _, loss = scenarios.chain(3, rng=np.random.default_rng(6))
-        self.world = w = World(loss, seed=6, days=1)
+        # 10 dB closer than the chain's houses: the first house heard the concentrator at -106 dBm,
+        # at sensitivity, and whether it ever attached depended on the seed (this is about the roster)
+        self.world = w = World(loss - 10.0, seed=6, days=1)
         self.root = root = w.nodes[0]
         flash = root.hal.flash_path()
         for name, data in (("keys/network.key", w.net_key), ("keys/vendor.pub", ota_world.VENDOR_KEY),
