@@ -1,0 +1,110 @@
+# The mesh stations themselves (MeshRoot, MeshNode) on real MicroPython, over tests/mpy/mesh_air.py:
+# join, relaying up and down, duplicates, replays, loops, repair, broadcast and the duty-cycle limit.
+import struct
+
+from firmware.common.mesh.duty import LIMIT_MS
+from firmware.common.mesh.mac import airtime_ms
+from mesh_air import NET_ID, Air, module_key
+from protocol.frame import CONCENTRATOR, F_ACK_REQ, T_DATA, Frame, seal_frame
+
+CHAIN = ((0, 1), (1, 2), (2, 3))
+DIAMOND = ((0, 1), (0, 2), (1, 3), (2, 3), (3, 4))
+JOINED_MS = 600000  # Trickle, a spread join request each and the answers: minutes
+
+
+def joined(links):
+    air = Air(links)
+    air.run(JOINED_MS)
+    assert all(s.joined for a, s in air.stations.items() if a)
+    return air
+
+
+def sealed_up(addr, payload, counter):
+    frame = Frame(NET_ID, T_DATA | F_ACK_REQ, addr, CONCENTRATOR, counter, payload, 0, addr, CONCENTRATOR)
+    return bytes(seal_frame(frame, module_key(addr)))
+
+
+def test_a_cold_chain_joins_three_deep_and_reports_arrive_once():
+    air = joined(CHAIN)
+    assert [air.stations[a].routing.depth for a in (1, 2, 3)] == [1, 2, 3]
+    for a in (1, 2, 3):
+        assert air.stations[a].uplink.send(b"\x99" + bytes([a]), urgent=True)
+    air.run(60000)
+    assert sorted(air.up) == [(a, b"\x99" + bytes([a])) for a in (1, 2, 3)]
+    assert air.stations[2].relayed >= 1  # the far module's report went through its parents
+
+
+def test_a_command_goes_down_three_hops_along_the_learnt_route():
+    air = joined(CHAIN)
+    assert air.root.downlink.send(3, b"\x42cmd")
+    air.run(60000)
+    assert air.heard.get(3) == [b"\x42cmd"] and 1 not in air.heard and 2 not in air.heard
+
+
+def test_a_duplicate_is_acknowledged_again_but_delivered_once():
+    air = joined(CHAIN)
+    frame = sealed_up(1, b"dup", 10 ** 6)
+    sent = air.root.sent
+    for _ in range(2):
+        air.root.hal.rx.append(frame)
+        air.root.poll()
+    assert [p for s, p in air.up].count(b"dup") == 1
+    assert air.root.sent - sent == 2  # an acknowledgement each time
+
+
+def test_a_replayed_or_forged_frame_is_refused():
+    air = joined(CHAIN)
+    old = sealed_up(1, b"old", 5 * 10 ** 6)
+    air.root.hal.rx.append(old)
+    for i in range(40):  # push the old counter out of the replay window and the recent list
+        air.root.hal.rx.append(sealed_up(1, b"n%d" % i, 5 * 10 ** 6 + 1 + i))
+    forged = bytearray(sealed_up(1, b"forged", 6 * 10 ** 6))
+    forged[-1] ^= 1
+    air.root.hal.rx.append(old)
+    air.root.hal.rx.append(bytes(forged))
+    air.root.poll()
+    payloads = [p for s, p in air.up]
+    assert payloads.count(b"old") == 1 and b"forged" not in payloads and payloads.count(b"n39") == 1
+
+
+def test_an_upward_frame_from_a_parent_reveals_a_loop_and_is_not_taken():
+    air = joined(CHAIN)
+    node = air.stations[2]
+    parent = node.routing.preferred.addr
+    frame = bytearray(sealed_up(3, b"x", 7 * 10 ** 6))
+    struct.pack_into("<HH", frame, 5, parent, 2)
+    relayed = node.relayed
+    node.hal.rx.append(bytes(frame))
+    node.poll()
+    assert node.routing.table[parent].rank == 0xFFFF and not node.routing.is_parent(parent)
+    assert node.relayed == relayed
+
+
+def test_a_dead_parent_is_routed_around():
+    air = joined(DIAMOND)
+    node = air.stations[3]
+    assert len(node.routing.parents) == 2  # 1 and 2, both one hop from the concentrator
+    air.dead.append(node.routing.preferred.addr)
+    for i in range(12):
+        assert node.uplink.send(b"r%d" % i, urgent=True)
+        air.run(20000)
+    assert [p for s, p in air.up if s == 3] == [b"r%d" % i for i in range(12)]
+    assert node.routing.preferred.addr not in air.dead
+
+
+def test_a_broadcast_reaches_every_module_once():
+    air = joined(DIAMOND)
+    air.root.downlink.broadcast(b"\x14ripple")
+    air.run(60000)
+    assert {a: p for a, p in air.heard.items()} == {a: [b"\x14ripple"] for a in (1, 2, 3, 4)}
+
+
+def test_the_duty_cycle_stops_a_station_that_keeps_sending():
+    air = joined(CHAIN)
+    node = air.stations[1]
+    frame = sealed_up(1, b"x" * 30, 8 * 10 ** 6)
+    on_air = 0
+    for _ in range(LIMIT_MS // airtime_ms(frame) + 50):  # more than an hour's 10 % in one go
+        if node._transmit(frame, air.now):
+            on_air += airtime_ms(frame)
+    assert node.duty_refused >= 50 and on_air <= LIMIT_MS
