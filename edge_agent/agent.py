@@ -49,6 +49,7 @@ FULL_RETRY_S = 1.0  # how often a refused append is tried again
 IDLE_SLEEP_S = 0.01
 ERROR_BACKOFF_S = 1.0
 REJECTED_DIR = "quarantine"  # in the queue dir: rejected-<boot>-<seq>.cbor, batches central refused
+QUARANTINE_SHARE = 4  # the quarantine may fill 1/4 of [queue] max_bytes; then rejected batches stay queued
 REQUEUE_DIR = "requeue"  # in the queue dir: batches an operator wants sent again (balans agent requeue)
 
 
@@ -78,6 +79,7 @@ class Agent:
         self._backlog = deque()
         self._live = deque()
         self._inflight = OrderedDict()
+        self._held = set()  # batches central rejected that the full quarantine could not take: kept, not resent
         self._turn = 0
         self._cmd_parts = {}
         self._link_cmd = 0
@@ -330,7 +332,16 @@ class Agent:
             os.remove(path)
             self.counters["requeued"] += 1
             log.info("sent %s again as batch %d/%d", name, self.boot, self.seq - 1)
+        if names and self._held:  # the operator asked for rejected data again: the held batches too
+            self._backlog.extend(sorted(self._held))
+            self._held.clear()
         return bool(names)
+
+    def _quarantine_bytes(self):
+        try:
+            return sum(e.stat().st_size for e in os.scandir(os.path.join(self.config.queue.dir, REJECTED_DIR)))
+        except FileNotFoundError:
+            return 0
 
     # ---- MQTT ---------------------------------------------------------------------------------
     def _pump_inbox(self, now):
@@ -367,7 +378,7 @@ class Agent:
         for dq in order:
             while dq:
                 key = dq.popleft()
-                if key in self.queue.entries and key not in self._inflight:
+                if key in self.queue.entries and key not in self._inflight and key not in self._held:
                     return key
         return None
 
@@ -416,8 +427,16 @@ class Agent:
             return
         if ack.status == "rejected":
             self.counters["acks_rejected"] += 1
+            data = self.queue.read(self.queue.entries[key])
+            if self._quarantine_bytes() + len(data) > self.config.queue.max_bytes // QUARANTINE_SHARE:
+                # A central that refuses everything must not fill the disk: the batch stays in the
+                # queue, which then fills and thins and holds the link as for a broker outage.
+                self._held.add(key)
+                log.error("central rejected batch %d/%d (%s); the quarantine is full, so it stays queued "
+                          "(balans agent requeue sends the quarantine again)", key[0], key[1], ack.reason)
+                return
             path = os.path.join(self.config.queue.dir, REJECTED_DIR, "rejected-%d-%d.cbor" % key)
-            write_atomic(path, self.queue.read(self.queue.entries[key]))
+            write_atomic(path, data)
             log.error("central rejected batch %d/%d (%s); kept in %s", key[0], key[1], ack.reason, path)
         elif ack.status == "duplicate":
             self.counters["acks_duplicate"] += 1
@@ -493,7 +512,8 @@ class Agent:
                       "full": self._full, "thinned_records": q.thinned_records if q else 0,
                       "refused_appends": q.refused_appends if q else 0,
                       "corrupt_records": q.corrupt_records if q else 0, "torn_tails": q.torn_tails if q else 0,
-                      "pending_records": self._pending_records, "inflight": len(self._inflight)},
+                      "pending_records": self._pending_records, "inflight": len(self._inflight),
+                      "rejected_held": len(self._held)},
             "link": None if s is None else {
                 "concentrator_boot": s.boot, "durable": s.durable, "records_in": s.records_in,
                 "good_frames": s.reader.good_frames, "bad_frames": s.reader.bad_frames,

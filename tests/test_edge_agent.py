@@ -1,5 +1,6 @@
 """The edge agent end to end: concentrator collector -> link -> agent -> real Mosquitto -> acknowledger."""
 
+import argparse
 import json
 import time
 
@@ -9,7 +10,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from balans.services import Mosquitto
+from edge_agent import cli
 from edge_agent.agent import Agent
+from edge_agent.config import to_toml
 from protocol import messages
 from protocol.batch import Ack, Record, Signer
 from protocol.cose import sign1
@@ -100,6 +103,37 @@ def test_rejected_batches_are_quarantined_not_retried(tmp_path, keys, broker):
     assert list((tmp_path / "queue" / "quarantine").glob("rejected-*.cbor"))
     agent.stop()
     ack.stop()
+
+
+def test_a_central_that_rejects_everything_fills_only_a_quarter_of_the_budget_with_quarantine(tmp_path, keys, broker):
+    config = agent_config(tmp_path, keys, broker.port, max_bytes=64 << 10, segment_bytes=16 << 10, batch_records=20)
+    agent = Agent(config).open()
+    ack = Acknowledger(keys, broker.host, broker.port, reject={("c-0001", agent.boot, n) for n in range(40)})
+    agent.start()
+    for n in range(40):  # 40 batches of 20 readings, about 1.2 kB each
+        agent.inject([Record("0010.0", (H + 20 * n + i) * 3600, "1-0:1.8.0", 20 * n + i) for i in range(20)])
+    assert wait_for(lambda: agent.counters["acks_rejected"] == 40)
+    quarantine = tmp_path / "queue" / "quarantine"
+    size = sum(f.stat().st_size for f in quarantine.iterdir())
+    held = agent.status()["queue"]["rejected_held"]
+    assert 0 < size <= (64 << 10) // 4 and held > 0
+    assert len(agent.queue.entries) == held  # kept on disk, not lost
+    sent = agent.counters["batches_sent"]
+    time.sleep(2)
+    assert agent.counters["batches_sent"] == sent  # and not sent again and again
+    # Central is fixed; the operator sends the quarantine again, and the held batches go too.
+    ack.reject.clear()
+    assert cli.run_agent(argparse.Namespace(action="requeue", config=str(_toml(tmp_path, config)), files=[])) == 0
+    assert wait_for(lambda: len(ack.readings) == 800, timeout=60)
+    assert agent.wait_idle(20) and agent.status()["queue"]["rejected_held"] == 0
+    agent.stop()
+    ack.stop()
+
+
+def _toml(tmp_path, config):
+    path = tmp_path / "agent.toml"
+    path.write_text(to_toml(config))
+    return path
 
 
 def _command(keys, body):
