@@ -60,13 +60,16 @@ def read_csv(keys_csv, meters_csv):
 
 
 def _rows(path, needed):
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in needed if c not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError("%s: no column %s in its header" % (path, ", ".join(missing)))
-        for row in reader:
-            yield reader.line_num, row
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, restval="")
+        try:
+            missing = [c for c in needed if c not in (reader.fieldnames or ())]
+            if missing:
+                raise ValueError("%s: no column %s in its header" % (path, ", ".join(missing)))
+            for row in reader:
+                yield reader.line_num, {k: row[k] or "" for k in needed}
+        except csv.Error as e:
+            raise ValueError("%s line %d: %s" % (path, reader.line_num, e)) from None
 
 
 class Roster:

@@ -10,6 +10,7 @@ import stat
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from edge_agent import cli
 from edge_agent.agent import Agent
@@ -147,3 +148,17 @@ def test_a_bad_provisioning_record_is_refused_line_by_line(tmp_path):
     keys.write_text("device,key\n")
     with pytest.raises(ValueError, match="no column device_id"):
         read_csv(str(keys), str(meters))
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys=st.binary(max_size=200), meters=st.binary(max_size=200))
+def test_any_bytes_as_a_provisioning_record_give_modules_or_a_clear_error(tmp_path_factory, keys, meters):
+    d = tmp_path_factory.mktemp("csv")
+    (d / "k.csv").write_bytes(b"device_id,key\n" + keys)
+    (d / "m.csv").write_bytes(b"meter_id,resource\n" + meters)
+    try:
+        modules = read_csv(str(d / "k.csv"), str(d / "m.csv"))
+    except ValueError as e:
+        assert str(e)
+    else:
+        assert all(len(m["key"]) == 32 and len(m["resources"]) == 3 for m in modules.values())

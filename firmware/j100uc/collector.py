@@ -348,9 +348,13 @@ class Collector:
             self._save_hours()
 
     def _on_roster(self, addr, resources, key):
-        """The agent adds, changes or (with a zero key) removes a module; answer with what is held."""
+        """The agent adds, changes or (with a zero key) removes a module; answer with what is held.
+
+        A module address or resource out of range is refused (counted in bad_messages)."""
         roster = self.roster
-        if any(key):
+        if not 0 < addr < BROADCAST or any(r >= len(RESOURCES) and r != link.NO_RESOURCE for r in resources):
+            self.bad_messages += 1  # refused: the answer says nothing is held
+        elif any(key):
             roster.add(addr, resources, key)
             m = self.modules.get(addr)
             if m is None or m.resources != roster.resources[addr]:

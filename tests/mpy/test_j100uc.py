@@ -174,3 +174,6 @@ def test_the_agent_adds_and_removes_modules_and_the_table_survives_a_restart():
     run(c, hal, agent, 3)
     assert (link.L_ROSTER_OK, (0x2B, 0), b"") in agent.frames
     assert 0x2B not in c.modules and c.roster.get(0x2B) is None and Roster(hal.flash_path()).resources == {}
+    agent.send(link.pack(link.L_ROSTER, 0x2C, 9, 0, 0, tail=key))  # no resource 9
+    run(c, hal, agent, 3)
+    assert (link.L_ROSTER_OK, (0x2C, 0), b"") in agent.frames and 0x2C not in c.modules and c.bad_messages == 1
