@@ -259,4 +259,95 @@ def _cpython_hour_ms():
     return sorted(hours)[12] * 1000
 
 
-BENCHMARKS = {"firmware": firmware}
+# A relay acknowledges once it has parsed the header and queued the frame (mesh/station.py
+# _on_unicast), the addressee once the frame's tag checks: a few ms of MicroPython on an MCU.
+# The receiver waits for the ACK up to ACK_TIMEOUT_MS (30 ms), so a slower MCU costs listening.
+ACK_DELAY_US = 3000
+
+
+def radio(args):
+    """``balans bench radio``: the real board HAL's receiver schedule on an emulated CC1101.
+
+    The board HAL (firmware/common/boardhal.py) and CC1101 driver run against the register-level
+    emulator simulator/cc1101.py, sampling as a router at depth 3 does (board.listen_plan).
+    Figures: ``rx_share_idle`` and ``rx_ua_idle``, the receiver's on-time and average current
+    with no traffic, against the baseline of a receiver always on (``rx_ua_always_on``,
+    ``rx_saving_ratio``); ``woken_heard``, the share of frames sent with the wake preamble
+    towards a sample that arrive, and ``unwoken_heard``, of frames sent without one between
+    samples (those must not: the router sleeps); ``rx_ms_per_unicast``, the receiver's time per
+    unicast sent and acknowledged ACK_DELAY_US later, beside what the simulator charges
+    (``sim_rx_ms_per_unicast``: ACK_WAIT_S and the ACK's airtime).
+    """
+    import random
+
+    from firmware.common.boardhal import BoardHAL
+    from firmware.common.cc1101 import CC1101
+    from firmware.common.mesh.mac import CYCLE_MS, SLOT_MS, SUPERFRAME_MS, WAKE_PREAMBLE_MS, airtime_us, unicast_phase
+    from protocol.frame import F_ACK_REQ, T_ACK, T_DATA, Frame, seal_frame
+    from simulator.cc1101 import RTC, CC1101Emu, Clock
+    from simulator.energy import ACK_WAIT_S, RX_MA
+
+    addr, depth, key = 0x0042, 3, bytes(16)
+    phases = (unicast_phase(addr), (depth * SLOT_MS) % CYCLE_MS + CYCLE_MS)
+    rng = random.Random(1)
+    seconds = 600 if getattr(args, "quick", False) else 3600
+
+    def board():
+        clock = Clock()
+        emu = CC1101Emu(clock)
+        hal = BoardHAL(CC1101(emu, emu.select, emu.gdo0_level, clock), clock, RTC(clock))
+        hal.radio_listen()
+        return hal, emu, clock
+
+    def frame(kind, n):
+        f = Frame(0x4242, kind, 7, addr, n, bytes(39 if kind == T_DATA else 11))
+        return bytes(seal_frame(f, key))
+
+    def idle_until(hal, clock, end_us):
+        heard = []
+        while clock.us < end_us:
+            if hal.idle(max(1, (end_us - clock.us) // 1000), SUPERFRAME_MS, phases, 0):
+                heard.append(hal.radio_receive())
+        return heard
+
+    hal, emu, clock = board()
+    idle_until(hal, clock, seconds * 1000000)
+    rx_share = emu.rx_time_us() / clock.us
+
+    hal, emu, clock = board()
+    woken = unwoken = 0
+    for n in range(50):
+        superframe = (n + 1) * 10 * SUPERFRAME_MS * 1000
+        sample = superframe + phases[n % 2] * 1000
+        lead = rng.randint(1000, WAKE_PREAMBLE_MS * 1000 - 3000)  # the sender's rendezvous error
+        emu.incoming(frame(T_DATA, 2 * n), at=sample - lead, preamble_us=WAKE_PREAMBLE_MS * 1000)
+        emu.incoming(frame(T_DATA, 2 * n + 1), at=superframe + rng.choice((600, 1600)) * 1000)  # between
+        got = idle_until(hal, clock, superframe + SUPERFRAME_MS * 1000)
+        woken += frame(T_DATA, 2 * n) in got
+        unwoken += frame(T_DATA, 2 * n + 1) in got
+
+    hal, emu, clock = board()
+    on_before = emu.rx_time_us()
+    for n in range(50):
+        idle_until(hal, clock, (n + 1) * SUPERFRAME_MS * 1000)
+        hal.radio_send(frame(T_DATA | F_ACK_REQ, n), cca=False)
+        emu.incoming(frame(T_ACK, n), at=clock.us + ACK_DELAY_US)
+        idle_until(hal, clock, clock.us + 60000)
+    sampling = emu.rx_time_us() - on_before  # the samples in between included, taken off below
+    per_unicast_ms = (sampling - rx_share * clock.us) / 50 / 1000
+    ack_airtime_ms = airtime_us(frame(T_ACK, 0)) / 1000
+    return {
+        "rx_share_idle": round(rx_share, 5),
+        "rx_ua_idle": round(rx_share * RX_MA * 1000, 1),
+        "rx_ua_always_on": RX_MA * 1000,
+        "rx_saving_ratio": round(1 / rx_share),
+        "woken_heard": woken / 50,
+        "unwoken_heard": unwoken / 50,
+        "rx_ms_per_unicast": round(per_unicast_ms, 1),
+        "rx_ms_per_unicast_ratio_to_sim": round(per_unicast_ms / (ACK_WAIT_S * 1000 + ack_airtime_ms), 2),
+        "sim_rx_ms_per_unicast": round(ACK_WAIT_S * 1000 + ack_airtime_ms, 1),
+        "simulated_s": seconds,
+    }
+
+
+BENCHMARKS = {"firmware": firmware, "radio": radio}

@@ -19,6 +19,7 @@ from protocol.compat import const
 from firmware.common.cc1101 import CC1101, SETTLE_US
 from firmware.common.mesh.clock import ticks_add, ticks_diff
 from firmware.common.mesh.mac import ACK_TIMEOUT_MS, wake_preamble_ms
+from protocol.frame import F_ACK_REQ, T_ACK
 
 SPI_HZ = const(4000000)  # CC1101 SPI limit is 6.5 MHz for burst access (datasheet table 22), with margin
 RELAY_PULSE_MS = const(50)  # latching relay coil pulse (typical set/reset time 10 ms, 50 ms covers a low cell)
@@ -95,8 +96,8 @@ class BoardHAL:
     # ---- radio ----------------------------------------------------------------
     def radio_send(self, frame, cca=True):
         sent = self.radio.send(frame, cca, wake_preamble_ms(frame) * 1000)
-        if sent:
-            self._stay_awake()
+        if sent and (frame[3] & F_ACK_REQ or frame[3] & 0x0F == T_ACK):
+            self._stay_awake()  # for its acknowledgement; after ours, for the burst's next frame
         return sent
 
     def radio_receive(self):
@@ -175,9 +176,13 @@ class BoardHAL:
         radio = self.radio
         if not radio.gdo0() or not radio.receive():
             return False
+        frame = bytes(radio.frame[:radio.length])
         if len(self.rx) < RX_QUEUE:
-            self.rx.append((bytes(radio.frame[:radio.length]), radio.rssi))
-        self._stay_awake()
+            self.rx.append((frame, radio.rssi))
+        if frame[3] & 0x0F == T_ACK:
+            self._awake_until = self.clock.ticks_ms()  # the exchange is over: back to sampling
+        else:
+            self._stay_awake()  # the station answers it, and a burst may follow
         return True
 
     def _stay_awake(self):

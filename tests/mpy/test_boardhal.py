@@ -1,12 +1,12 @@
 # The real board's HAL (firmware/common/boardhal.py) and CC1101 driver (firmware/common/cc1101.py)
-# against an emulated transceiver at its SPI pins (cc1101_emu.py), on CPython and MicroPython.
-from cc1101_emu import ADC, RTC, UART, WDT, BYTE_US, CC1101Emu, Clock, Pin
+# against an emulated transceiver at its SPI pins (simulator/cc1101.py), on CPython and MicroPython.
+from simulator.cc1101 import ADC, RTC, UART, WDT, BYTE_US, CC1101Emu, Clock, Pin
 
 from firmware.common.boardhal import ACK_TIMEOUT_MS, RELAY_PULSE_MS, BoardHAL
 from firmware.common.cc1101 import CC1101, RadioError
 from firmware.common.hal import HAL
 from firmware.common.mesh.mac import SUPERFRAME_MS, WAKE_PREAMBLE_MS
-from protocol.frame import CONCENTRATOR, T_ACK, T_DATA, Frame, seal_frame
+from protocol.frame import CONCENTRATOR, F_ACK_REQ, T_ACK, T_DATA, Frame, seal_frame
 
 NET_KEY = bytes(range(16))
 
@@ -132,14 +132,21 @@ def test_the_receiver_is_on_a_fraction_of_a_percent_between_samples():
     assert 0.0003 < share < 0.002, share
 
 
-def test_after_sending_it_stays_on_for_the_acknowledgement():
+def test_after_sending_it_stays_on_for_the_acknowledgement_and_no_longer():
     hal, emu, clock = board()
     hal.radio_listen()
-    assert hal.radio_send(frame(), cca=False)
+    assert hal.radio_send(frame(kind=T_DATA | F_ACK_REQ), cca=False)
     ack = frame(kind=T_ACK, payload=b"a" * 11)
-    emu.incoming(ack, at=clock.us + 2000)
+    emu.incoming(ack, at=clock.us + 20000)  # the receiver's MCU checks the frame first
     assert hal.idle(ACK_TIMEOUT_MS, SUPERFRAME_MS, (300, 1300), 0)
     assert hal.radio_receive() == ack
+    on = emu.rx_time_us()
+    hal.idle(200, SUPERFRAME_MS, (300, 1300), 0)  # no sample is due: the receiver sleeps
+    assert emu.rx_time_us() - on < 200
+    # A frame that asks for no acknowledgement (a broadcast) leaves the receiver asleep at once.
+    assert hal.radio_send(frame(kind=T_DATA), cca=False)
+    emu.incoming(frame(kind=T_ACK, payload=b"b" * 11), at=clock.us + 5000)
+    assert not hal.idle(ACK_TIMEOUT_MS, SUPERFRAME_MS, (300, 1300), 0)
 
 
 def test_pulses_relay_sensors_clock_and_link():

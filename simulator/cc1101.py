@@ -1,12 +1,16 @@
-# A CC1101 at its SPI pins, and the MCU peripherals around it, for tests of the board HAL
-# (firmware/common/cc1101.py, firmware/common/boardhal.py) on CPython and MicroPython.
-#
-# Time is one microsecond counter (Clock): each SPI transaction costs SPI_US, sleeping
-# moves it on. The chip keeps its registers, strobes its state machine as the datasheet
-# says (SWRS061: MARCSTATE, CCA on STX from RX, preamble while the TX FIFO is empty, FIFOs
-# of 64 bytes with overflow and underflow) and sends and receives frames on a schedule:
-# ``incoming`` puts a frame on its air at a time, ``sent`` keeps what it transmitted.
-# It also counts the microseconds its receiver was on, which is what a battery pays.
+"""A CC1101 at its SPI pins, and the MCU peripherals around it: the real board HAL's test bench.
+
+firmware/common/cc1101.py and firmware/common/boardhal.py run against it in tests
+(tests/mpy/test_boardhal.py, on CPython and on MicroPython, so this file keeps to what both
+run) and in ``balans bench radio`` (firmware/bench.py).
+
+Time is one microsecond counter (Clock): each SPI transaction costs SPI_US, sleeping moves it
+on. The chip keeps its registers, strobes its state machine as the datasheet says (SWRS061:
+MARCSTATE, CCA on STX from RX, preamble while the TX FIFO is empty, FIFOs of 64 bytes with
+overflow and underflow) and sends and receives frames on a schedule: ``incoming`` puts a frame
+on its air at a time, ``sent`` keeps what it transmitted. It also counts the microseconds its
+receiver was on, which is what a battery pays.
+"""
 
 BYTE_US = 209  # 38.4 kBaud
 SPI_US = 20  # one SPI transaction at 4 MHz with its chip-select set-up
