@@ -23,7 +23,8 @@ from protocol.frame import F_ACK_REQ, T_ACK
 
 SPI_HZ = const(4000000)  # CC1101 SPI limit is 6.5 MHz for burst access (datasheet table 22), with margin
 RELAY_PULSE_MS = const(50)  # latching relay coil pulse (typical set/reset time 10 ms, 50 ms covers a low cell)
-WATCHDOG_MS = const(120000)  # twice Board's longest idle (IDLE_MS), so a slow flash write is no reset
+WATCHDOG_MS = const(30000)  # an STM32's independent watchdog reaches 32 s at most; idle feeds it at half that
+FEED_MS = const(15000)  # the longest sleep between two feeds
 BATTERY_DIVIDER = const(2)  # the cell's voltage is halved to fit the ADC's range
 ADC_FULL_MV = const(3300)  # read_u16() = 65535 at the ADC's reference
 RX_QUEUE = const(4)  # frames held for radio_receive between two polls; more is a burst the MAC does not send
@@ -128,12 +129,13 @@ class BoardHAL:
         clock = self.clock
         end = ticks_add(clock.ticks_ms(), ms)
         while True:
+            self.watchdog_feed()  # idle may last longer than the watchdog's period; it always returns
             now = clock.ticks_ms()
             left = ticks_diff(end, now)
             if not self.listening:
                 if left <= 0:
                     return False
-                clock.sleep_ms(left)
+                clock.sleep_ms(min(left, FEED_MS))
                 continue
             if not phases or ticks_diff(self._awake_until, now) > 0:
                 self.radio.listen()
@@ -148,8 +150,8 @@ class BoardHAL:
                 return False
             position = (now + offset) % period
             wait = min((p - position) % period for p in phases)
-            if wait > left:
-                clock.sleep_ms(left)
+            if wait > left or wait > FEED_MS:
+                clock.sleep_ms(min(left, FEED_MS))
                 continue
             clock.sleep_ms(wait)
             if self._sample():

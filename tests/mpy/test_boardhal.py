@@ -182,3 +182,11 @@ def test_byte_time_matches_the_mac():
     from firmware.common.cc1101 import BYTE_US as DRIVER_BYTE_US
     from firmware.common.mesh.mac import BITRATE
     assert DRIVER_BYTE_US == BYTE_US and abs(BYTE_US - 8000000 / BITRATE) < 1
+
+
+def test_a_long_idle_feeds_the_watchdog_within_its_period():
+    from firmware.common.boardhal import WATCHDOG_MS
+    hal, _, clock = board(watchdog=WDT())
+    hal.radio_sleep()  # the longest sleeps: nothing to sample
+    hal.idle(60000)
+    assert hal.watchdog.fed > 60000 // WATCHDOG_MS
