@@ -87,10 +87,13 @@ def alerts(store, day, history_days=HISTORY_DAYS):
     return find_alerts(model, window, events)
 
 
-def find_alerts(model, window, events=()):
-    """Alerts on the last day of ``window`` (a central.balance.Window over the history and the day)."""
-    s = Structure(model)
-    b = Balances(s, window)
+def find_alerts(model, window, events=(), balances=None):
+    """Alerts on the last day of ``window`` (a central.balance.Window over the history and the day).
+
+    ``balances``: the window's Balances if the caller has computed them already.
+    """
+    b = balances or Balances(Structure(model), window)
+    s = b.structure
     meter_ids = list(model.meters)
     group_of = [m.group for m in model.meters.values()]
     stats = MeterStats(window)
@@ -99,7 +102,7 @@ def find_alerts(model, window, events=()):
     found += rise.imbalance_alerts()
     found += _suspects(rise, stats, s, meter_ids)
     found += _stopped(stats, rise, s, meter_ids, group_of)
-    found += _leaks(stats, model, meter_ids, group_of)
+    found += _leaks(stats, window, model, meter_ids, group_of)
     found += _tamper(events, model, rise, s)
     found += _gaps(stats, meter_ids, group_of)
     kinds = ("imbalance", "suspect", "stopped_meter", "leak", "tamper", "data_gap")
@@ -136,14 +139,21 @@ class MeterStats:
             self.forecast = np.nan_to_num(self.forecast)
             self.sigma = np.maximum(np.nan_to_num(sigma), MIN_RELATIVE_SIGMA * self.forecast) + 1e-6
             self.zero_days = np.nanmean(self.daily_history <= 0, axis=1)
-            # A leak is judged against flows that were measured: estimates (days before a new
-            # meter's first reading are estimated from like days) would make them up.
-            known = window.quality.reshape(n, ndays, HOURS)[:, :-1, :] != ESTIMATED
-            self.min_flow = np.nanmin(np.where(known, history, np.nan), axis=2)  # [meters, history days]
         self.today = np.nan_to_num(hourly[:, -1, :])
         self.today_sum = self.today.sum(axis=1)
         self.measured_today = (self.raw_quality[:, -1, :] == MEASURED).sum(axis=1)
         self.missing_today = (self.raw_quality[:, -1, :] == MISSING).sum(axis=1)
+
+    def min_flow(self, rows, window):
+        """[rows, history days]: each meter's smallest hourly flow of each day it was not estimated.
+
+        A leak is judged against flows that were measured: estimates (days before a new
+        meter's first reading are estimated from like days) would make them up.
+        """
+        shape = (len(rows), self.ndays, HOURS)
+        known = window.quality[rows].reshape(shape)[:, :-1, :] != ESTIMATED
+        with _quiet():
+            return np.nanmin(np.where(known, self.hourly[rows, :-1, :], np.nan), axis=2)
 
     def deficit_logpdf(self, rows):
         """log density of the meters ``rows``' standardised daily deficits over their history.
@@ -486,7 +496,7 @@ def _stopped(stats, rise, s, meter_ids, group_of):
     return out
 
 
-def _leaks(stats, model, meter_ids, group_of):
+def _leaks(stats, window, model, meter_ids, group_of):
     """Consumers' water meters only: a leak between an input and its members shows as imbalance."""
     inputs = {m for g in model.groups.values() for m in g.inputs}
     water = np.array([m.resource == "water" and m.id not in inputs for m in model.meters.values()], dtype=bool)
@@ -494,7 +504,7 @@ def _leaks(stats, model, meter_ids, group_of):
     flowing = np.where(measured, stats.today, np.inf).min(axis=1)
     candidates = np.nonzero(water & (stats.measured_today >= STOPPED_MIN_HOURS) & (flowing >= LEAK_MIN_FLOW))[0]
     with _quiet():
-        usual_min = np.nan_to_num(np.nanpercentile(stats.min_flow[candidates], 90, axis=1))
+        usual_min = np.nan_to_num(np.nanpercentile(stats.min_flow(candidates, window), 90, axis=1))
     return [_alert("leak", meter_ids[m], group_of[m], flowing[m] * 1000,
                    "flow in every hour, at least %.1f L/h (usual minimum %.1f L/h)" % (flowing[m] * 1000, u * 1000))
             for m, u in zip(candidates, usual_min) if flowing[m] > LEAK_BASELINE_FACTOR * u]

@@ -93,11 +93,16 @@ def _pairs(pairs):
 
 def group_sums(g, m, values, n_groups):
     """[n_groups, hours]: for each pair (g[i], m[i]) add values[m[i]] to row g[i] (pairs sorted by g)."""
-    out = np.zeros((n_groups, values.shape[1]))
+    return sum_runs(g, values[m], n_groups)
+
+
+def sum_runs(g, rows, n_groups, dtype=None):
+    """[n_groups, hours]: ``rows`` (one per pair, pairs sorted by g) summed into row g[i] (in ``dtype``)."""
+    out = np.zeros((n_groups, rows.shape[1]))
     if len(g) == 0:
         return out
     starts = np.concatenate(([0], np.nonzero(np.diff(g))[0] + 1))
-    out[g[starts]] = np.add.reduceat(values[m], starts, axis=0)
+    out[g[starts]] = np.add.reduceat(rows, starts, axis=0, dtype=dtype)
     return out
 
 
@@ -129,19 +134,18 @@ class Balances:
         self.day0 = window.day0
         self.ndays = window.ndays
         v = np.nan_to_num(window.values, nan=0.0)
-        good = (window.quality == MEASURED) | (window.quality == INTERPOLATED)
-        unknown = np.isnan(window.values).astype(np.float64)
         self.input = group_sums(s.input_g, s.input_m, v, s.n_groups)
         self.members = group_sums(s.member_g, s.member_m, v, s.n_groups)
         counted = np.concatenate((s.input_g, s.member_g))
         meters = np.concatenate((s.input_m, s.member_m))
         order = np.argsort(counted, kind="stable")
-        self.measured = group_sums(counted[order], meters[order], good.astype(np.float64), s.n_groups)
-        self.unknown = group_sums(counted[order], meters[order], unknown, s.n_groups)
+        counted, meters = counted[order], meters[order]
+        quality = window.quality[meters]  # one byte a value: the counts below gather nothing wider
+        self.measured = sum_runs(counted, (quality == MEASURED) | (quality == INTERPOLATED), s.n_groups, np.int32)
+        self.unknown = sum_runs(counted, np.isnan(window.values)[meters], s.n_groups, np.int32)
         # meter-hours measured as such (not even a single lost hour interpolated): analytics
         # judge a group's hour only when every one of its points was
-        self.strictly_measured = group_sums(counted[order], meters[order],
-                                            (window.quality == MEASURED).astype(np.float64), s.n_groups)
+        self.strictly_measured = sum_runs(counted, quality == MEASURED, s.n_groups, np.int32)
         days = self.input.reshape(s.n_groups, self.ndays, HOURS)
         mean_day = np.repeat(days.mean(axis=2), HOURS, axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -149,8 +153,8 @@ class Balances:
         self.losses = s.loss_share[:, None] * np.where(s.quadratic[:, None], quad, self.input)
         self.equipment = np.where(s.has_input, s.equipment_per_hour, 0.0)[:, None] * np.ones_like(self.input)
         self.imbalance = self.input - self.members - self.losses - self.equipment
-        member_max = v[s.member_m].reshape(len(s.member_m), self.ndays, HOURS).max(axis=2)
-        self.peak_sum = group_sums(s.member_g, np.arange(len(s.member_m)), member_max, s.n_groups)
+        meter_max = v.reshape(len(v), self.ndays, HOURS).max(axis=2)
+        self.peak_sum = group_sums(s.member_g, s.member_m, meter_max, s.n_groups)
 
     def hourly(self, day):
         """Rows (dicts with COLUMNS) of every group for each hour of ``day``."""

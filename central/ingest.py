@@ -5,15 +5,17 @@ the Ack to send; it needs no broker, so tests and the demo can call it directly.
 ``MqttIngest`` wires it to a broker with a shared subscription, so several workers
 (each its own process or thread, on the same store) split the load.
 
-For one batch, in one transaction: verify the COSE signature against the
-registered concentrator keys; refuse (quarantine with the reason, Ack "rejected")
-what fails; claim the dedup key (conc, boot, seq), so a repeat answers
+For the batches waiting (up to ``BATCHES_PER_COMMIT``), in one transaction:
+verify each COSE signature against the registered concentrator keys; refuse
+(quarantine with the reason, Ack "rejected") what fails; claim the dedup key (conc, boot, seq), so a repeat answers
 "duplicate" and stores nothing; store register readings and events; derive the
 hourly values the readings change (late or out-of-order readings re-derive the
-span they fall into and mark those days stale for the balances). The Ack is
-published only after the commit: an agent drops a batch only once it is stored.
+span they fall into and mark those days stale for the balances). The Acks
+(and the broker's PUBACKs) are sent only after the commit: an agent drops a
+batch only once it is stored.
 """
 
+import queue
 import ssl
 import threading
 import time
@@ -36,6 +38,9 @@ QOS = 1  # at least once both ways: the dedup key makes repeats harmless
 # A worker that meets readings of a meter it does not know reads the model again, at most
 # this often: an operator may have registered the meter since (balans central import).
 MODEL_RELOAD_S = 30
+# Batches a worker stores in one transaction when they are waiting: enough that a backlog
+# drains at one commit per many batches, few enough that a failed commit resends little.
+BATCHES_PER_COMMIT = 50
 
 
 class Ingestor:
@@ -74,46 +79,69 @@ class Ingestor:
 
     def handle(self, topic, payload):
         """Store one batch message; return its Ack (already committed when returned)."""
+        return self.handle_many([(topic, payload)])[0]
+
+    def handle_many(self, messages):
+        """Store (topic, payload) messages in one transaction; return their Acks, committed when returned.
+
+        One commit for many batches is what lets a concentrator's backlog drain at the
+        rate of verification, not of commits; a failure stores none of them (the caller
+        sends no Ack, so every agent resends).
+        """
+        checked = [self._check(topic, payload) for topic, payload in messages]
+        acks, spans = [], {}
+        with self.store.transaction():
+            for (topic, payload), (batch, refusal) in zip(messages, checked):
+                if batch is None:
+                    acks.append(self._refuse(topic, payload, *refusal))
+                elif not self.store.claim_batch(batch.conc, batch.boot, batch.seq, len(batch.records)):
+                    acks.append(Ack(batch.conc, batch.boot, batch.seq, "duplicate"))
+                else:
+                    self.store.add_registers([(r.meter_id, r.register, r.ts, r.value) for r in batch.records])
+                    self.store.add_events([(m, ts, EVENT_NAMES.get(code, "code%d" % code), value)
+                                           for m, ts, code, value in batch.events])
+                    for key, (t0, t1) in self._spans(batch.records).items():
+                        lo, hi = spans.get(key, (t0, t1))
+                        spans[key] = (min(lo, t0), max(hi, t1))
+                    acks.append(Ack(batch.conc, batch.boot, batch.seq, "stored"))
+            derive_spans(self.store, self._meters, self._rows, spans)
+        return acks
+
+    def _check(self, topic, payload):
+        """(verified batch, None) or (None, (reason, conc)) for one message; reads the model again if due."""
         try:
             _, conc = self.parse_topic(topic)
         except ValueError as e:
-            return self._refuse(topic, payload, str(e), "")
+            return None, (str(e), "")
         try:
             batch = self.verifier.verify(payload)
         except ProtocolError as e:
-            return self._refuse(topic, payload, str(e), conc)
+            return None, (str(e), conc)
         if batch.conc != conc:
-            return self._refuse(topic, payload, "batch of %r arrived on the topic of %r" % (batch.conc, conc), conc)
+            return None, ("batch of %r arrived on the topic of %r" % (batch.conc, conc), conc)
         too_big = [r for r in batch.records if r.value > MAX_REGISTER]
         if too_big:
-            return self._refuse(topic, payload, "register value %d above 2**63-1" % too_big[0].value, conc)
+            return None, ("register value %d above 2**63-1" % too_big[0].value, conc)
         if (any(r.meter_id not in self._meters for r in batch.records)
                 and time.monotonic() - self._reloaded >= MODEL_RELOAD_S):
             self.reload_model()
-        with self.store.transaction():
-            if not self.store.claim_batch(batch.conc, batch.boot, batch.seq, len(batch.records)):
-                return Ack(batch.conc, batch.boot, batch.seq, "duplicate")
-            self.store.add_registers([(r.meter_id, r.register, r.ts, r.value) for r in batch.records])
-            self.store.add_events([(m, ts, EVENT_NAMES.get(code, "code%d" % code), value)
-                                   for m, ts, code, value in batch.events])
-            self._derive(batch.records)
-        return Ack(batch.conc, batch.boot, batch.seq, "stored")
+        return batch, None
 
     def signed_ack(self, ack):
         return self.ack_signer.sign_ack(ack)
 
-    def _derive(self, records):
-        """Re-derive hourly values of every known meter whose total register these records touch."""
+    def _spans(self, records):
+        """{(meter_id, register): (first ts, last ts)} of the known meters' total registers in ``records``."""
         times = defaultdict(list)
         for r in records:
             meter = self._meters.get(r.meter_id)
             if meter is not None and obis.parse(r.register) == (meter.resource, 0):
                 times[(r.meter_id, r.register)].append(r.ts)
-        derive_spans(self.store, self._meters, self._rows, {k: (min(ts), max(ts)) for k, ts in times.items()})
+        return {k: (min(ts), max(ts)) for k, ts in times.items()}
 
     def _refuse(self, topic, payload, reason, conc):
         """Quarantine a message; its Ack names the batch key the unverified payload claims, if any."""
-        with self.store.transaction():
+        with self.store.transaction():  # the caller's, when it has one
             self.store.quarantine(topic, reason, payload if isinstance(payload, (bytes, bytearray)) else b"")
         boot, seq = claimed_key(payload, conc)
         return Ack(conc, boot, seq, "rejected", reason[:200])
@@ -182,9 +210,10 @@ class MqttIngest:
         # share_group None: a plain subscription, for brokers without shared subscriptions
         share = "$share/%s/" % share_group if share_group else ""
         self.subscription = "%s%s/%s/+/batch" % (share, ingestor.prefix, site)
+        # manual_ack: the broker gets its PUBACK only after the batch's commit
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or "balans-central-%s" % uuid.uuid4().hex[:8],
-                                  protocol=mqtt.MQTTv5)
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
         if ca_file:
             self.client.tls_set(ca_certs=ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         if username:
@@ -195,8 +224,11 @@ class MqttIngest:
         self.subscribed = threading.Event()
         self.handled = 0
         self.errors = []
+        self._waiting = queue.Queue()
+        self._worker = threading.Thread(target=self._store_waiting, daemon=True)
 
     def start(self, timeout=10.0):
+        self._worker.start()
         self.client.connect(self.host, self.port, keepalive=30)
         self.client.loop_start()
         if not self.subscribed.wait(timeout):
@@ -208,6 +240,8 @@ class MqttIngest:
     def stop(self):
         self.client.disconnect()
         self.client.loop_stop()
+        self._waiting.put(None)
+        self._worker.join()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if not reason_code.is_failure:
@@ -218,13 +252,32 @@ class MqttIngest:
             self.subscribed.set()
 
     def _on_message(self, client, userdata, msg):
-        # Runs in paho's network thread; returning sends the PUBACK, so a crash before the
-        # commit leaves the batch to be delivered again (and then stored once).
+        self._waiting.put(msg)  # paho's network thread only queues; the worker stores
+
+    def _store_waiting(self):
+        """Store what is waiting, up to BATCHES_PER_COMMIT messages a transaction; then ack each."""
+        while True:
+            msgs = [self._waiting.get()]
+            while msgs[-1] is not None and len(msgs) < BATCHES_PER_COMMIT:
+                try:
+                    msgs.append(self._waiting.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = msgs[-1] is None
+            msgs = [m for m in msgs if m is not None]
+            if msgs:
+                self._store(msgs)
+            if stopping:
+                return
+
+    def _store(self, msgs):
         try:
-            ack = self.ingestor.handle(msg.topic, msg.payload)
-        except Exception as e:  # a store failure: no ack, the agent will resend
+            acks = self.ingestor.handle_many([(m.topic, m.payload) for m in msgs])
+        except Exception as e:  # a store failure: no ack at all, the broker and the agents resend
             self.errors.append(repr(e))
             return
-        self.handled += 1
-        if ack.conc:
-            client.publish(self.ingestor.ack_topic(msg.topic), self.ingestor.signed_ack(ack), qos=QOS)
+        for msg, ack in zip(msgs, acks):
+            self.handled += 1
+            if ack.conc:
+                self.client.publish(self.ingestor.ack_topic(msg.topic), self.ingestor.signed_ack(ack), qos=QOS)
+            self.client.ack(msg.mid, msg.qos)

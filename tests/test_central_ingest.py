@@ -184,3 +184,24 @@ def test_readings_of_a_meter_registered_late_get_their_hours(world, tmp_path):
     ingestor.handle(TOPIC, signer.sign(Batch("c-0001", 5, 2, readings("late-1", 3, [3500]))))
     vals, qual = store.load_days(fx.DAY, 1, n)
     assert vals[row, :3].tolist() == [1.0, 2.0, 0.5]
+
+
+def test_waiting_batches_share_one_commit_and_a_failure_stores_none(world):
+    store, ingestor, signer, _ = world
+    first = signer.sign(Batch("c-0001", 7, 1, readings("f0", 0, [0, 1000])))
+    second = signer.sign(Batch("c-0001", 7, 2, readings("f0", 2, [2500, 4000])))
+    forged = Signer(Ed25519PrivateKey.generate(), b"c1").sign(Batch("c-0001", 7, 3, readings("f1", 0, [0, 10])))
+    acks = ingestor.handle_many([(TOPIC, first), (TOPIC, second), (TOPIC, first), (TOPIC, forged)])
+    assert [a.status for a in acks] == ["stored", "stored", "duplicate", "rejected"]
+    assert store.count("batches") == 2 and len(store.quarantined()) == 1
+    row = store.load_model().meter_index()["f0"]
+    vals, qual = store.load_days(fx.DAY, 1, 7)
+    # the two batches' spans are derived together, across the hour between them
+    assert vals[row, :3].tolist() == [1.0, 1.5, 1.5] and qual[row, :3].tolist() == [MEASURED] * 3
+
+    third = signer.sign(Batch("c-0001", 7, 4, readings("f0", 4, [5000])))
+    store.add_events = None  # the store fails half way through the group: nothing of it stays
+    with pytest.raises(TypeError):
+        ingestor.handle_many([(TOPIC, third), (TOPIC, signer.sign(Batch("c-0001", 7, 5, readings("f0", 5, [6000]))))])
+    del store.add_events
+    assert store.count("batches") == 2 and store.count("registers") == 4
