@@ -368,15 +368,17 @@ def _suspects(rise, stats, s, meter_ids):
             densities[resource] = stats.deficit_logpdf(np.unique(s.member_m[np.array(s.resources)[s.member_g] == resource]))
         # each member's deficit on the rise's days, measured exactly as the group's rise is:
         # on the same judged hours, against the median of the same reference days
-        deficit = np.empty((len(members), len(days)))
+        deficit, scale = np.empty((len(members), len(days))), np.empty(len(days))
         for j, t in enumerate(days):
             hours = rise.judged[g, t]
             lo, refs = rise.refs[t]
             level = masked_median(stats.hourly[members, lo:t][:, :, hours], refs[g][None, :, hours])
-            deficit[:, j] = (level - stats.hourly[members, t][:, hours]).sum(axis=1) * HOURS / max(hours.sum(), 1)
+            scale[j] = HOURS / max(hours.sum(), 1)
+            deficit[:, j] = (level - stats.hourly[members, t][:, hours]).sum(axis=1) * scale[j]
         hours = rise.judged[g, k]
         share = mechanism_evidence(rise.hourly_rise[g, k, hours], stats.hourly[members, k][:, hours], rise.hour_sigma[g, k])
-        order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members],
+        # a deficit scaled up from part of a day varies more than a whole day's: by √(24/hours)
+        order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members][:, None] * np.sqrt(scale),
                                     logpdf=densities[resource], evidence=share)
         today = deficit[:, -1]
         ranked = [i for i in order if today[i] > 0][:SUSPECTS_PER_GROUP]
@@ -428,6 +430,11 @@ def mechanism_evidence(r, reported, noise):
     counting = reported > PULSE
     c = np.sum(np.where(counting, r[None, :], 0), axis=1) / np.maximum(counting.sum(axis=1), 1)
     subtract = evidence(np.broadcast_to(c[:, None], reported.shape), counting)
+    # where such a meter read nothing the load was below the constant: r anywhere in [0, c]
+    room = np.maximum(c, PULSE)[:, None]
+    below = np.log(np.maximum(typical + np.maximum(r, 0), PULSE)[None, :] / room) \
+        - np.maximum(r[None, :] - room, 0) ** 2 / (2 * noise ** 2)
+    subtract += np.where(counting, 0.0, below).sum(axis=1)
     return np.maximum(np.maximum(share, np.maximum(cap, subtract)), 0.0)
 
 
