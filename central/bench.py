@@ -284,4 +284,49 @@ def _raw_load(store, backend, rows, day0, days):
     return elapsed
 
 
-BENCHMARKS = {"detect": detect, "central": central}
+# A concentrator's backlog after an outage: batches of 20 meters × 6 hourly readings each,
+# signed like the agent's, handled one commit each and then BATCHES_PER_COMMIT a commit.
+INGEST_BATCHES, INGEST_METERS, INGEST_HOURS = 400, 20, 6
+
+
+def ingest(args):
+    """Batches per second into the store: one transaction per batch against grouped commits."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from central.ingest import BATCHES_PER_COMMIT, Ingestor
+    from protocol import obis
+    from protocol.batch import Batch, Record, Signer, Verifier
+
+    n = INGEST_BATCHES // 4 if getattr(args, "quick", False) else INGEST_BATCHES
+    db = _option(args, "db", "BALANS_BENCH_DB", "")
+    conc_key = Ed25519PrivateKey.generate()
+    signer = Signer(conc_key, b"bench")
+    kwh, t0 = obis.code("electricity"), synth.EPOCH_DAY * 86400
+    # ten concentrator rounds of the same meters, each INGEST_HOURS later than the one before
+    rounds = n // 10
+    messages = [("balans/v1/bench/c-0001/batch", signer.sign(Batch("c-0001", 1, b + 1, [
+        Record("m%d" % (b % 10 * INGEST_METERS + i), t0 + (b // 10 * INGEST_HOURS + h) * 3600, kwh,
+               1000 * (b // 10 * INGEST_HOURS + h)) for i in range(INGEST_METERS) for h in range(INGEST_HOURS)])))
+        for b in range(rounds * 10)]
+    groups = [dict(group_id="H", parent_id="", level="house", resource="electricity", input_meter_id="HI")]
+    meters = [dict(meter_id="HI", group_id="", resource="electricity")] + [
+        dict(meter_id="m%d" % i, group_id="H", resource="electricity") for i in range(10 * INGEST_METERS)]
+    figures = {}
+    for name, per_commit in (("one", 1), ("grouped", BATCHES_PER_COMMIT)):
+        with _scratch_store(db) as (store, backend):
+            store.save_model(from_lists(groups, meters))
+            verifier = Verifier()
+            verifier.add_key(b"bench", conc_key.public_key(), "c-0001")
+            ingestor = Ingestor(store, verifier, Signer(Ed25519PrivateKey.generate(), b"central"))
+            t = time.perf_counter()
+            for k in range(0, len(messages), per_commit):
+                stored = [a.status for a in ingestor.handle_many(messages[k:k + per_commit])]
+                assert stored == ["stored"] * len(stored), stored
+            figures["batches_per_s_%s" % name] = round(len(messages) / (time.perf_counter() - t), 1)
+    figures.update(backend=backend, batches=len(messages), readings_per_batch=INGEST_METERS * INGEST_HOURS,
+                   batches_per_commit=BATCHES_PER_COMMIT,
+                   grouped_vs_one=round(figures["batches_per_s_grouped"] / figures["batches_per_s_one"], 2))
+    return figures
+
+
+BENCHMARKS = {"detect": detect, "central": central, "ingest": ingest}

@@ -205,3 +205,11 @@ def test_waiting_batches_share_one_commit_and_a_failure_stores_none(world):
         ingestor.handle_many([(TOPIC, third), (TOPIC, signer.sign(Batch("c-0001", 7, 5, readings("f0", 5, [6000]))))])
     del store.add_events
     assert store.count("batches") == 2 and store.count("registers") == 4
+
+
+def test_the_ingest_benchmark_stores_every_batch_both_ways():
+    from central.bench import ingest
+
+    figures = ingest(argparse.Namespace(quick=True, db=None))
+    assert figures["batches"] == 100 and figures["backend"] == "sqlite"
+    assert figures["batches_per_s_one"] > 0 and figures["batches_per_s_grouped"] > 0
