@@ -155,6 +155,12 @@ class MeterStats:
         with _quiet():
             return np.nanmin(np.where(known, self.hourly[rows, :-1, :], np.nan), axis=2)
 
+    def zero_rate(self, rows):
+        """Each meter's share of measured history hours that read nothing (Krichevsky–Trofimov: never 0 or 1)."""
+        measured = self.raw_quality[rows, :-1] == MEASURED
+        empty = (measured & (self.hourly[rows, :-1] <= PULSE)).sum(axis=(1, 2))
+        return (empty + 0.5) / (measured.sum(axis=(1, 2)) + 1.0)
+
     def deficit_logpdf(self, rows):
         """log density of the meters ``rows``' standardised daily deficits over their history.
 
@@ -376,7 +382,8 @@ def _suspects(rise, stats, s, meter_ids):
             scale[j] = HOURS / max(hours.sum(), 1)
             deficit[:, j] = (level - stats.hourly[members, t][:, hours]).sum(axis=1) * scale[j]
         hours = rise.judged[g, k]
-        share = mechanism_evidence(rise.hourly_rise[g, k, hours], stats.hourly[members, k][:, hours], rise.hour_sigma[g, k])
+        share = mechanism_evidence(rise.hourly_rise[g, k, hours], stats.hourly[members, k][:, hours],
+                                   rise.hour_sigma[g, k], stats.zero_rate(members))
         # a deficit scaled up from part of a day varies more than a whole day's: by √(24/hours)
         order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members][:, None] * np.sqrt(scale),
                                     logpdf=densities[resource], evidence=share)
@@ -398,7 +405,7 @@ def _suspects(rise, stats, s, meter_ids):
     return out
 
 
-def mechanism_evidence(r, reported, noise):
+def mechanism_evidence(r, reported, noise, zero_rate):
     """Per member, log evidence that the group's hourly rise ``r`` is what its meter failed to register.
 
     The ways a meter is made to under-register are functions of the true load x: a
@@ -407,10 +414,14 @@ def mechanism_evidence(r, reported, noise):
     every hour below the cap); a bypassed fixed load subtracts a constant (reported =
     max(x − c, 0): r = c in every hour the meter counts). Each constrains the hours it
     predicts, each within the group's hourly ``noise``, against the alternative that
-    the missing energy of an hour is any amount up to the member's use (uniform on [0,
-    reported + r]): the evidence of an hour is log((reported + r)/√(2π·noise²)) − z²/2,
-    z the misfit in noise units, so it is positive only when the rise follows the
-    member's own hour-to-hour pattern to within about two noise deviations. The best
+    the missing energy of an hour is any amount up to a member's use (uniform on [0,
+    typical + r], typical the group's median member that hour): the evidence of an hour
+    is log((typical + r)/√(2π·noise²)) − z²/2, z the misfit in noise units, so it is
+    positive only when the rise follows the member's own hour-to-hour pattern to within
+    about two noise deviations. A subtraction also makes the meter read nothing whenever
+    the load is below the constant: k such hours of n against the member's own rate of
+    empty hours (``zero_rate`` [members], from its history) add the binomial log
+    likelihood ratio k·log((k/n)/rate) + (n − k)·log((1 − k/n)/(1 − rate)). The best
     mechanism counts; ``reported`` is [members, hours]; returns [members], never below 0.
     """
     if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
@@ -435,6 +446,10 @@ def mechanism_evidence(r, reported, noise):
     below = np.log(np.maximum(typical + np.maximum(r, 0), PULSE)[None, :] / room) \
         - np.maximum(r[None, :] - room, 0) ** 2 / (2 * noise ** 2)
     subtract += np.where(counting, 0.0, below).sum(axis=1)
+    n, k = len(r), (~counting).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        empty = np.nan_to_num(k * np.log(k / n / zero_rate)) + np.nan_to_num((n - k) * np.log((1 - k / n) / (1 - zero_rate)))
+    subtract += empty
     return np.maximum(np.maximum(share, np.maximum(cap, subtract)), 0.0)
 
 
