@@ -92,7 +92,7 @@ class Channel:
             value = self._rng.gauss(0.0, SLOW_DB)
         else:
             k = step - state[0]
-            if k == 0:
+            if k <= 0:  # this step, or (a frame queued behind a burst that crossed a step) an earlier one
                 return state[1]
             d = self._decay ** k
             value = state[1] * d + self._rng.gauss(0.0, SLOW_DB * math.sqrt(1.0 - d * d))
