@@ -503,6 +503,11 @@ class Station:
             if not self.routing.parents:
                 return False
             self._learn_route(f.src, f.link_src)
+            n = self.routing.table.get(f.link_src)
+            if n is not None:
+                # It routes through us, whatever rank it advertised before: not a parent for us until its
+                # next beacon names its parent (choosing it when our own parent fades made loops)
+                n.parent = self.addr
             up = True
         elif f.dst in self.routes:
             up = False
