@@ -46,6 +46,7 @@ T_OTA = const(6)  # firmware image pages
 # Flags (high nibble of ftype)
 F_ACK_REQ = const(0x10)  # the next hop must acknowledge
 F_BACKFILL = const(0x20)  # payload is archive data sent on request, not live
+F_FOLLOWS = const(0x40)  # sent right behind a frame to the same receivers, who are awake: no wake preamble
 
 # Offsets of the fields a relay reads and rewrites without decoding the frame
 O_HOPS = const(4)

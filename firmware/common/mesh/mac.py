@@ -21,7 +21,7 @@ The concentrator is mains powered and always listening: frames to it go at once.
 """
 
 from protocol.compat import const
-from protocol.frame import CONCENTRATOR, T_ACK
+from protocol.frame import CONCENTRATOR, F_FOLLOWS, T_ACK
 
 BITRATE = const(38400)  # CC1101 at 38.4 kBaud: -104 dBm sensitivity (datasheet SWRS061)
 PHY_OVERHEAD = const(10)  # 4 preamble + 4 sync + 2 CRC bytes around each frame
@@ -40,8 +40,7 @@ HASH_MUL = const(40503)  # Knuth's 16-bit multiplicative hash: consecutive addre
 def airtime_us(frame):
     """Time on air of a sealed frame in microseconds, as the simulator's channel counts it.
 
-    Frames towards a sleeping router carry the wake preamble; acknowledgements
-    (the sender is still listening) and frames to the concentrator do not.
+    Frames towards a sleeping router carry the wake preamble (wake_preamble_ms).
     """
     n = len(frame) + PHY_OVERHEAD
     return n * 125000 // (BITRATE // 64) + wake_preamble_ms(frame) * 1000  # n * 8 bits * 1e6 / BITRATE
@@ -50,12 +49,13 @@ def airtime_us(frame):
 def wake_preamble_ms(frame):
     """The preamble that goes before ``frame`` to wake its sleeping receiver at its sample.
 
-    None for acknowledgements (the sender is still listening) and frames to the
-    concentrator (it always listens).
+    None for acknowledgements (the sender is still listening), frames that
+    follow another in a burst (F_FOLLOWS: their receivers stay awake while the
+    channel is busy) and frames to the concentrator (it always listens).
     """
     kind = frame[3] & 0x0F
     link_dst = frame[7] | (frame[8] << 8)
-    return 0 if kind == T_ACK or link_dst == CONCENTRATOR else WAKE_PREAMBLE_MS
+    return 0 if kind == T_ACK or link_dst == CONCENTRATOR or frame[3] & F_FOLLOWS else WAKE_PREAMBLE_MS
 
 
 def airtime_ms(frame):
