@@ -132,6 +132,9 @@ class World:
                                  seed=self.seed)
         node.app = app_factory(node) if app_factory else None
         node.app_due = None
+        if not node.is_root:  # without a parent yet its receiver stays on (a reboot forgets the old depth's slot)
+            self.hears_broadcast_at[node.index] = -1
+            node.searching_since = self.now
         self.reschedule(node)
 
     # ---- the event loop ---------------------------------------------------------
