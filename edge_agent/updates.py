@@ -10,8 +10,9 @@ state), the JSON written last and atomically, so a job exists only whole. Jobs r
 time, oldest first. For the running job the agent is the concentrator's parent in the update's
 hop protocol (firmware/common/ota/transfer.py over link L_OTA frames): it announces the update,
 answers each NEED of the concentrator with that unit's fragments, and takes the modules'
-OTA_STATUS reports (L_OTA_STATUS) as progress. A job is over when every target installed it or
-refused it; a restarted agent resumes its job, and the concentrator resumes its copy from flash.
+OTA_STATUS reports (L_OTA_STATUS) as progress. Once every target holds the image (or refused it)
+the agent sends ACTIVATE: the whole fleet switches at one time (transfer.ACTIVATE_S later), not
+relay by relay. A job is over when every target installed it or refused it; a restarted agent resumes its job, and the concentrator resumes its copy from flash.
 """
 
 import json
@@ -28,6 +29,7 @@ LOOK_S = 5.0  # how often the queue directory is looked at for a new job (``bala
 STATE_NAMES = {messages.OTA_LOADING: "loading", messages.OTA_DONE: "downloaded", messages.OTA_REFUSED: "refused",
                messages.OTA_INSTALLED: "installed", messages.OTA_FAILED: "failed"}
 FINAL = ("installed", "refused", "failed")
+HOLDING = ("downloaded",) + FINAL
 CONCENTRATOR = 0
 
 
@@ -109,6 +111,12 @@ class Updates:
             self._save(self.job)
             self._announced = None
             self._event(CONCENTRATOR, "announced", None)
+        if not self.job.get("activated") and self._every_target(HOLDING):
+            self.job["activated"] = True
+            self._save(self.job)
+            self._event(CONCENTRATOR, "activated", None)
+            send(link.pack(link.L_OTA, tail=transfer.activate(self.job["session"], transfer.ACTIVATE_S)))
+            return True
         if self._announced is None or (not self.job["modules"] and now - self._announced >= ANNOUNCE_S):
             self._announced = now
             send(link.pack(link.L_OTA, tail=transfer.announce(self.job["session"], self.job["targets"])))
@@ -142,16 +150,21 @@ class Updates:
         name = STATE_NAMES.get(state, "state_%d" % state)
         job["modules"]["%04x" % addr] = name
         self._event(addr, name, missing)
-        if job["targets"]:
-            targets, count = job["targets"], len(job["targets"])
-        else:
-            targets, count = self.known()
-        final = [a for a, s in job["modules"].items() if s in FINAL and a != "concentrator"]
-        if len(final) >= count > 0 and all(job["modules"].get("%04x" % a) in FINAL for a in targets):
+        if self._every_target(FINAL):
             job["state"] = "done"
             self._event(CONCENTRATOR, "done", None)
             self.job = None
         self._save(job)
+
+    def _every_target(self, states):
+        """Every target module of the running job reported one of ``states``."""
+        job = self.job
+        if job["targets"]:
+            targets, count = job["targets"], len(job["targets"])
+        else:
+            targets, count = self.known()
+        reached = [a for a, s in job["modules"].items() if s in states and a != "concentrator"]
+        return len(reached) >= count > 0 and all(job["modules"].get("%04x" % a) in states for a in targets)
 
     def _event(self, addr, state, missing):
         job = self.job

@@ -149,6 +149,7 @@ def test_a_local_update_file_reaches_every_module_through_the_real_concentrator_
         assert all(Slots(n.hal.flash_path()).load().seq == 4 for n in w.nodes[1:])
         job = json.loads((tmp_path / "queue" / "ota" / "1.json").read_text())
         assert job["modules"]["concentrator"] == "holds it"
+        assert job["activated"]  # the agent switched the fleet once every module held the image
         assert sorted(a for a, s in job["modules"].items() if s == "installed") == ["%04x" % n.addr
                                                                                   for n in w.nodes[1:]]
         assert job["state"] == "done" and agent.updates.job is None

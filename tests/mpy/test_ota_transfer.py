@@ -100,3 +100,9 @@ def test_messages_that_are_not_ota_transfer_messages_are_refused():
     for payload in (b"", b"\x30\x01", b"\x31" + bytes(6) + b"x", b"\x30" + bytes(6), b"\x32" + bytes(7),
                     b"\x30\x00\x00\x03" + bytes(3) + b"x", b"\x30" + bytes(6) + bytes(33)):
         raises(ProtocolError, transfer.parse, payload)
+
+
+def test_an_activation_names_its_update_and_the_seconds_left():
+    assert tuple(transfer.parse_activate(transfer.activate(7, transfer.ACTIVATE_S))) == (7, transfer.ACTIVATE_S)
+    for payload in (b"", b"\x33\x07\x00\x58", b"\x32\x07\x00\x58\x02", transfer.activate(7, 600) + b"x"):
+        raises(ProtocolError, transfer.parse_activate, payload)

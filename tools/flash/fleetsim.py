@@ -5,13 +5,17 @@ shadowing, collisions, outside interference), every node's mesh station with
 its MAC timing and duty-cycle meter, and the update's own protocol
 (ota/meshota.py over ota/transfer.py and ota/updater.py, each module on its
 own flash directory). The concentrator's edge agent is stood in for by a
-transfer.Source fed straight into the root (the serial link is no bottleneck).
+transfer.Source fed straight into the root (the serial link is no bottleneck),
+which sends ACTIVATE as the agent does, once every target reported that it
+holds the image.
 
-What is modelled: the time a module needs, once it holds the image, to
-verify and unpack it, reboot and start (ACTIVATE_S; the hashing and unpacking
+What is modelled: the time a module needs, once it switches, to verify and
+unpack the image, reboot and start (ACTIVATE_S; the hashing and unpacking
 themselves run for real), and the MCU's energy for that (ACTIVATE_CPU_S).
 After the reboot a module rejoins the mesh for real and confirms its trial
 image once joined (the board's self-test: registers readable, network joined).
+The nodes run the mesh and the update only (no meters): pulses would cost wall
+time and change nothing on the air but the hourly reports.
 """
 
 import tempfile
@@ -57,6 +61,8 @@ class FleetRun:
         self.rebooted = {}  # addr -> world time it installed and rebooted
         self.battery = {}  # addr -> mV, for modules with a weak cell
         self._trial = set()
+        self._stand_in = concentrator is None  # the stand-in agent, not a real one, activates the update
+        self.activated_at = None  # world time the agent sent ACTIVATE
         self.started_at = None
         self.targets = ()
         for node in w.nodes:
@@ -99,6 +105,17 @@ class FleetRun:
     def _uplink(self, src, payload, backfill=False):
         if payload[:1] == bytes((messages.OtaStatus.TYPE,)):
             self.reports.append((self.world.now, src, messages.OtaStatus.decode(payload)))
+            if self._stand_in and self.activated_at is None:
+                self._activate_when_all_hold_it()
+
+    def _activate_when_all_hold_it(self):
+        """The agent's rule (edge_agent/updates.py): ACTIVATE once every target holds the image or refused it."""
+        holding = {a for _, a, r in self.reports if r.state != messages.OTA_LOADING}
+        if all(a in holding for a in self.targets):
+            root = self.world.nodes[0]
+            self.activated_at = self.world.now
+            root.mesh.ota.from_upstream(transfer.activate(self.source.session, transfer.ACTIVATE_S),
+                                        root.hal.ticks_ms())
 
     def _reboot(self, node):
         w = self.world
@@ -184,6 +201,7 @@ class FleetRun:
             "refused": self.refused(),
             "fleet_update_s": round(max(done), 1) if len(done) == len(self.targets) else None,
             "first_installed_s": round(min(done), 1) if done else None,
+            "activated_s": round(self.activated_at - self.started_at, 1) if self.activated_at else None,
             "airtime_s_mean": round(sum(air) / len(air), 2), "airtime_s_max": round(max(air), 2),
             "energy_mah_mean": round(sum(mah) / len(mah), 3), "energy_mah_max": round(max(mah), 3),
             "battery_share": round(max(mah) / capacity, 6),

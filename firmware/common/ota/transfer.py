@@ -8,13 +8,15 @@ UNIT bytes; image units are the manifest's pages, at most UNIT bytes)::
     FRAGMENT payload  <BHBHB + data: type 0x30, session, part, index, fragment, up to 32 bytes
     NEED payload      <BHBHBBB:      type 0x31, session, part, index, status, have, depth
     ANNOUNCE payload  <BHB + n x u16: type 0x32, session, n, the target modules (n = 0: all)
+    ACTIVATE payload  <BHH:           type 0x33, session, seconds from this frame until the switch
 
 ``session`` is the update's seq (low 16 bits). A child answers with the unit
 it needs next (DLMS image transfer's "first not transferred block") and the
 fragments of it it already holds (``have``, one bit each: a unit has at most
 8) and its depth in the mesh (the slot it samples in, for the answer), WAIT (it has every page, a child of it not yet), DONE (it and every module
 below it have every page), or REFUSED (signature, class, seq or battery). ANNOUNCE tells the
-next hop that an update exists and for whom (ota/meshota.py). Each module checks a page against
+next hop that an update exists and for whom (ota/meshota.py); ACTIVATE, sent by the edge agent
+once every target holds the image, tells every module when to switch to it, all at once. Each module checks a page against
 the signed table before it keeps it, and sends on only what it kept, so a
 corrupted or forged page stops at the first hop. Table pages are passed on
 as they come (only the whole table can be checked); a bad one is caught by
@@ -35,6 +37,8 @@ from protocol.errors import ProtocolError
 FRAGMENT_MSG = const(0x30)
 NEED_MSG = const(0x31)
 ANNOUNCE_MSG = const(0x32)
+ACTIVATE_MSG = const(0x33)
+ACTIVATE_S = const(600)  # from the agent's ACTIVATE to the switch: the word crosses 30 hops in a few minutes
 ENVELOPE = const(0)
 TABLE = const(1)
 IMAGE = const(2)
@@ -65,6 +69,18 @@ def announce(session, targets=()):
         raise ProtocolError("an update names at most %d modules, or all" % MAX_TARGETS)
     return struct.pack("<BHB", ANNOUNCE_MSG, session, len(targets)) + b"".join(
         struct.pack("<H", a) for a in targets)
+
+
+def activate(session, seconds):
+    """The ACTIVATE payload: modules holding update ``session`` switch to it ``seconds`` from now."""
+    return struct.pack("<BHH", ACTIVATE_MSG, session, seconds)
+
+
+def parse_activate(payload):
+    """(session, seconds) of an ACTIVATE payload; ProtocolError if it is not one."""
+    if len(payload) != 5 or payload[0] != ACTIVATE_MSG:
+        raise ProtocolError("not an OTA activation")
+    return struct.unpack_from("<HH", payload, 1)
 
 
 def parse_announce(payload):
