@@ -10,17 +10,16 @@ it with its timers. Each hop runs the messages of ota/transfer.py:
   lacks (NEED), at the parent's upward sample. A module it is not for starts
   asking only when a child asks it: it carries the update for them and drops
   its copy afterwards.
-- The parent answers at once, while the child that asked still listens: after
-  GATHER_MS (other children asking at the same sample) it sends every
-  fragment of the unit they lack (``have`` in NEED spares what they hold)
-  back to back, to BROADCAST, so all of them take it (a child whose depth is
-  not the parent's + 1 gets its own, unicast). Only the burst's first frame
-  carries the wake preamble (F_FOLLOWS). The parent listens a moment longer
-  and the child asks for the next unit right after the burst: a unit crosses
-  a hop in one exchange of a few hundred ms, not a superframe.
+- The parent answers at once, to the child, which still listens after its
+  NEED: every fragment of the unit it lacks (``have`` in NEED spares what it
+  holds) back to back, only the first with the wake preamble (F_FOLLOWS). The
+  parent listens a moment longer and the child asks for the next unit right
+  after the burst: a unit crosses a hop in one exchange of a few hundred ms,
+  not a superframe.
 - A parent that does not hold the unit yet keeps the request and sends the
-  unit in its children's broadcast slot once it has it, so pages flow down the
-  chain as they come; the child meanwhile asks again less and less often.
+  unit in its children's broadcast slot once it has it, to BROADCAST, so every
+  child waiting for it takes it at once; pages flow down the chain as they
+  come, and the child meanwhile asks again less and less often.
 - A child takes fragments only from its parent, for the unit it needs next;
   its Receiver checks each page against the signed table before it keeps or
   serves it.
@@ -58,7 +57,7 @@ from firmware.common.mesh.mac import CONTENTION_MS, SUPERFRAME_MS, airtime_ms, s
 from firmware.common.ota import transfer
 from firmware.common.ota.slots import make_dirs, read_file, write_atomic
 
-GATHER_MS = const(40)  # a parent waits this long after a NEED for the other children asking at its sample
+GATHER_MS = const(40)  # a parent answers this long after a NEED: the child's radio turns round to receive
 ANSWER_MS = const(120)  # a child that asked listens this long for the burst (gather, turnaround, margin)
 BURST_END_MS = const(45)  # silence after a fragment that ends a burst (frames come 26 ms apart)
 UNANSWERED_DOUBLINGS = const(3)  # unanswered NEEDs back off to 8 superframes (a parent sends a unit it gets)
@@ -434,11 +433,15 @@ class MeshOta:
         if not held and not self._wanted():
             self.carrying = True  # a child needs it through us: fetch it for them
             self._schedule_need(now, 0)
-        # Children sample in the slot of their own depth, usually ours + 1: those share one broadcast burst;
-        # a child at another depth (it chose us when we were deeper) gets its own, and only while it listens.
-        dst = BROADCAST if depth == self.st.routing.depth + 1 else child
-        if not held and dst != BROADCAST:
-            return  # it asks again
+        # Held: to the child at once, while it listens after its NEED. Not held yet: later, in the broadcast
+        # slot where children a hop deeper than us sample, to all of them waiting for it; a child at another
+        # depth (it chose us when we were deeper) asks again.
+        if held:
+            dst = child
+        elif depth == self.st.routing.depth + 1:
+            dst = BROADCAST
+        else:
+            return
         for r in self.requests:
             if r[0] == part and r[1] == index and r[3] == dst:
                 r[2] |= ~have & 0xFF
@@ -473,7 +476,8 @@ class MeshOta:
         for r in self.requests:
             data = self.store.unit(r[0], r[1])
             if data is None or not in_slot and ticks_diff(now, r[4]) > GATHER_MS:
-                waiting.append(r)
+                if r[3] == BROADCAST:  # an answer to one child goes while it listens, or not at all
+                    waiting.append(r)
             elif sent >= 0:
                 sent = self._burst(r, data, now, sent)
         self.requests = waiting
