@@ -162,6 +162,11 @@ class Routing:
         if best is None:
             # Only weak links left: a lossy parent beats cutting off the whole subtree.
             best, best_cost = self._best(now, Q_MIN_PARENT // 2)
+        if best is None and self.preferred is None:
+            # Detached, with only links written off (DEAD_AFTER) that were heard again since: hearing raises
+            # their quality only to the signal's guess, which for a link near sensitivity stays below the
+            # bar above, and a module whose only parent had faded for a while stayed out for good.
+            best, best_cost = self._best(now, Q_MIN_PARENT // 4 + 1)
         pref = self.preferred
         # Hysteresis keeps the preferred parent against a slightly cheaper one, but not against one
         # fewer hops away: depth sets the broadcast slot a node listens in, and a tree only ever
