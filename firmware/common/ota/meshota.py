@@ -78,7 +78,8 @@ DONE_REPEATS = const(3)  # DONE goes up this many times, a superframe apart, bef
 # a child back before its parent had a route got no acknowledgement, wrote the link off and stayed out)
 SWITCH_STEP_MS = const(60000)
 SELF_ACTIVATE_MS = const(43200000)  # no ACTIVATE half a day after holding the image (a target died): switch alone
-QUIET_ANNOUNCES = const(12)  # announcements without a request from a child after which a module stops (~20 min)
+QUIET_ANNOUNCES = const(60)  # announcements without a request from a child after which a module stops (~1 h): a child
+# that changes parents (the tree moves under the update's load) must still hear of the update from the new one
 _STATES = {transfer.NEEDS: messages.OTA_LOADING, transfer.WAIT: messages.OTA_DONE, transfer.DONE: messages.OTA_DONE,
            transfer.REFUSED: messages.OTA_REFUSED}
 
@@ -397,8 +398,11 @@ class MeshOta:
         if self.upstream is None and st.routing.preferred is None:
             self.announce_at = ticks_add(now, self.announce_gap)
             return
-        wait = slot_wait(st.routing.depth + 1, st.net_phase(now))
-        if wait and SUPERFRAME_MS - wait > 2 * CONTENTION_MS:  # not in the children's slot: wait for it
+        # Every other announcement goes in the slot of our own depth: a child that chose us when we were a hop
+        # nearer the concentrator still samples there until it hears of our new depth (our beacons go in the
+        # other slot); without it, the chain below such a child never heard of the update.
+        wait = slot_wait(st.routing.depth + 1 - (self.quiet & 1), st.net_phase(now))
+        if wait and SUPERFRAME_MS - wait > 2 * CONTENTION_MS:  # not in the slot: wait for it
             self.announce_at = ticks_add(now, wait + st.rand.below(CONTENTION_MS))
             return
         a = self.activate_at
