@@ -465,27 +465,36 @@ def rank_members(r, deficit, sigma, picks=SUSPECTS_PER_GROUP, logpdf=None, evide
     the one whose deficit matches the missing energy exactly. Greedy: the best member is
     taken, its deficit (clipped to what is left) is removed from ``r``, and the rest are
     scored again, so two thieves in one group both come up. ``deficit`` is [members,
-    days]; returns (order, score at the time each was taken).
+    days]; returns (order, score at the time each was taken); the members after the
+    ``picks`` greedy ones follow by their score against what is left, so every score is a
+    finite number (alerts are JSON, which has no infinity).
     """
     logpdf = logpdf or _cauchy_logpdf
     left = np.asarray(r, dtype=np.float64).copy()
     sigma = np.asarray(sigma, dtype=np.float64)
     sigma = sigma[:, None] if sigma.ndim == 1 else sigma
-    score = np.full(len(deficit), -np.inf)
+    score = np.zeros(len(deficit))
     order = []
     remaining = np.ones(len(deficit), dtype=bool)
     base = logpdf(deficit / sigma)
-    for _ in range(min(picks, len(deficit))):
+
+    def llr_now():
         llr = (logpdf((deficit - np.maximum(left, 0)[None, :]) / sigma) - base).sum(axis=1)
-        if evidence is not None:
-            llr = llr + evidence
+        return llr if evidence is None else llr + evidence
+
+    for _ in range(min(picks, len(deficit))):
+        llr = llr_now()
         llr[~remaining] = -np.inf
         best = int(np.argmax(llr))
         order.append(best)
         score[best] = llr[best]
         remaining[best] = False
         left = left - np.clip(deficit[best], 0, np.maximum(left, 0))
-    return order + list(np.nonzero(remaining)[0]), score
+    rest = np.nonzero(remaining)[0]
+    if len(rest):
+        score[rest] = llr_now()[rest]
+        rest = rest[np.argsort(-score[rest], kind="stable")]
+    return order + list(rest), score
 
 
 def _cauchy_logpdf(z):

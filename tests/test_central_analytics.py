@@ -93,3 +93,12 @@ def test_a_flat_left_empty_does_not_outrank_the_member_whose_deficit_matches():
     deficit = np.array([[7.0], [4.0], [0.5], [-0.8]])
     order, _ = rank_members(np.array([4.0]), deficit, np.full(4, 1.5))
     assert order[0] == 1
+
+
+def test_every_member_gets_a_finite_score_and_the_unpicked_follow_by_it():
+    r = np.array([5.0, 5.0])
+    deficit = np.array([[0.1, 0.0], [5.0, 5.1], [0.0, 0.2], [1.0, 1.2], [-0.5, 0.3]])
+    order, score = rank_members(r, deficit, np.ones(5), picks=1)
+    assert order[0] == 1 and sorted(order) == [0, 1, 2, 3, 4]
+    assert np.isfinite(score).all()  # alerts are JSON: no -Infinity
+    assert list(score[order[1:]]) == sorted(score[order[1:]], reverse=True)
