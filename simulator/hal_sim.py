@@ -5,11 +5,11 @@ import os
 
 import numpy as np
 
-from firmware.common.hal import HAL
+from firmware.common.hal import HAL, FrameInbox
 from firmware.common.mesh.clock import TICKS_PERIOD
 
 
-class SimHAL(HAL):
+class SimHAL(FrameInbox, HAL):
     def __init__(self, world, node):
         self.world = world
         self.node = node
@@ -47,15 +47,6 @@ class SimHAL(HAL):
     # ---- radio --------------------------------------------------------------
     def radio_send(self, frame, cca=True):
         return self.world.transmit(self.node, bytes(frame), cca)
-
-    def radio_receive(self):
-        if not self.rx:
-            return None
-        frame, self._rssi = self.rx.pop(0)
-        return frame
-
-    def radio_rssi(self):
-        return self._rssi
 
     def radio_listen(self):
         self.listening = True

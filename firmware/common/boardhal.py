@@ -11,12 +11,14 @@ so the acknowledgement (or the next frame of a burst) is heard. Modules on one c
 on this: the receiver on all the time draws 15.7 mA, a cell's 3400 mAh in nine days.
 
 Like firmware/common/benchhal.py it does not inherit the HAL class (its bytecode would be
-RAM); tests/mpy/test_boardhal.py checks that it implements the whole contract.
+RAM), only the small FrameInbox; tests/mpy/test_boardhal.py checks that it implements the
+whole contract.
 """
 
 from protocol.compat import const
 
 from firmware.common.cc1101 import CC1101, SETTLE_US
+from firmware.common.hal import FrameInbox
 from firmware.common.mesh.clock import ticks_add, ticks_diff
 from firmware.common.mesh.mac import ACK_TIMEOUT_MS, wake_preamble_ms
 from protocol.frame import F_ACK_REQ, T_ACK
@@ -36,7 +38,7 @@ PINS = {"spi": 1, "cs": 5, "gdo0": 4, "pulse": (12, 13, 14), "relay_set": 25, "r
         "magnet": 27, "cover": 32, "power_ok": 33, "battery_adc": 34, "uart": None}
 
 
-class BoardHAL:
+class BoardHAL(FrameInbox):
     def __init__(self, radio, clock, rtc, flash="/flash", pulse_pins=(), relay_pins=None,
                  magnet=None, cover=None, power_ok=None, battery_adc=None, watchdog=None, uart=None):
         self.radio = radio
@@ -100,15 +102,6 @@ class BoardHAL:
         if sent and (frame[3] & F_ACK_REQ or frame[3] & 0x0F == T_ACK):
             self._stay_awake()  # for its acknowledgement; after ours, for the burst's next frame
         return sent
-
-    def radio_receive(self):
-        if not self.rx:
-            return None
-        frame, self._rssi = self.rx.pop(0)
-        return frame
-
-    def radio_rssi(self):
-        return self._rssi
 
     def radio_listen(self):
         self.listening = True

@@ -104,3 +104,17 @@ class HAL:
         """Sleep up to ``ms``, the receiver sampling at ``phases`` of every ``period`` (always on
         without phases); True as soon as a frame has come in (firmware/common/boardhal.py)."""
         raise NotImplementedError
+
+
+class FrameInbox:
+    """``radio_receive`` and ``radio_rssi`` over a list the radio side fills: ``self.rx``, of
+    (frame, rssi) pairs, oldest first. The board's and the simulator's HALs share it."""
+
+    def radio_receive(self):
+        if not self.rx:
+            return None
+        frame, self._rssi = self.rx.pop(0)
+        return frame
+
+    def radio_rssi(self):
+        return self._rssi
