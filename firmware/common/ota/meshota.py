@@ -129,33 +129,31 @@ class MeshOta:
         fr = st._open(buf, st.net_key)
         if fr is None or not fr.payload:
             return
-        payload = fr.payload
         parent = st.routing.preferred
+        from_parent = self.upstream is None and parent is not None and f.link_src == parent.addr  # broadcast or ours
+        self._take(fr.payload, now, from_parent, f.link_src, fr.src if fr.dst == st.addr else None)
+
+    def from_upstream(self, payload, now):
+        """An ANNOUNCE, ACTIVATE or FRAGMENT from the edge agent (the concentrator's parent)."""
+        self._take(payload, now, True, None, None)
+
+    def _take(self, payload, now, from_parent, sender, requester):
+        """One hop message. ``sender``: the neighbour it came from (None: the agent, trusted for
+        fragments); a fragment counts only if we asked that sender for its unit. ``requester``:
+        who a NEED addressed to us comes from (None: not ours to answer)."""
         try:
             if payload[0] in (transfer.ANNOUNCE_MSG, transfer.ACTIVATE_MSG):
-                if self.upstream is None and parent is not None and f.link_src == parent.addr:  # broadcast or ours
+                if from_parent:
                     self._from_parent(payload, now)
                 return
             kind, session, part, index, sub, data = transfer.parse(payload)
         except ProtocolError:
             return
         if kind == transfer.FRAGMENT_MSG:
-            if self.asked == (f.link_src, part, index):
+            if sender is None or self.asked == (sender, part, index):
                 self._fragment(session, part, index, sub, data, now)
-        elif fr.dst == st.addr:
-            self._request(fr.src, session, part, index, sub, data[0], data[1], now)
-
-    def from_upstream(self, payload, now):
-        """An ANNOUNCE, ACTIVATE or FRAGMENT from the edge agent (the concentrator's parent)."""
-        try:
-            if payload[0] in (transfer.ANNOUNCE_MSG, transfer.ACTIVATE_MSG):
-                self._from_parent(payload, now)
-                return
-            kind, session, part, index, sub, data = transfer.parse(payload)
-        except ProtocolError:
-            return
-        if kind == transfer.FRAGMENT_MSG:
-            self._fragment(session, part, index, sub, data, now)
+        elif requester is not None:
+            self._request(requester, session, part, index, sub, data[0], data[1], now)
 
     def poll(self, now):
         self._report_again(now)
