@@ -75,7 +75,7 @@ def _rows(path, needed):
 class Roster:
     def __init__(self, queue_dir):
         self.path = os.path.join(queue_dir, FILE)
-        self.wanted = {}  # addr -> (resources bytes, key bytes); a zero key: remove
+        self.wanted = {}  # addr -> (resources bytes, key bytes, the key's check value); a zero key: remove
         self.held = {}  # addr -> check value the concentrator last answered
         self._sent = {}  # addr -> when its ROSTER frame last went
         self._mtime = None
@@ -116,8 +116,8 @@ class Roster:
             self._looked = now
             self._reload()
         sent = 0
-        for addr, (resources, key) in self.wanted.items():
-            if self.held.get(addr) == link.key_check(key):
+        for addr, (resources, key, check) in self.wanted.items():
+            if self.held.get(addr) == check:
                 continue
             last = self._sent.get(addr)
             if last is not None and now - last < RETRY_S:
@@ -143,11 +143,10 @@ class Roster:
         self.wanted = {}
         for addr, m in self.load().items():
             resources = bytes(link.NO_RESOURCE if r is None else RESOURCES.index(r) for r in m["resources"])
-            self.wanted[int(addr, 16)] = (resources, bytes.fromhex(m["key"]))
+            key = bytes.fromhex(m["key"])
+            self.wanted[int(addr, 16)] = (resources, key, link.key_check(key))
 
     def status(self):
-        live = [a for a, (_, key) in self.wanted.items() if any(key)]
-        return {"modules": len(live),
-                "held": sum(1 for a, (_, key) in self.wanted.items() if self.held.get(a) == link.key_check(key)),
-                "pending": sorted("%04x" % a for a, (_, key) in self.wanted.items()
-                                  if self.held.get(a) != link.key_check(key))}
+        pending = sorted("%04x" % a for a, (_, _, check) in self.wanted.items() if self.held.get(a) != check)
+        return {"modules": sum(1 for _, key, _ in self.wanted.values() if any(key)),
+                "held": len(self.wanted) - len(pending), "pending": pending}
