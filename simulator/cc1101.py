@@ -265,11 +265,13 @@ class CC1101Emu:
         elif cmd == 0x36:  # SIDLE
             self._set(IDLE)
         elif cmd == 0x3A:  # SFRX
+            assert self.state in (IDLE, RXFIFO_OVERFLOW), "SFRX in state 0x%02x (datasheet: IDLE or overflow)" % self.state
             if self.state in (IDLE, RXFIFO_OVERFLOW):
                 self.rx_fifo = []
                 if self.state == RXFIFO_OVERFLOW:
                     self._set(IDLE)
         elif cmd == 0x3B:  # SFTX
+            assert self.state in (IDLE, TXFIFO_UNDERFLOW), "SFTX in state 0x%02x (datasheet: IDLE or underflow)" % self.state
             if self.state in (IDLE, TXFIFO_UNDERFLOW):
                 self.tx_fifo = bytearray()
                 self.tx_sent = 0

@@ -198,12 +198,11 @@ class CC1101:
         if n > FRAME_MAX:
             raise ValueError("frame of %d bytes > %d" % (n, FRAME_MAX))
         clock = self.clock
+        self.idle()
+        self.strobe(SFTX)  # the datasheet allows it only in IDLE (or TX underflow)
         if cca:
-            self.listen()
+            self.strobe(SRX)
             clock.sleep_us(SETTLE_US)  # RSSI is valid only after the receiver settled
-        else:
-            self.idle()
-        self.strobe(SFTX)
         self.strobe(STX)
         if cca and self.marcstate() == M_RX:
             return False  # CCA: the radio refused to transmit and stayed in RX
