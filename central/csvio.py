@@ -29,6 +29,7 @@ EVENT_NAMES = {
     messages.EV_CLOCK_SET: "clock_set", messages.EV_LIMIT_EXCEEDED: "limit_exceeded",
     messages.EV_RELAY_SWITCHED: "relay_switched", messages.EV_CONFIG_REFUSED: "config_refused",
     messages.EV_LEAK: "leak", messages.EV_FW_UPDATED: "fw_updated",
+    messages.EV_BROADCAST_REFUSED: "broadcast_refused", messages.EV_CLOCK_LIMITED: "clock_limited",
 }
 # "tamper" comes from other head-end systems' exports; our modules report magnet and cover.
 KNOWN_EVENTS = frozenset(EVENT_NAMES.values()) | {"tamper"}

@@ -32,6 +32,8 @@ EV_RELAY_SWITCHED = const(9)
 EV_CONFIG_REFUSED = const(10)
 EV_LEAK = const(11)
 EV_FW_UPDATED = const(12)
+EV_BROADCAST_REFUSED = const(13)  # value: the message type a broadcast may not carry
+EV_CLOCK_LIMITED = const(14)  # value: the step (s) a broadcast asked for beyond the slew limit
 
 # Event flag bits in HOURLY.flags: which events happened since the last report
 FLAG_MAGNET = const(0x0001)
@@ -201,7 +203,7 @@ class Event(Message):
     FIELDS = ("time", "code", "channel", "value")
 
     def validate(self):
-        if not 1 <= self.code <= EV_FW_UPDATED:
+        if not 1 <= self.code <= EV_CLOCK_LIMITED:
             raise ProtocolError("unknown event code %d" % self.code)
 
 

@@ -67,7 +67,7 @@ class Recorder:
         self.broadcasts[payload] = self.world.now
         self.heard[payload] = {}
 
-    def downlink_heard(self, addr, payload):
+    def broadcast_heard(self, addr, payload):
         seen = self.heard.get(payload)
         if seen is not None and addr not in seen:
             seen[addr] = self.world.now

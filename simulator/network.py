@@ -81,7 +81,8 @@ class District:
             return app
         config = {"addr": node.addr, "channels": [dict(c) for c in CHANNELS], "max_sleep_s": MODULE_SLEEP_S}
         app = Module(node.hal, config, _CountingUplink(node, self.recorder))
-        node.mesh.on_downlink = self._downlink_to(node.addr, app)
+        node.mesh.on_downlink = app.on_downlink
+        node.mesh.on_broadcast = self._broadcast_to(node.addr, app)
         app.boot()
         return app
 
@@ -93,13 +94,13 @@ class District:
             collector.on_uplink(src, payload, backfill)
         return on_uplink
 
-    def _downlink_to(self, addr, module):
+    def _broadcast_to(self, addr, module):
         recorder = self.recorder
 
-        def on_downlink(payload):
-            recorder.downlink_heard(addr, payload)
-            return module.on_downlink(payload)
-        return on_downlink
+        def on_broadcast(payload):
+            recorder.broadcast_heard(addr, payload)
+            module.on_broadcast(payload)
+        return on_broadcast
 
     @staticmethod
     def _ripple(world, number):

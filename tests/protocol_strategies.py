@@ -52,7 +52,7 @@ _NARROWED = {
     messages.Hourly: {"tariff": st.builds(lambda t, mask: mask << 4 | t, st.integers(1, messages.TARIFFS),
                                           st.integers(0, 15))},
     messages.Registers: {"channel": st.integers(0, messages.CHANNELS - 1)},
-    messages.Event: {"code": st.integers(1, messages.EV_FW_UPDATED),
+    messages.Event: {"code": st.integers(1, messages.EV_CLOCK_LIMITED),
                      "channel": st.sampled_from([0, 1, 2, 0xFF])},  # 0xFF: the module itself
     messages.Ack: {"status": st.integers(messages.ST_OK, messages.ST_BUSY)},
     messages.OtaStatus: {"state": st.integers(messages.OTA_LOADING, messages.OTA_FAILED)},

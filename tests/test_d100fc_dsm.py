@@ -58,17 +58,17 @@ def test_remote_disconnect_survives_a_reboot(tmp_path):
 def test_group_shed_for_a_duration_then_restore(tmp_path):
     hal, up, mod = make(str(tmp_path), MONDAY)
     assert m.decode(mod.on_downlink(m.SetGroups(5, bytes([7, 0, 9, 1])).encode())).status == m.ST_OK
-    assert mod.on_downlink(m.GroupCmd(6, 8, 1, 600).encode()) is None  # not our group
+    mod.on_broadcast(m.GroupCmd(6, 8, 1, 600).encode())  # not our group
     assert hal.relay_closed is True
-    assert mod.on_downlink(m.GroupCmd(7, 0x109, 1, 600).encode()) is None
+    mod.on_broadcast(m.GroupCmd(7, 0x109, 1, 600).encode())
     assert hal.relay_closed is False
     run(hal, mod, 590, step_ms=1000)
     assert hal.relay_closed is False
     run(hal, mod, 20, step_ms=1000)
     assert hal.relay_closed is True
-    mod.on_downlink(m.GroupCmd(8, 7, 1, 0).encode())  # until restored
+    mod.on_broadcast(m.GroupCmd(8, 7, 1, 0).encode())  # until restored
     run(hal, mod, 3600, step_ms=5000)
     assert hal.relay_closed is False
-    mod.on_downlink(m.GroupCmd(9, 7, 0, 0).encode())
+    assert m.decode(mod.on_downlink(m.GroupCmd(9, 7, 0, 0).encode())).status == m.ST_OK  # or one by one
     assert hal.relay_closed is True
     assert relay_events(up) == [(CAUSE_GROUP, 0), (CAUSE_GROUP, 1), (CAUSE_GROUP, 0), (CAUSE_GROUP, 1)]

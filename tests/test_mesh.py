@@ -95,7 +95,7 @@ def test_broadcast_reaches_every_node_within_seconds():
     w.run(1800)
     heard = {}
     for n in w.nodes[1:]:
-        n.mesh.on_downlink = lambda payload, addr=n.addr: heard.setdefault(addr, w.now)
+        n.mesh.on_broadcast = lambda payload, addr=n.addr: heard.setdefault(addr, w.now)
     start = w.now
     w.nodes[0].mesh.downlink.broadcast(b"\x14ripple")
     w.run_node(w.nodes[0])

@@ -68,7 +68,7 @@ HOURLY = messages.Hourly(490000, 0, 150, 0x71, (1, 2, 3), (4, 5, 6, 7, 8, 9))
     messages.Hourly(490000, 0, 150, 0x75, (1, 2, 3), (4, 5, 6, 7, 8, 9)),  # tariff 5
     messages.Registers(1, 3, (0, 0, 0, 0, 0)),
     messages.Event(1, 0, 0, 0),
-    messages.Event(1, messages.EV_FW_UPDATED + 1, 0, 0),
+    messages.Event(1, messages.EV_CLOCK_LIMITED + 1, 0, 0),
     messages.TimeSync(1, 2, 1000),
     messages.ConfigChunk(1, 0, 1, 10, 12, b"abc"),
     messages.SetLimit(1, 3, 0, 0, 100),

@@ -83,6 +83,7 @@ class Site:
     def _module(node):
         app = Module(node.hal, {"addr": node.addr, "channels": [dict(c) for c in CHANNELS]}, node.mesh.uplink)
         node.mesh.on_downlink = app.on_downlink
+        node.mesh.on_broadcast = app.on_broadcast
         app.boot()
         return app
 

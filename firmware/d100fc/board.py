@@ -45,6 +45,7 @@ class Board:
                              read_file(root + "/keys/module.key"), seed=config["addr"])
         self.module = Module(hal, config, self.node.uplink)
         self.node.on_downlink = self.module.on_downlink
+        self.node.on_broadcast = self.module.on_broadcast
         self.updater = Updater(root, read_file(root + "/keys/vendor.pub"), CLASS_D100FC)
         self.node.ota = MeshOta(self.node, transfer.Receiver(self.updater, hal.battery_mv),
                                 on_install=self._installed)

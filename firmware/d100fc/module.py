@@ -30,6 +30,12 @@ CHECKPOINT_S = const(900)  # issue floor: a checkpoint at least every 15 minutes
 MAX_SLEEP_S = const(60)  # tick at least every minute: sensors are polled, limits measured
 CLOCK_VALID_AFTER = const(1577836800)  # 2020-01-01: a clock before this was never set
 CLOCK_EVENT_S = const(10)  # smaller corrections are routine time-sync trimming, not an event
+# How far broadcasts may move a set clock, net, and how fast that allowance comes back (per day of
+# uptime). A broadcast proves only the network key, which every module in the district holds; with
+# it stolen, this is all the clock (and so the tariff boundaries) can be shifted. Honest syncs need
+# far less: a +-20 ppm crystal drifts under 2 s a day, and a broadcast's 1-10 s of travel averages out.
+CLOCK_SLEW_S = const(60)
+DAY_S = const(86400)
 BATTERY_LOW_MV = const(3300)  # ER18505 lithium cell: 3.6 V nominal, ~3.3 V near end of life
 BATTERY_HYST_MV = const(100)
 LEAK_HOURS = const(24)  # water flowing in every hour of a day
@@ -49,7 +55,7 @@ BIT_COVER = const(16)
 
 # HOURLY flag each event code sets (index = EV_ code)
 _EVENT_FLAG = (0, m.FLAG_MAGNET, m.FLAG_MAGNET, m.FLAG_COVER, m.FLAG_COVER, m.FLAG_BATTERY_LOW, m.FLAG_RESTART,
-               m.FLAG_CLOCK_SET, m.FLAG_LIMIT, 0, 0, m.FLAG_LEAK, 0)
+               m.FLAG_CLOCK_SET, m.FLAG_LIMIT, 0, 0, m.FLAG_LEAK, 0, 0, m.FLAG_CLOCK_SET)
 # events worth waking the mesh for: tampering and leaks
 _URGENT = (m.EV_MAGNET_START, m.EV_COVER_OPEN, m.EV_LEAK)
 
@@ -91,6 +97,9 @@ class Module:
         self._limit_ms = 0  # uptime of the last limit check
         self.flash_errors = 0  # flash writes that failed: metering goes on from RAM
         self._answers = []  # [(command payload, its ACK)], newest last, at most ANSWERS_KEPT
+        self._slewed = 0  # net seconds broadcasts have moved the clock, leaking back to 0 at CLOCK_SLEW_S a day
+        self._slew_s = 0  # uptime (s) up to which the leak is counted
+        self._slew_told = False  # EV_CLOCK_LIMITED sent for the current run of limited steps
 
     # ---- start-up -------------------------------------------------------------
     def boot(self):
@@ -321,18 +330,35 @@ class Module:
                       radio.get("tx", 0) & 0xFFFF, radio.get("rx", 0) & 0xFFFF, radio.get("retries", 0) & 0xFFFF,
                       radio.get("parent", 0), radio.get("rssi", 0), radio.get("hops", 0)).encode()
 
-    # ---- commands -------------------------------------------------------------
+    # ---- commands ----------------------------------------------------------------
     def on_downlink(self, payload):
-        """Run one command and return its ACK (None for a broadcast); a repeat gets the same ACK again."""
+        """Run one command (sealed under this module's key) and return its ACK; a repeat gets the same ACK again."""
         for seen, answer in self._answers:
             if seen == payload:
                 return answer
         answer = self._command(payload)
-        if answer is not None:
-            if len(self._answers) >= ANSWERS_KEPT:
-                self._answers.pop(0)
-            self._answers.append((bytes(payload), answer))
+        if len(self._answers) >= ANSWERS_KEPT:
+            self._answers.pop(0)
+        self._answers.append((bytes(payload), answer))
         return answer
+
+    def on_broadcast(self, payload):
+        """Act on a broadcast (sealed under the network key): ripple control, and time within the slew limit.
+
+        Any module's holder could have sent it, so it may not switch a relay, set a
+        limit, change the calendar or move the clock far; those come one module at a time.
+        """
+        try:
+            msg = m.decode(payload)
+        except ProtocolError:
+            return
+        kind = type(msg)
+        if kind is m.GroupCmd:
+            self._group_command(msg)
+        elif kind is m.TimeSync:
+            self._set_clock(self._slew_limited(msg.unix))
+        else:
+            self._event(m.EV_BROADCAST_REFUSED, MODULE, payload[0])
 
     def _command(self, payload):
         try:
@@ -341,27 +367,53 @@ class Module:
             seq = payload[1] | (payload[2] << 8) if len(payload) >= 3 else 0
             return m.Ack(seq, m.ST_BAD_VALUE, 0).encode()
         kind = type(msg)
-        if kind is m.GroupCmd:  # a broadcast: members act, nobody answers
-            now = self.hal.unix_time()
-            if self.load.group_command(now, msg.group, msg.action == 1, msg.duration_s):
-                self._drain()
-                if self._apply_relay(now):
-                    self.checkpoint()
-            return None
+        if kind is m.GroupCmd:
+            self._group_command(msg)
+            return m.Ack(msg.seq, m.ST_OK, 0).encode()
         handler = _HANDLERS.get(kind)
         if handler is None:
             return m.Ack(0, m.ST_UNKNOWN_COMMAND, payload[0]).encode()
         status, detail = handler(self, msg)
         return m.Ack(msg.seq, status, detail).encode()
 
+    def _group_command(self, msg):
+        now = self.hal.unix_time()
+        if self.load.group_command(now, msg.group, msg.action == 1, msg.duration_s):
+            self._drain()
+            if self._apply_relay(now):
+                self.checkpoint()
+
     def _on_time_sync(self, msg):
+        self._set_clock(msg.unix)
+        return m.ST_OK, 0
+
+    def _slew_limited(self, unix):
+        """The time a broadcast may set: anything on a clock never set, else within CLOCK_SLEW_S net."""
+        old = self.hal.unix_time()
+        if old < CLOCK_VALID_AFTER:
+            return unix
+        uptime_s = self.uptime_ms // 1000
+        leak = (uptime_s - self._slew_s) * CLOCK_SLEW_S // DAY_S
+        if leak:
+            self._slew_s += leak * DAY_S // CLOCK_SLEW_S
+            self._slewed = max(0, self._slewed - leak) if self._slewed > 0 else min(0, self._slewed + leak)
+        asked = unix - old
+        step = max(-CLOCK_SLEW_S - self._slewed, min(CLOCK_SLEW_S - self._slewed, asked))
+        self._slewed += step
+        if step == asked:
+            self._slew_told = False
+        elif not self._slew_told:  # once per run of refused steps: 240 modules report it at once
+            self._slew_told = True
+            self._event(m.EV_CLOCK_LIMITED, MODULE, asked)
+        return old + step
+
+    def _set_clock(self, unix):
         self._drain()
         old = self.hal.unix_time()
-        self.hal.set_unix_time(msg.unix)
-        if abs(msg.unix - old) >= CLOCK_EVENT_S:
-            self._event(m.EV_CLOCK_SET, MODULE, msg.unix - old)
+        self.hal.set_unix_time(unix)
+        if abs(unix - old) >= CLOCK_EVENT_S:
+            self._event(m.EV_CLOCK_SET, MODULE, unix - old)
             self.tick()
-        return m.ST_OK, 0
 
     def _on_config_chunk(self, msg):
         try:

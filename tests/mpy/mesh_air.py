@@ -65,19 +65,22 @@ class Air:
         addrs = sorted(a for a in self.hears if a)
         self.dead = []
         self.up = []  # (src, payload) handed to the collector
-        self.heard = {}  # addr -> payloads handed to the module
+        self.heard = {}  # addr -> commands handed to the module
+        self.broadcasts = {}  # addr -> broadcasts handed to the module
         self.root = MeshRoot(AirHAL(self, 0), NET_ID, NET_KEY, {a: module_key(a) for a in addrs})
         self.root.on_uplink = lambda src, payload, backfill=False: self.up.append((src, payload))
         self.stations = {0: self.root}
         for a in addrs:
             node = MeshNode(AirHAL(self, a), a, NET_ID, NET_KEY, module_key(a), seed=1)
-            node.on_downlink = self._to_module(a)
+            node.on_downlink = self._recorder(self.heard, a)
+            node.on_broadcast = self._recorder(self.broadcasts, a)
             self.stations[a] = node
 
-    def _to_module(self, addr):
-        def on_downlink(payload):
-            self.heard.setdefault(addr, []).append(payload)
-        return on_downlink
+    @staticmethod
+    def _recorder(book, addr):
+        def hand(payload):
+            book.setdefault(addr, []).append(payload)
+        return hand
 
     def carry(self, sender, frame):
         for addr in self.hears[sender]:

@@ -4,7 +4,8 @@ Wiring (the board's main, or the simulator)::
 
     node = MeshNode(hal, addr, net_id, net_key, module_key)
     module = Module(hal, config, node.uplink)
-    node.on_downlink = module.on_downlink   # commands and broadcasts; replies go back up
+    node.on_downlink = module.on_downlink     # commands under the module key; replies go back up
+    node.on_broadcast = module.on_broadcast   # broadcasts under the network key; never answered
 
 Join: on its first parent the node sends JOIN (sealed under its module key)
 to the concentrator, which answers under the same key; a node that is not
@@ -54,6 +55,9 @@ class MeshNode(Station):
         self.module_key = bytes(module_key)
         self.uplink = Uplink(self)
         self.on_downlink = None  # payload -> reply bytes or None
+        # Apart, because a broadcast proves only the network key, which every module holds:
+        # the module trusts it less (docs/mesh.md, "What a broadcast may do").
+        self.on_broadcast = None  # payload -> None
         self.joined = False
         self.join_count = 0  # answers received: rejoins after a concentrator restart count too
         self._join_at = None  # tick of the next join request, None when none is due
@@ -157,19 +161,18 @@ class MeshNode(Station):
                 self.join_count += 1
                 self._join_at = None
         elif fr.kind == T_DATA:
-            self._deliver_app(fr.payload, True)
+            self._deliver_app(fr.payload)
 
     def _deliver_broadcast(self, payload, now):
-        self._deliver_app(payload, False)
+        # Not answered: 240 answers at once would jam the first ring; the
+        # concentrator learns the outcome from the next reports.
+        if self.on_broadcast is not None:
+            self.on_broadcast(payload)
 
-    def _deliver_app(self, payload, reply):
-        """Hand a command to the module; a unicast command's reply goes back up at once.
-
-        Replies to broadcasts are not sent: 240 answers at once would jam the
-        first ring; the concentrator learns the outcome from the next reports.
-        """
+    def _deliver_app(self, payload):
+        """Hand a unicast command to the module; its reply goes back up at once."""
         if self.on_downlink is None:
             return
         answer = self.on_downlink(payload)
-        if answer and reply:
+        if answer:
             self.send_up(answer, urgent=True)
