@@ -374,21 +374,25 @@ def _suspects(rise, stats, s, meter_ids):
             densities[resource] = stats.deficit_logpdf(np.unique(s.member_m[np.array(s.resources)[s.member_g] == resource]))
         # each member's deficit on the rise's days, measured exactly as the group's rise is:
         # on the same judged hours, against the median of the same reference days
+        # (and, each day, how well the day's hourly rise follows its own readings)
         deficit, scale = np.empty((len(members), len(days))), np.empty(len(days))
+        share = np.empty((len(members), len(days)))
+        empty_rate = stats.zero_rate(members)
         for j, t in enumerate(days):
             hours = rise.judged[g, t]
             lo, refs = rise.refs[t]
             level = masked_median(stats.hourly[members, lo:t][:, :, hours], refs[g][None, :, hours])
             scale[j] = HOURS / max(hours.sum(), 1)
             deficit[:, j] = (level - stats.hourly[members, t][:, hours]).sum(axis=1) * scale[j]
-        hours = rise.judged[g, k]
-        share = mechanism_evidence(rise.hourly_rise[g, k, hours], stats.hourly[members, k][:, hours],
-                                   rise.hour_sigma[g, k], stats.zero_rate(members))
+            share[:, j] = mechanism_evidence(rise.hourly_rise[g, t, hours], stats.hourly[members, t][:, hours],
+                                             rise.hour_sigma[g, t], empty_rate)
         # a deficit scaled up from part of a day varies more than a whole day's: by √(24/hours)
         order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members][:, None] * np.sqrt(scale),
                                     logpdf=densities[resource], evidence=share)
         today = deficit[:, -1]
-        ranked = [i for i in order if today[i] > 0][:SUSPECTS_PER_GROUP]
+        # a shunted member who used more than usual that day reports no less than usual, but
+        # the missing energy still follows its readings hour by hour
+        ranked = [i for i in order if today[i] > 0 or share[i, -1] > 0][:SUSPECTS_PER_GROUP]
         group_id = s.group_ids[g]
         if not ranked:
             out.append(_alert("imbalance", group_id, group_id, 0.0,
@@ -400,7 +404,7 @@ def _suspects(rise, stats, s, meter_ids):
                               "rank %d: %.3f below its recent days, group imbalance rose by %.3f over %d day(s)%s; "
                               "reported %.3f against a forecast of %.3f" % (
                                   rank, today[i], rise.residual[g, k], len(days),
-                                  ", hour by hour what its meter missed" if share[i] > 0 else "",
+                                  ", hour by hour what its meter missed" if share[i, -1] > 0 else "",
                                   stats.today_sum[m], stats.forecast[m])))
     return out
 
@@ -456,43 +460,52 @@ def mechanism_evidence(r, reported, noise, zero_rate):
 def rank_members(r, deficit, sigma, picks=SUSPECTS_PER_GROUP, logpdf=None, evidence=None):
     """Order members by how well their deficits explain the group's residual imbalance ``r`` [days].
 
-    A member's score is the log-likelihood ratio of "its true use was what it reported plus
-    the missing energy" against "what it reported is its own variation": summed over days,
+    A member's evidence on a day is the log-likelihood ratio of "its true use was what it
+    reported plus the missing energy" against "what it reported is its own variation":
     log p((deficit − r)/sigma) − log p(deficit/sigma), with p the density of members'
     standardised deficits (``logpdf``; by default a Cauchy), plus any other ``evidence``
-    [members] in the same units (``mechanism_evidence``). A heavy-tailed p matters: a member
-    who used far less than usual for its own reasons (a flat left empty) must not outrank
-    the one whose deficit matches the missing energy exactly. Greedy: the best member is
-    taken, its deficit (clipped to what is left) is removed from ``r``, and the rest are
-    scored again, so two thieves in one group both come up. ``deficit`` is [members,
-    days]; returns (order, score at the time each was taken); the members after the
-    ``picks`` greedy ones follow by their score against what is left, so every score is a
-    finite number (alerts are JSON, which has no infinity).
+    [members, days] in the same units (``mechanism_evidence``). A heavy-tailed p matters: a
+    member who used far less than usual for its own reasons (a flat left empty) must not
+    outrank the one whose deficit matches the missing energy exactly. Its score sums that
+    evidence from its own onset to the last day, the onset being the day of the rise that
+    gives the most (CUSUM): a fault that began on top of an older one in the same group is
+    not held to the days before it began, and a persistent one gathers evidence day by day.
+    Greedy: the best member is taken, its deficit from its onset on (clipped to what is
+    left) is removed from ``r``, and the rest are scored again, so two thieves in one group
+    both come up. ``deficit`` is [members, days]; returns (order, score at the time each was
+    taken); the members after the ``picks`` greedy ones follow by their score against what
+    is left, so every score is a finite number (alerts are JSON, which has no infinity).
     """
     logpdf = logpdf or _cauchy_logpdf
     left = np.asarray(r, dtype=np.float64).copy()
     sigma = np.asarray(sigma, dtype=np.float64)
     sigma = sigma[:, None] if sigma.ndim == 1 else sigma
+    evidence = np.zeros(deficit.shape) if evidence is None else np.broadcast_to(evidence, deficit.shape)
     score = np.zeros(len(deficit))
     order = []
     remaining = np.ones(len(deficit), dtype=bool)
     base = logpdf(deficit / sigma)
 
     def llr_now():
-        llr = (logpdf((deficit - np.maximum(left, 0)[None, :]) / sigma) - base).sum(axis=1)
-        return llr if evidence is None else llr + evidence
+        """Each member's best sum of daily evidence from an onset to the last day, and that onset."""
+        daily = logpdf((deficit - np.maximum(left, 0)[None, :]) / sigma) - base + evidence
+        since = np.cumsum(daily[:, ::-1], axis=1)[:, ::-1]  # since[:, j]: the days from j to the last
+        onset = np.argmax(since, axis=1)
+        return since[np.arange(len(since)), onset], onset
 
     for _ in range(min(picks, len(deficit))):
-        llr = llr_now()
+        llr, onset = llr_now()
         llr[~remaining] = -np.inf
         best = int(np.argmax(llr))
         order.append(best)
         score[best] = llr[best]
         remaining[best] = False
-        left = left - np.clip(deficit[best], 0, np.maximum(left, 0))
+        taken = np.clip(deficit[best], 0, np.maximum(left, 0))
+        taken[:onset[best]] = 0
+        left = left - taken
     rest = np.nonzero(remaining)[0]
     if len(rest):
-        score[rest] = llr_now()[rest]
+        score[rest] = llr_now()[0][rest]
         rest = rest[np.argsort(-score[rest], kind="stable")]
     return order + list(rest), score
 

@@ -102,3 +102,14 @@ def test_every_member_gets_a_finite_score_and_the_unpicked_follow_by_it():
     assert order[0] == 1 and sorted(order) == [0, 1, 2, 3, 4]
     assert np.isfinite(score).all()  # alerts are JSON: no -Infinity
     assert list(score[order[1:]]) == sorted(score[order[1:]], reverse=True)
+
+
+def test_a_theft_that_begins_on_top_of_an_older_rise_is_scored_from_its_own_onset():
+    # the group's rise of the first two days is an unmetered load no member explains; member 1
+    # begins on the last day and misses exactly that day's new energy; member 2 used a little
+    # less on the first two days for its own reasons. Held to all three days, member 1 would
+    # pay for the days before it began and member 2 would come first.
+    r = np.array([4.0, 4.0, 5.0])
+    deficit = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 5.0], [3.0, 3.0, 0.0], [0.2, -0.3, 0.1]])
+    order, _ = rank_members(r, deficit, np.ones(4))
+    assert order[0] == 1
