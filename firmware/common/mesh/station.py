@@ -73,7 +73,7 @@ class Station:
         self._burst_hop = None
         self._beacon_at = None  # a beacon Trickle asked for waits for our children's slot
         self._children_slot = None  # the slot our children sample: while detached, they must hear it
-        self._poison = False  # detached: this beacon goes to our former children (by turns)
+        self._turn = False  # every other beacon goes to another slot (_beacon_slot)
         self.phase_offset = 0  # network cycle phase = (ticks + offset) % CYCLE_MS
         self.sent = self.relayed = self.dropped = self.retries = self.duty_refused = self.acked = 0
         self.queue_full = 0  # frames refused for lack of queue space (a relay then does not acknowledge)
@@ -197,18 +197,28 @@ class Station:
         return ticks_add(now, wait + (superframes - 1) * SUPERFRAME_MS + self.rand.below(JITTER_MS))
 
     def _beacon_slot(self):
-        """The depth slot our beacon goes out in: our children's, or, without a route, by turns
-        the slot where the nearest router we have heard samples, so that our request (RPL's DIS)
-        is heard (after a reboot a module otherwise asked in a slot nobody listened to and stayed
-        out), and our former children's, so that they hear our rank fall to infinite and leave
-        us (they went on naming us as their parent, which barred them to us: a first-ring module
-        that lost the concentrator listened 6 minutes for a parent at 15.7 mA)."""
+        """The depth slot our beacon goes out in, by turns (``_turn``).
+
+        With a route: our children's slot, and every other time the slot a hop deeper, where
+        routers sample that would be a hop nearer the concentrator through us. A router hears
+        only the level above it: one that attached a hop too deep (after a reboot it takes the
+        first parent it hears, often a sibling that came back a moment earlier) never heard the
+        shallower parent again, and the tree only grew deeper (30-hop chain after an update's
+        reboot wave: up to 8 hops deeper than the street, 40 of 240 beyond the hop limit). The former
+        children of a router that moved a hop nearer also sample there until they hear of it.
+
+        Without a route: the slot where the nearest router we have heard samples, so that our
+        request (RPL's DIS) is heard (after a reboot a module otherwise asked in a slot nobody
+        listened to and stayed out), and our former children's, so that they hear our rank fall
+        to infinite and leave us (they went on naming us as their parent, which barred them to
+        us: a first-ring module that lost the concentrator listened 6 minutes for a parent at
+        15.7 mA)."""
         r = self.routing
+        self._turn = not self._turn
         if r.rank != control.RANK_INFINITE:
             self._children_slot = r.depth + 1
-            return self._children_slot
-        self._poison = not self._poison
-        if self._poison and self._children_slot is not None:
+            return self._children_slot + (1 if self._turn else 0)
+        if self._turn and self._children_slot is not None:
             return self._children_slot
         depth = MAX_HOPS
         for n in r.table.values():
@@ -499,6 +509,12 @@ class Station:
         if f.dst == CONCENTRATOR:
             if self.routing.is_parent(f.link_src):
                 self._loop_detected(f.link_src, now)
+                return False
+            if f.src == self.addr and self.routing.preferred is not None:
+                # Our own frame came back: our route runs in a circle longer than two hops, which a parent
+                # handing it back does not reveal (modules rebooting one after another took a parent whose
+                # route still ran through one of them, and the circle counted its ranks up to the hop limit).
+                self._loop_detected(self.routing.preferred.addr, now)
                 return False
             if not self.routing.parents:
                 return False
