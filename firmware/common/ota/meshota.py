@@ -113,6 +113,7 @@ class MeshOta:
         self.reported = None  # the last OTA_STATUS state sent up
         self._outcome = None  # [payload, repeats left, tick of the next]: an outcome is reported again
         self.finished = False
+        self.running = False  # this module runs the update (it rebooted into it)
         self.deferred = 0  # frames held back by the OTA share of the duty cycle
         self._announce_path = store.updater.slots.root + "/announce"
         if store.session is not None and store.updater.download.manifest is not None:
@@ -219,7 +220,8 @@ class MeshOta:
             self.done_at = self.reported = self.activate_at = None
             self.dones = 0
             # A module that runs this update already (it rebooted into it) only serves it, from its slot.
-            self.finished = self.upstream is None and self.store.updater.slots.load().seq & 0xFFFF == session
+            self.running = self.upstream is None and self.store.updater.slots.load().seq & 0xFFFF == session
+            self.finished = self.running
             self.store.expect(session)
             self.announce_gap = ANNOUNCE_MIN_MS
             self.quiet = 0
@@ -425,6 +427,12 @@ class MeshOta:
             # the time to switch, to this child while it listens after its NEED: a child whose depth we do not
             # know right samples in another slot than our announcements'
             told = self._send(child, transfer.activate(session, ticks_diff(a, now) // 1000), now)
+        elif status != transfer.NEEDS and self.running:
+            # We rebooted into the update: the fleet has switched. This child holds the image and never heard
+            # when (it missed our ACTIVATE before we switched, and would wait the 12 hours of SELF_ACTIVATE_MS
+            # after we no longer announce it): it switches on its turn, counted from now. Told each time it
+            # asks (every WAIT_MS until it switches), as nothing acknowledges the word.
+            told = self._send(child, transfer.activate(session, 0), now)
         self.children[child] = [status, now, told]
         self.quiet = 0
         if status != transfer.NEEDS:
