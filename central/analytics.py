@@ -23,8 +23,11 @@ work on districts of any size and shape:
   the evidence that the rise follows the member's own readings hour by hour as one of
   the ways a meter is made to miss energy would make it (a share of its use: shunt,
   bypassed phase; a cap: magnet; a constant: bypassed fixed load), against the group's
-  hourly noise. Up to ``SUSPECTS_PER_GROUP`` members with a deficit are listed, ranked
-  by score; a rise no member's deficit explains is reported as an unmetered load.
+  hourly noise. Each member's evidence is summed over the rise's days from its own onset
+  (the day that gives it the most), so a fault that began on top of an older one is not
+  held to the days before it. Up to ``SUSPECTS_PER_GROUP`` members with a deficit, or
+  whose readings the missing energy followed, are listed, ranked by score; a rise no
+  member's deficit explains is reported as an unmetered load.
 - **stopped_meter**: a meter that used to count and reported zero (or one frozen value)
   all day, while its group's imbalance rose by a good part of its usual consumption.
 - **leak** (water): flow in every hour of the day, with the minimum hourly flow above the

@@ -19,15 +19,25 @@ FOUND_BY = {"theft": ("suspect",), "slow": ("suspect",), "stopped": ("stopped_me
             "unmetered": ("imbalance",), "leak": ("leak",)}
 MONTH_DAYS = 30
 LEAK_DEADLINE_DAYS = 2  # the alerts on the leak's first day or the next: within 48 h of its start
+DETECT_SIZE = {False: (10000, 28), True: (2000, 14)}  # flats and test days; --quick: the smaller
 
 
 def detect(args):
     """Run the analytics on every test day of a synthetic district and score them against the truth."""
     quick = getattr(args, "quick", False)
-    flats = 2000 if quick else 10000
-    test_days = 14 if quick else 28
+    d, days, t_gen, t_alerts = detect_run(getattr(args, "seed", 1) or 1, quick)
+    flats, test_days = DETECT_SIZE[quick]
+    figures = score(d, days)
+    figures.update(meters=len(d.meters), flats=flats, test_days=test_days,
+                   generate_s=round(t_gen, 2), alerts_s_per_day=round(t_alerts / test_days, 3))
+    return figures
+
+
+def detect_run(seed, quick=False):
+    """The detection benchmark's district and its alerts: (district, {day: alerts}, generate_s, alerts_s)."""
+    flats, test_days = DETECT_SIZE[quick]
     t0 = time.perf_counter()
-    d = synth.district(flats=flats, history_days=HISTORY_DAYS, test_days=test_days, seed=getattr(args, "seed", 1) or 1)
+    d = synth.district(flats=flats, history_days=HISTORY_DAYS, test_days=test_days, seed=seed)
     t_gen = time.perf_counter() - t0
     model = from_lists(d.groups, d.meters)
     quality = d.quality()
@@ -39,11 +49,7 @@ def detect(args):
         day = d.day0 + k
         events = [e for e in d.events if day * 86400 <= e[1] < (day + 1) * 86400]
         days[day] = find_alerts(model, window, events)
-    t_alerts = time.perf_counter() - t0
-    figures = score(d, days)
-    figures.update(meters=len(d.meters), flats=flats, test_days=test_days, generate_s=round(t_gen, 2),
-                   alerts_s_per_day=round(t_alerts / test_days, 3))
-    return figures
+    return d, days, t_gen, time.perf_counter() - t0
 
 
 def score(d, days):
@@ -55,13 +61,7 @@ def score(d, days):
     for f in d.faults:
         if f["kind"] != "leak":
             faulty_groups.setdefault(f["group_id"], []).append(f)
-    suspects = {}  # (day, group) -> ranked meter ids
-    found = {}  # (kind, point) -> first day alerted
-    for day, alerts in days.items():
-        for a in alerts:
-            if a["kind"] == "suspect":
-                suspects.setdefault((day, a["group_id"]), []).append(a["point_id"])
-            found.setdefault((a["kind"], a["point_id"]), day)
+    suspects = ranked_suspects(days)
     out = {}
     n_meters = len(d.meters)
     for kind in ("theft", "stopped", "slow", "unmetered", "leak"):
@@ -73,9 +73,10 @@ def score(d, days):
             o = f["onset"]
             ranked = lambda day: suspects.get((day, f["group_id"]), [])  # noqa: E731
             if kind in ("theft", "slow", "stopped"):
-                top1 += ranked(o)[:1] == [f["point_id"]]
-                top3 += f["point_id"] in ranked(o)[:3]
-                within3 += any(f["point_id"] in ranked(o + k)[:3] for k in range(3))
+                ranks = culprit_ranks(f, suspects)
+                top1 += ranks[0] == 1
+                top3 += 0 < ranks[0] <= 3
+                within3 += any(0 < r <= 3 for r in ranks)
             first = [day for day in sorted(days) if day >= o and _found(kind, f, days[day], ranked(day))]
             if first and (kind != "leak" or first[0] - o < LEAK_DEADLINE_DAYS):
                 delays.append(first[0] - o + 1)  # data of day o are judged the next morning
@@ -103,8 +104,32 @@ def score(d, days):
         false += len(points - true_points - excused)
     # A false alert names a point (or group) where nothing was wrong; the other members
     # listed after the culprit of a faulty group are not counted.
+    # each way of stealing on its own (the floors are for all of them together)
+    for how in sorted({f["how"] for f in d.faults if f["kind"] == "theft"}):
+        ranks = [culprit_ranks(f, suspects) for f in d.faults if f["how"] == how and f["kind"] == "theft"]
+        out["theft_%s_top3_next_day" % how] = round(np.mean([0 < r[0] <= 3 for r in ranks]), 4)
+        out["theft_%s_top3_within_3_days" % how] = round(np.mean([any(0 < x <= 3 for x in r) for r in ranks]), 4)
     out["false_alerts_per_1000_meters_month"] = round(false / n_meters * 1000 * MONTH_DAYS / len(days), 3)
     return out
+
+
+def culprit_ranks(f, suspects, ndays=3):
+    """The fault's point's rank among its group's suspects on its first ``ndays`` days (0: not listed)."""
+    ranks = []
+    for k in range(ndays):
+        listed = suspects.get((f["onset"] + k, f["group_id"]), [])
+        ranks.append(listed.index(f["point_id"]) + 1 if f["point_id"] in listed else 0)
+    return ranks
+
+
+def ranked_suspects(days):
+    """{(day, group): suspects' point ids in rank order} from the alerts of each day."""
+    suspects = {}
+    for day, alerts in days.items():
+        for a in alerts:
+            if a["kind"] == "suspect":
+                suspects.setdefault((day, a["group_id"]), []).append(a["point_id"])
+    return suspects
 
 
 def _found(kind, f, alerts, ranked):

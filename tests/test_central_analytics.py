@@ -113,3 +113,25 @@ def test_a_theft_that_begins_on_top_of_an_older_rise_is_scored_from_its_own_onse
     deficit = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 5.0], [3.0, 3.0, 0.0], [0.2, -0.3, 0.1]])
     order, _ = rank_members(r, deficit, np.ones(4))
     assert order[0] == 1
+
+
+def test_the_misses_name_each_culprit_not_in_the_top_3_and_who_came_instead():
+    from types import SimpleNamespace
+
+    from central.bench import score
+    from central.misses import misses
+
+    day = 100
+    faults = [dict(kind="theft", how="subtract", point_id="a", group_id="G", onset=day),
+              dict(kind="theft", how="shunt", point_id="b", group_id="G", onset=day - 5)]
+    d = SimpleNamespace(faults=faults, meters=[dict(meter_id=m, group_id="G") for m in "abcde"])
+    listed = lambda *ids: [dict(kind="suspect", point_id=p, group_id="G", score=1.0, detail="") for p in ids]  # noqa: E731
+    days = {day: [dict(kind="imbalance", point_id="G", group_id="G", score=9.0, detail="..., rise 9.0 sigma")]
+            + listed("b", "c", "d", "a"), day + 1: listed("a"), day + 2: [], day - 5: listed("b")}
+    lines = misses(d, days)
+    assert lines[0] == "subtract a in G (5 members): ranks [4, 1, 0]; other faults: shunt b -5 d"
+    assert lines[1].startswith("  day +0: risen 9.0 sigma; listed [('b', 1.0)")
+    assert lines[3] == "  day +2: not risen; listed []" and len(lines) == 4
+    figures = score(d, days)
+    assert figures["theft_subtract_top3_next_day"] == 0 and figures["theft_subtract_top3_within_3_days"] == 1
+    assert figures["theft_shunt_top3_next_day"] == 1
