@@ -118,7 +118,7 @@ ROMFS_TREE = ("firmware/__init__.mpy", "firmware/weekrun.mpy", "firmware/common/
               "firmware/common/benchhal.mpy", "firmware/common/records.mpy", "firmware/common/ramflash.mpy",
               "firmware/common/hal.mpy", "firmware/d100fc/",
               "protocol/__init__.mpy", "protocol/compat.mpy", "protocol/errors.mpy", "protocol/messages.mpy",
-              "protocol/obis.mpy")
+              "protocol/obis.mpy", "protocol/tesla.mpy")
 ROMFS_MAGIC = b"\xd2\xcd\x31"  # the varint of MicroPython's ROMFS header record kind
 ROM_DATA, ROM_DIR, ROM_FILE = 2, 4, 5  # record kinds
 
@@ -241,11 +241,11 @@ def _cpython_hour_ms():
     """The median hour of a day's ticks hosted on CPython (as in the simulator), for comparison."""
     from firmware.common.benchhal import BenchHAL
     from firmware.d100fc.module import Module
-    from firmware.weekrun import CONFIG, CountingUplink, two_tariff
+    from firmware.weekrun import CONFIG, TWO_TARIFF, CountingUplink
 
     with tempfile.TemporaryDirectory() as tmp:
         hal = BenchHAL(tmp)
-        cfg = dict(CONFIG, calendar=two_tariff())
+        cfg = dict(CONFIG, calendar=TWO_TARIFF)
         mod = Module(hal, cfg, CountingUplink())
         mod.boot()
         hours = [0.0] * 24

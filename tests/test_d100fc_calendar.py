@@ -106,3 +106,15 @@ def test_the_tariff_holds_until_next_change(days, week, t, shift):
 
 def test_calendar_header_layout_matches_the_documented_size():
     assert struct.calcsize("<HBBBBBBIhh") + 2 * struct.calcsize("<BBBH") == 26
+
+
+def test_the_week_runs_calendars_are_what_the_head_ends_builder_makes():
+    # firmware/weekrun.py carries them as bytes so that a module's week imports no head-end code
+    from firmware.d100fc import calendar_blob
+    from firmware.weekrun import BAD_CALENDAR, TWO_TARIFF
+
+    assert TWO_TARIFF == calendar_blob.encode(
+        [(1, 1, 1), (10, 1, 2)], {1: bytes([1, 1, 1, 1, 1, 2, 2]), 2: bytes([3, 3, 3, 3, 3, 2, 2])},
+        {1: [(0, 2), (420, 1), (1380, 2)], 2: [(0, 2)], 3: [(0, 2), (420, 3), (1260, 1), (1380, 2)]},
+        [(0, 1, 1, 2), (0, 5, 9, 2)], 0, 180, 0)
+    assert BAD_CALENDAR == calendar_blob.encode([(1, 1, 1)], {1: bytes([1] * 7)}, {1: [(0, 7)]})
