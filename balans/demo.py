@@ -161,15 +161,21 @@ class AgentLine:
     answer (acknowledgement and credit) goes straight back to the collector.
     """
 
-    def __init__(self, pipe, agent):
+    def __init__(self, pipe, agent, concentrator):
         self.pipe = pipe
         self.agent = agent
+        self.concentrator = concentrator
 
     def __call__(self, data):
         self.pipe.concentrator_end.write(data)
         while self.agent.pump():
             pass
         return self.pipe.concentrator_end.read_all()
+
+    def broadcast(self, payload):
+        """The agent sends a broadcast now; its bytes reach the collector's next tick, as on a serial line."""
+        self.agent.broadcast(payload)
+        self.concentrator.hal.link_in += self.pipe.concentrator_end.read_all()
 
     def drain(self, timeout):
         """Pump until central has acknowledged everything; True if that happened in time."""
@@ -246,7 +252,8 @@ def _run(tmp, host, port, broker, modules, seed, db, say, days):
     agent.connect()
     try:
         say("simulating %d modules (%d meters) for %.2f days, seed %d ..." % (modules, 3 * modules, days, seed))
-        line = district.on_link_bytes = AgentLine(pipe, agent)
+        line = district.on_link_bytes = AgentLine(pipe, agent, district.world.nodes[0])
+        district.send_ripple = line.broadcast  # ripple control as central would send it: tagged by the agent
         district.run()
         drained = line.drain(timeout=120)
     finally:
@@ -268,6 +275,8 @@ def _run(tmp, host, port, broker, modules, seed, db, say, days):
     found = alerts(store, day)
     culprit_rank, leak_found = check_alerts(found, street)
     exactly_once = not wrong and len(produced) > 0 and not any(n > 1 for n in dupes.values())
+    anchored = sum(1 for n in district.world.nodes if not n.is_root and n.app.broadcasts.anchor is not None)
+    refused = store.query("SELECT COUNT(*) FROM events WHERE event IN ('broadcast_refused', 'clock_limited')")[0][0]
     summary = {
         "broker": "%s:%d" % (host, port),
         "modules": modules,
@@ -287,7 +296,9 @@ def _run(tmp, host, port, broker, modules, seed, db, say, days):
         "leak_meter": meter_id(*street.leak),
         "leak_found": leak_found,
         "alerts": found,
-        "ok": exactly_once and balanced and culprit_rank is not None and leak_found,
+        "modules_anchored": anchored,
+        "broadcasts_refused": refused,
+        "ok": exactly_once and balanced and culprit_rank is not None and leak_found and anchored == modules,
         "delivery_ratio": district.figures().get("delivery_ratio"),
         "wall_s": round(time.perf_counter() - t_start, 2),
     }
@@ -341,4 +352,6 @@ def report(summary, rows, say):
     say("the bypassing flat (meter %s) is among %s's suspects: %s" % (
         summary["culprit"], HOUSE_B, "yes, ranked %d" % rank if rank else "NO"))
     say("the running cistern (meter %s) is named as a leak: %s" % (summary["leak_meter"], yes[summary["leak_found"]]))
+    say("modules that take broadcasts only with their uTESLA key: %d of %d; broadcasts refused: %d"
+        % (summary["modules_anchored"], summary["modules"], summary["broadcasts_refused"]))
     say("wall time %.1f s" % summary["wall_s"])

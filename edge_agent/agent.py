@@ -28,6 +28,7 @@ import time
 from collections import OrderedDict, deque
 
 from edge_agent import keys
+from edge_agent.broadcasts import BroadcastKeys
 from edge_agent.commands import CommandChecker
 from edge_agent.config import Config, from_dict
 from edge_agent.linkport import LINK_CREDIT, LinkSession, open_port
@@ -108,6 +109,7 @@ class Agent:
         self.commands = CommandChecker(self.conc, central, os.path.join(c.queue.dir, "commands.seen"),
                                        c.commands.max_ttl_s)
         self.roster = Roster(c.queue.dir)
+        self.broadcasts = BroadcastKeys(c.queue.dir, self.clock)
         self.updates = Updates(c.queue.dir, read_vendor_key(c.ota.vendor_key) if c.ota.vendor_key else None,
                                known=lambda: (list(self.modules), self.concentrator.get("modules", 0)))
         self._backlog.extend(self.queue.entries)
@@ -203,6 +205,7 @@ class Agent:
             worked |= self._pump_updates(now)
             if self.session is not None:
                 worked |= self.roster.pump(self.session.send, now, self.session.boot)
+                worked |= self.broadcasts.pump(self.session.send, now, list(self.modules), self._next_link_id)
             worked |= self._send(time.monotonic())
             if now - self._last_status >= self.config.status.interval_s:
                 self._last_status = now
@@ -463,13 +466,27 @@ class Agent:
             self._result({"id": cmd.id, "status": "failed", "reason": "no link to the concentrator"})
             return
         for part, message in enumerate(cmd.messages):
-            self._link_cmd = (self._link_cmd + 1) & 0xFFFFFFFF
-            self._cmd_parts[self._link_cmd] = (cmd.id, part, len(cmd.messages))
-            self.session.send(link.pack(link.L_CMD, self._link_cmd, cmd.dst, tail=message))
+            if cmd.dst == BROADCAST:  # ripple control and time: tagged, so modules can tell them from forgeries
+                message = self.broadcasts.tag(message, now)
+            link_id = self._next_link_id()
+            self._cmd_parts[link_id] = (cmd.id, part, len(cmd.messages))
+            self.session.send(link.pack(link.L_CMD, link_id, cmd.dst, tail=message))
         self.counters["commands_forwarded"] += 1
         self._result({"id": cmd.id, "status": "forwarded", "parts": len(cmd.messages)})
 
+    def broadcast(self, payload):
+        """Send GROUP_CMD or TIME_SYNC ``payload`` to every module, tagged (edge_agent/broadcasts.py)."""
+        with self._lock:
+            tagged = self.broadcasts.tag(payload, self.clock())
+            self.session.send(link.pack(link.L_CMD, self._next_link_id(), BROADCAST, tail=tagged))
+
+    def _next_link_id(self):
+        self._link_cmd = (self._link_cmd + 1) & 0xFFFFFFFF
+        return self._link_cmd
+
     def _on_result(self, link_id, src, status, detail):
+        if self.broadcasts.on_result(link_id, status):
+            return
         found = self._cmd_parts.pop(link_id, None)
         if found is None:
             return

@@ -336,8 +336,38 @@ class SetGroups(Message):
         return [self.groups[i] | (self.groups[i + 1] << 8) for i in range(0, len(self.groups), 2)]
 
 
+class Tagged(Message):
+    """A broadcast (GROUP_CMD or TIME_SYNC) with its uTESLA tag for ``interval`` (protocol/tesla.py)."""
+
+    TYPE = 0x17
+    FORMAT = "I8s"
+    FIELDS = ("interval", "tag")
+    TAIL = "payload"
+    TAIL_MAX = 26  # a frame's 39 payload bytes less the 13 of the fixed part
+
+    def validate(self):
+        if not self.payload or self.payload[0] not in (GroupCmd.TYPE, TimeSync.TYPE):
+            raise ProtocolError("only GROUP_CMD and TIME_SYNC are broadcast with a tag")
+
+
+class Disclose(Message):
+    """The uTESLA key of ``interval``, broadcast once no module may take broadcasts tagged with it."""
+
+    TYPE = 0x18
+    FORMAT = "I16s"
+    FIELDS = ("interval", "key")
+
+
+class SetAnchor(Message):
+    """A module's end of a uTESLA chain (sealed under its own key): key ``key`` of ``interval``, chain from ``start``."""
+
+    TYPE = 0x19
+    FORMAT = "HII16s"
+    FIELDS = ("seq", "start", "interval", "key")
+
+
 MESSAGES = (Hourly, Registers, Event, Diag, Ack, OtaStatus, TimeSync, ConfigChunk, SetLimit, Relay, GroupCmd,
-            BackfillReq, SetGroups)
+            BackfillReq, SetGroups, Tagged, Disclose, SetAnchor)
 _BY_TYPE = {m.TYPE: m for m in MESSAGES}
 
 

@@ -58,6 +58,7 @@ class District:
         self.positions = pos
         self.recorder = Recorder(w)
         self.on_link_bytes = on_link_bytes
+        self.send_ripple = None  # callable(payload) that sends ripple control instead of the root itself
         w.on_link = self._link
         for node in w.nodes:
             if not node.is_root:
@@ -107,6 +108,9 @@ class District:
         """A ripple-control command to every module: shed group 1 for 15 minutes."""
         root = world.nodes[0]
         payload = messages.GroupCmd(number & 0xFFFF, 1, 1, 900).encode()
+        if world.district.send_ripple is not None:  # through the agent, tagged (balans demo)
+            world.district.send_ripple(payload)
+            return
         world.district.recorder.broadcast_sent(payload)
         root.mesh.downlink.broadcast(payload)
         world.run_node(root)

@@ -4,6 +4,7 @@ from firmware.common.benchhal import BenchHAL, RecordingUplink
 from firmware.d100fc import calendar_blob
 from firmware.d100fc.module import Module
 from protocol import messages
+from protocol import tesla
 
 # Day tariff 1 from 07:00 to 23:00 local, night tariff 2 otherwise; Sundays all night; UTC+1 with EU DST
 WEEKDAY = [(0, 2), (7 * 60, 1), (23 * 60, 2)]
@@ -56,3 +57,30 @@ def run(hal, mod, seconds, rates=(0, 0, 0), step_ms=100):
 
 def decoded(up, kind):
     return [messages.decode(p) for p, _, _ in up.sent if p[0] == kind.TYPE]
+
+
+class ChainKeeper:
+    """The agent's end of the chain, as edge_agent keeps it: tags broadcasts, discloses keys."""
+
+    def __init__(self, hal, start, length=50000):
+        self.hal = hal
+        self.start = start
+        self.keys = [bytes(range(16))]  # K_length first; reversed below so that keys[i] is K_i
+        for _ in range(length):
+            self.keys.append(tesla.previous(self.keys[-1]))
+        self.keys.reverse()
+
+    def now_interval(self):
+        return (self.hal.unix_time() - self.start) // tesla.INTERVAL_S
+
+    def anchor(self, seq=1):
+        i = self.now_interval() - tesla.DISCLOSE_AFTER - 1  # already disclosed: safe to hold
+        return messages.SetAnchor(seq, self.start, i, self.keys[i]).encode()
+
+    def tagged(self, msg, interval=None, key=None):
+        i = self.now_interval() if interval is None else interval
+        payload = msg.encode()
+        return messages.Tagged(i, tesla.tag(key or self.keys[i], i, payload), payload).encode()
+
+    def disclose(self, interval):
+        return messages.Disclose(interval, self.keys[interval]).encode()

@@ -23,11 +23,14 @@ _RANGES = {"B": (0, 0xFF), "b": (-0x80, 0x7F), "H": (0, 0xFFFF), "h": (-0x8000, 
 
 
 def _items(layout):
-    """'IB5I' -> ['I', 'B', 'I', 'I', 'I', 'I', 'I']"""
+    """'IB5I8s' -> ['I', 'B', 'I', 'I', 'I', 'I', 'I', '8s']: a byte string is one item"""
     items, count = [], ""
     for ch in layout:
         if ch.isdigit():
             count += ch
+        elif ch == "s":
+            items.append(count + ch)
+            count = ""
         else:
             items.extend(ch * int(count or 1))
             count = ""
@@ -81,13 +84,16 @@ def message_of(draw, cls):
         if name in narrowed:
             fields[name] = draw(narrowed[name])
             continue
-        values = tuple(draw(st.integers(*_RANGES[c])) for c in codes)
+        values = tuple(draw(st.binary(min_size=int(c[:-1]), max_size=int(c[:-1])) if c.endswith("s")
+                            else st.integers(*_RANGES[c])) for c in codes)
         fields[name] = values if width else values[0]
     if cls.TAIL and cls.TAIL not in fields:
         fields[cls.TAIL] = draw(narrowed.get(cls.TAIL, st.binary(max_size=cls.TAIL_MAX)))
     return cls(**fields)
 
 
+_NARROWED[messages.Tagged] = {"payload": st.one_of(message_of(messages.GroupCmd),
+                                                    message_of(messages.TimeSync)).map(lambda m: m.encode())}
 any_message = st.sampled_from(messages.MESSAGES).flatmap(message_of)
 
 u16 = st.integers(0, 0xFFFF)

@@ -2,7 +2,6 @@
 
 from firmware.d100fc.archive import KEEP_DAYS
 from firmware.d100fc.eventlog import SLOTS, EventLog
-from firmware.d100fc.module import CLOCK_SLEW_S
 from protocol import messages as m
 from tests.d100fc_scenario import decoded, make, run
 
@@ -92,54 +91,3 @@ def test_the_archive_holds_45_days_served_by_range(tmp_path):
     assert all(h.delta(2, 1) == 1 for h in served[2:])
     assert served[-1].totals == tuple(mod.registers.total(ch) for ch in range(3))
 
-
-def test_a_broadcast_may_not_switch_a_relay_set_a_limit_or_change_the_calendar(tmp_path):
-    # A broadcast proves only the network key, which every module holds: whoever extracts it
-    # from one module must not be able to open every relay in the district.
-    hal, up, mod = make(str(tmp_path), MONDAY)
-    for msg in (m.Relay(1, m.RELAY_OPEN, 0), m.SetLimit(2, 0, 0, 0, 1), m.SetGroups(3, bytes([7, 0])),
-                m.BackfillReq(4, MONDAY // 3600 - 2, 2)):
-        assert mod.on_broadcast(msg.encode()) is None
-    assert hal.relay_closed is True and mod.load.groups == []
-    refused = [e.value for e in decoded(up, m.Event) if e.code == m.EV_BROADCAST_REFUSED]
-    assert refused == [m.Relay.TYPE, m.SetLimit.TYPE, m.SetGroups.TYPE, m.BackfillReq.TYPE]
-    assert m.decode(mod.on_downlink(m.Relay(5, m.RELAY_OPEN, 0).encode())).status == m.ST_OK  # one by one it may
-    assert hal.relay_closed is False
-
-
-def test_a_broadcast_moves_a_set_clock_by_at_most_the_slew_limit_a_day(tmp_path):
-    hal, up, mod = make(str(tmp_path), MONDAY)
-    start = hal.unix_time()
-    mod.on_broadcast(m.TimeSync(1, start + 3600, 0).encode())  # a forger's hour forward
-    assert hal.unix_time() - start == CLOCK_SLEW_S
-    mod.on_broadcast(m.TimeSync(2, hal.unix_time() + 3600, 0).encode())  # and again: nothing left
-    assert hal.unix_time() - start == CLOCK_SLEW_S
-    limited = [e.value for e in decoded(up, m.Event) if e.code == m.EV_CLOCK_LIMITED]
-    assert limited == [3600]  # once for the run of refused steps, not for every broadcast
-    mod.on_broadcast(m.TimeSync(3, hal.unix_time() - 2 * CLOCK_SLEW_S, 0).encode())  # back is allowed
-    assert hal.unix_time() - start == -CLOCK_SLEW_S
-    run(hal, mod, 86400, step_ms=60000)  # a day later the allowance has come back
-    before = hal.unix_time()
-    mod.on_broadcast(m.TimeSync(4, before + 3600, 0).encode())
-    assert hal.unix_time() - before == CLOCK_SLEW_S
-    ack = m.decode(mod.on_downlink(m.TimeSync(5, before + 7200, 0).encode()))  # under the module key: any step
-    assert ack.status == m.ST_OK and hal.unix_time() == before + 7200
-
-
-def test_routine_broadcast_syncs_that_jitter_around_true_time_are_never_limited(tmp_path):
-    hal, up, mod = make(str(tmp_path), MONDAY)
-    true_time = hal.unix_time()
-    for k in range(24 * 7):  # a week of hourly syncs, each 0-9 s late from its travel; the crystal 23 ppm fast
-        run(hal, mod, 3600, step_ms=60000)
-        true_time += 3600
-        if k % 12 == 0:
-            hal.set_unix_time(hal.unix_time() + 1)
-        mod.on_broadcast(m.TimeSync(k, true_time - k % 10, 0).encode())
-    assert abs(hal.unix_time() - true_time) < 10
-    assert m.EV_CLOCK_LIMITED not in codes(up)
-
-
-def test_a_clock_never_set_takes_a_broadcasts_time_whole(tmp_path):
-    hal, up, mod = make(str(tmp_path), 0)
-    mod.on_broadcast(m.TimeSync(1, MONDAY, 0).encode())
-    assert abs(hal.unix_time() - MONDAY) <= 1 and m.EV_CLOCK_LIMITED not in codes(up)

@@ -30,6 +30,7 @@ def test_demo_stores_every_reading_once_balances_and_names_the_faults():
     assert summary["leak_found"]
     leaks = [a["point_id"] for a in summary["alerts"] if a["kind"] == "leak"]
     assert leaks == [summary["leak_meter"]]  # and no other water meter is called a leak
+    assert summary["modules_anchored"] == 7 and summary["broadcasts_refused"] == 0  # hourly tagged time syncs
     assert summary["ok"]
 
 

@@ -78,6 +78,8 @@ HOURLY = messages.Hourly(490000, 0, 150, 0x71, (1, 2, 3), (4, 5, 6, 7, 8, 9))
     messages.GroupCmd(1, 7, 2, 0),
     messages.BackfillReq(1, 100, 0),
     messages.BackfillReq(1, 100, 45 * 24 + 1),
+    messages.Tagged(5, bytes(8), messages.Relay(1, 0, 0).encode()),  # a tag never makes a relay command broadcastable
+    messages.Tagged(5, bytes(8), b""),
     messages.SetGroups(1, b"\x01"),
 ], ids=repr)
 def test_decoder_refuses_meaningless_fields(bad):

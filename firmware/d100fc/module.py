@@ -16,6 +16,7 @@ import struct
 from firmware.common.records import RecordStore
 from firmware.d100fc import calendar, settings
 from firmware.d100fc.archive import Archive
+from firmware.d100fc.broadcasts import ACT_CLOCK, ACT_GROUP, ACT_REFUSED, CLOCK_VALID_AFTER, BroadcastGate
 from firmware.d100fc.errors import E_FORMAT, ConfigError
 from firmware.d100fc.eventlog import EventLog
 from firmware.d100fc.loadcontrol import CAUSE_GROUP, CAUSE_LIMIT, CAUSE_REMOTE, WINDOW_S, LoadControl
@@ -28,14 +29,7 @@ from protocol.errors import ProtocolError
 HOUR = const(3600)
 CHECKPOINT_S = const(900)  # issue floor: a checkpoint at least every 15 minutes
 MAX_SLEEP_S = const(60)  # tick at least every minute: sensors are polled, limits measured
-CLOCK_VALID_AFTER = const(1577836800)  # 2020-01-01: a clock before this was never set
 CLOCK_EVENT_S = const(10)  # smaller corrections are routine time-sync trimming, not an event
-# How far broadcasts may move a set clock, net, and how fast that allowance comes back (per day of
-# uptime). A broadcast proves only the network key, which every module in the district holds; with
-# it stolen, this is all the clock (and so the tariff boundaries) can be shifted. Honest syncs need
-# far less: a +-20 ppm crystal drifts under 2 s a day, and a broadcast's 1-10 s of travel averages out.
-CLOCK_SLEW_S = const(60)
-DAY_S = const(86400)
 BATTERY_LOW_MV = const(3300)  # ER18505 lithium cell: 3.6 V nominal, ~3.3 V near end of life
 BATTERY_HYST_MV = const(100)
 LEAK_HOURS = const(24)  # water flowing in every hour of a day
@@ -97,9 +91,6 @@ class Module:
         self._limit_ms = 0  # uptime of the last limit check
         self.flash_errors = 0  # flash writes that failed: metering goes on from RAM
         self._answers = []  # [(command payload, its ACK)], newest last, at most ANSWERS_KEPT
-        self._slewed = 0  # net seconds broadcasts have moved the clock, leaking back to 0 at CLOCK_SLEW_S a day
-        self._slew_s = 0  # uptime (s) up to which the leak is counted
-        self._slew_told = False  # EV_CLOCK_LIMITED sent for the current run of limited steps
 
     # ---- start-up -------------------------------------------------------------
     def boot(self):
@@ -110,6 +101,7 @@ class Module:
         self._settings = RecordStore(path, "settings")
         self._active_store = RecordStore(path, "cal_active")
         self._passive_store = RecordStore(path, "cal_passive")
+        self.broadcasts = BroadcastGate(self.hal, path)
         self._load_settings()
         self._load_calendars()
         now = self.hal.unix_time()
@@ -343,22 +335,16 @@ class Module:
         return answer
 
     def on_broadcast(self, payload):
-        """Act on a broadcast (sealed under the network key): ripple control, and time within the slew limit.
-
-        Any module's holder could have sent it, so it may not switch a relay, set a
-        limit, change the calendar or move the clock far; those come one module at a time.
-        """
-        try:
-            msg = m.decode(payload)
-        except ProtocolError:
-            return
-        kind = type(msg)
-        if kind is m.GroupCmd:
-            self._group_command(msg)
-        elif kind is m.TimeSync:
-            self._set_clock(self._slew_limited(msg.unix))
-        else:
-            self._event(m.EV_BROADCAST_REFUSED, MODULE, payload[0])
+        """Act on a broadcast (sealed under the network key) as far as broadcasts.BroadcastGate lets it."""
+        for act, what in self.broadcasts.take(payload, self.uptime_ms // 1000):
+            if act == ACT_GROUP:
+                self._group_command(what)
+            elif act == ACT_CLOCK:
+                self._set_clock(what)
+            elif act == ACT_REFUSED:
+                self._event(m.EV_BROADCAST_REFUSED, MODULE, what)
+            else:
+                self._event(m.EV_CLOCK_LIMITED, MODULE, what)
 
     def _command(self, payload):
         try:
@@ -386,26 +372,6 @@ class Module:
     def _on_time_sync(self, msg):
         self._set_clock(msg.unix)
         return m.ST_OK, 0
-
-    def _slew_limited(self, unix):
-        """The time a broadcast may set: anything on a clock never set, else within CLOCK_SLEW_S net."""
-        old = self.hal.unix_time()
-        if old < CLOCK_VALID_AFTER:
-            return unix
-        uptime_s = self.uptime_ms // 1000
-        leak = (uptime_s - self._slew_s) * CLOCK_SLEW_S // DAY_S
-        if leak:
-            self._slew_s += leak * DAY_S // CLOCK_SLEW_S
-            self._slewed = max(0, self._slewed - leak) if self._slewed > 0 else min(0, self._slewed + leak)
-        asked = unix - old
-        step = max(-CLOCK_SLEW_S - self._slewed, min(CLOCK_SLEW_S - self._slewed, asked))
-        self._slewed += step
-        if step == asked:
-            self._slew_told = False
-        elif not self._slew_told:  # once per run of refused steps: 240 modules report it at once
-            self._slew_told = True
-            self._event(m.EV_CLOCK_LIMITED, MODULE, asked)
-        return old + step
 
     def _set_clock(self, unix):
         self._drain()
@@ -487,6 +453,10 @@ class Module:
             sent += 1
         return m.ST_OK, min(sent, 255)
 
+    def _on_set_anchor(self, msg):
+        self.broadcasts.set_anchor(msg)
+        return m.ST_OK, 0
+
     def _on_set_groups(self, msg):
         self.load.groups = msg.group_ids()
         self._save_settings()
@@ -562,4 +532,5 @@ _HANDLERS = {
     m.Relay: Module._on_relay,
     m.BackfillReq: Module._on_backfill,
     m.SetGroups: Module._on_set_groups,
+    m.SetAnchor: Module._on_set_anchor,
 }

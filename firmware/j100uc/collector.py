@@ -32,7 +32,6 @@ from protocol.compat import const
 from protocol.obis import PENALTY, RESOURCES
 
 HOLD_RECORDS = const(4096)  # default ring: 48 KB of RAM, ~5 hours of 720 meters
-TIME_BROADCAST_MS = const(3600 * 1000)  # modules' clocks drift a few s/day; hourly sync is plenty
 BACKFILL_RETRY_S = const(600)  # a backfill may take minutes to cross 30 hops: ask again after this
 BACKFILL_SETTLE_S = const(30)  # after an archive answer, ask for the next hours this much later
 BACKFILL_PER_TICK = const(4)  # requests sent per tick: spread the airtime
@@ -96,7 +95,6 @@ class Collector:
         self.seq = 0
         self.commands = []  # [cmd_id, dst, payload, seq, tries, sent_ms or None]
         self._time_synced = False
-        self._last_time_bcast = None
         self._save_ms = int(config.get("save_s", SAVE_S) * 1000)
         self._retry_ms = int(config.get("backfill_retry_s", BACKFILL_RETRY_S) * 1000)
         self._settle_ms = int(config.get("backfill_settle_s", BACKFILL_SETTLE_S) * 1000)
@@ -247,6 +245,9 @@ class Collector:
         if message[0] == messages.BackfillReq.TYPE and dst in self.modules:
             req = messages.decode(message)  # central asked for hours again: take what comes back
             self.modules[dst].gaps.add(req.from_hour, req.count)
+        if dst == BROADCAST:  # unanswered, and tagged by the agent: sent as it came
+            self.commands.append([cmd_id, dst, bytes(message), 0, 0, None])
+            return
         seq = self._next_seq()
         payload = bytearray(message)
         payload[1] = seq & 0xFF
@@ -334,11 +335,6 @@ class Collector:
                 self.on_ota(tail)
             elif ftype == link.L_ROSTER and self.roster is not None:
                 self._on_roster(fields[0], fields[1:], tail)
-        if self._time_synced and (self._last_time_bcast is None
-                                  or elapsed(now, self._last_time_bcast) >= TIME_BROADCAST_MS):
-            msg = messages.TimeSync(self._next_seq(), self.hal.unix_time(), 0)
-            if self.downlink.broadcast(msg.encode(), None):
-                self._last_time_bcast = now
         self._pump_commands(now)
         self._pump_backfill(now)
         if self.link.agent_seen:
@@ -371,9 +367,10 @@ class Collector:
         self.link.write(link.pack(link.L_OTA, tail=payload))
 
     def _on_time(self, unix, now):
+        # The modules' time comes from the agent too, as a tagged broadcast (edge_agent/broadcasts.py):
+        # one the concentrator made itself would carry no tag they could check.
         if abs(self.hal.unix_time() - unix) > 1:
             self.hal.set_unix_time(unix)
-            self._last_time_bcast = None  # the network's time moved: tell the modules now
         self._time_synced = True
 
     def _report(self, now):

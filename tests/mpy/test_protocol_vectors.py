@@ -43,10 +43,8 @@ def test_frames_known_answers():
 def message_from(v):
     cls = getattr(messages, v["type"])
     fields = {}
-    for name, value in v["fields"].items():  # JSON has lists where decode makes tuples
-        fields[name] = tuple(value) if isinstance(value, list) else value
-    if cls.TAIL:
-        fields[cls.TAIL] = unhex(fields[cls.TAIL])
+    for name, value in v["fields"].items():  # JSON has lists where decode makes tuples, hex where it makes bytes
+        fields[name] = tuple(value) if isinstance(value, list) else unhex(value) if isinstance(value, str) else value
     return cls(**fields)
 
 

@@ -61,6 +61,10 @@ MESSAGES = [
     messages.GroupCmd(seq=12, group=0x0100, action=1, duration_s=900),
     messages.BackfillReq(seq=13, from_hour=489976, count=24),
     messages.SetGroups(seq=14, groups=b"\x00\x01\x05\x00"),
+    messages.Tagged(interval=1234, tag=bytes.fromhex("0102030405060708"),
+                    payload=messages.GroupCmd(12, 0x0100, 1, 900).encode()),
+    messages.Disclose(interval=1234, key=bytes(range(16))),
+    messages.SetAnchor(seq=15, start=1764316800, interval=0, key=bytes(range(16, 32))),
 ]
 
 FRAMES = [
@@ -117,7 +121,7 @@ def message_fields(msg):
     fields = {}
     for name in type(msg).FIELDS + ((type(msg).TAIL,) if type(msg).TAIL else ()):
         value = getattr(msg, name)
-        fields[name] = hexs(value) if name == type(msg).TAIL else list(value) if isinstance(value, tuple) else value
+        fields[name] = hexs(value) if isinstance(value, bytes) else list(value) if isinstance(value, tuple) else value
     return fields
 
 
