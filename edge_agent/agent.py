@@ -542,6 +542,7 @@ class Agent:
             "counters": dict(self.counters),
             "ota": self.updates.status() if self.queue else None,
             "roster": self.roster.status() if self.queue else None,
+            "broadcast_keys": self.broadcasts.status(list(self.modules)) if self.queue else None,
             "modules": {"known": len(self.modules),
                         "silent": sorted("%04x" % a for a, m in self.modules.items()
                                          if now - m["last_heard"] > st.silent_hours * 3600),

@@ -145,6 +145,12 @@ class BroadcastKeys:
             sent = True
         return sent
 
+    def status(self, modules):
+        """For the status topic: which known modules hold an anchor of the current chain, and when it ends."""
+        return {"anchored": sum(1 for a in modules if a in self.anchored),
+                "waiting": sorted("%04x" % a for a in modules if a not in self.anchored),
+                "chain_start": self.start, "chain_end": self.chain.end()}
+
     def on_result(self, cid, status):
         """A command's RESULT from the concentrator: True if it was a SET_ANCHOR of ours."""
         found = self._in_flight.pop(cid, None)

@@ -74,6 +74,7 @@ def test_modules_are_anchored_a_few_at_a_time_and_again_after_a_lost_result(tmp_
     assert sent[1][1] in again and sent[0][1] not in again and len(again) == 2
     keys.pump(line.send, T0 + ANCHOR_RETRY_S, modules, line.next_id)  # two results never came
     assert {sent[2][1], sent[3][1]} <= {dst for _, dst, m in line.take() if type(m) is messages.SetAnchor}
+    assert keys.status(modules)["anchored"] == 1 and len(keys.status(modules)["waiting"]) == len(modules) - 1
     reloaded = BroadcastKeys(str(tmp_path), lambda: T0)
     assert reloaded.anchored == {sent[0][1]} and reloaded.chain.key(5) == keys.chain.key(5)
     assert oct(os.stat(tmp_path / "tesla.json").st_mode & 0o777) == "0o600"
