@@ -136,6 +136,25 @@ def test_a_module_that_missed_the_activate_switches_once_its_parent_runs_the_upd
         f.close()
 
 
+def test_a_module_that_hears_of_the_update_only_from_another_neighbour_still_takes_it():
+    f = fleet()
+    try:
+        moved = by_addr(f, 4).mesh.ota
+        take = moved._take
+
+        def as_if_another_parent(payload, now, from_parent, sender, requester):
+            """It moved to a parent that no longer announces: the news comes from other neighbours only."""
+            if payload[0] == transfer.ANNOUNCE_MSG:
+                from_parent = False
+            take(payload, now, from_parent, sender, requester)
+        moved._take = as_if_another_parent
+        f.start()
+        f.run_until_done(3 * 3600)
+        assert all(on_new_image(f, n) for n in f.world.nodes[1:])
+    finally:
+        f.close()
+
+
 def test_a_module_on_a_weak_battery_refuses_and_stays_on_its_image():
     f = fleet()
     try:

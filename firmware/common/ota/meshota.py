@@ -144,7 +144,10 @@ class MeshOta:
         who a NEED addressed to us comes from (None: not ours to answer)."""
         try:
             if payload[0] in (transfer.ANNOUNCE_MSG, transfer.ACTIVATE_MSG):
-                if from_parent:
+                if from_parent or self.session is None and payload[0] == transfer.ANNOUNCE_MSG:
+                    # Not from our parent, only the news that an update exists: a module that moved to a parent
+                    # which had stopped announcing (an hour without a request) never heard of the update (30-hop
+                    # chain: one module held the whole fleet's switch for 13 hours). It asks its parent for it.
                     self._from_parent(payload, now)
                 return
             kind, session, part, index, sub, data = transfer.parse(payload)
