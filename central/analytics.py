@@ -13,7 +13,8 @@ work on districts of any size and shape:
   measured (an older fault is the group's normal by then), so that a day with gaps still
   counts on its other hours. The day's rise must reach ``RISE_SIGMAS`` robust deviations
   (from the earlier days' rises, scaled to the hours judged) and ``MIN_RISE_SHARE`` of
-  the input.
+  the input. An older fault that makes the group's imbalance follow one member's use is
+  fitted on the days before and taken out first (``older_faults``).
 - **suspect**: in a group whose imbalance rose, every member's deficit is measured exactly
   as the rise is (the same hours against the same reference days), over the days of the
   rise, and scored by the log-likelihood ratio of "its true use was what it reported plus
@@ -79,6 +80,11 @@ STOPPED_RISE_SHARE = 0.5  # share of a stopped meter's forecast its group's imba
 LEAK_MIN_FLOW = 0.0005  # m³/h (0.5 L/h): below this no pulse meter can tell a leak from rounding
 LEAK_BASELINE_FACTOR = 1.5  # the day's minimum flow must exceed the usual minimum by this factor
 TAMPER_EVENTS = ("magnet", "tamper", "cover_open")
+# A member's use is taken out of its group's rise when it explains at least this share of
+# the rise's hour-to-hour variance on the reference days: an older fault of that member,
+# not noise, then sets the group's spread.
+OLDER_FAULT_SHARE = 0.5
+OLDER_FAULT_CHUNK = 100_000  # member rows fitted at a time, so a million meters stay within memory
 
 
 def alerts(store, day, history_days=HISTORY_DAYS):
@@ -283,6 +289,8 @@ class GroupRise:
             self.hourly_rise[:, t], self.judged[:, t], refs = _hourly_rise(excess, full, t)
             if t >= first:
                 self.refs[t] = refs
+        # an older fault that follows a member's use is the group's normal: judged without it
+        self.hourly_rise -= older_faults(self.hourly_rise, self.judged, stats, s, first)
         n_judged = self.judged.sum(axis=2)
         sums = self.hourly_rise.sum(axis=2)
         # a day's sum over n hours spreads like sqrt(n) hours: the spread per sqrt-hour of the
@@ -348,6 +356,48 @@ def _hourly_rise(excess, full, t):
     level = masked_median(excess[:, lo:t, :], refs)
     judged = full[:, t, :] & (refs.sum(axis=1) >= MIN_REF_DAYS)
     return np.where(judged, excess[:, t, :] - np.nan_to_num(level), 0.0), judged, (lo, refs)
+
+
+def older_faults(rise, judged, stats, s, first):
+    """[groups, days, 24]: the part of each group's hourly rise that follows one member's own use.
+
+    An older fault of a member (a shunt, a magnet, a bypassed phase) makes the group's
+    imbalance move with that member's use, hour by hour and day by day: once it is the
+    group's normal it is no rise, but its spread buries a new theft's. Over the
+    ``REF_DAYS`` days before the days scored (so a new fault is never fitted away), each
+    member's deviation from its own median of each hour (x − median) is fitted to the
+    group's hourly rise (r ≈ β·(x − median), least squares). The member whose fit removes
+    the most is taken out from those days on if it removes at least ``OLDER_FAULT_SHARE``
+    of the rise's sum of squares there: then that member's use, not noise, is what the
+    group's imbalance does, and the new theft is judged without it. An honest member's
+    class error explains a sliver, so quiet groups are left as they are.
+    """
+    lo = max(first - REF_DAYS, 1)
+    n = len(s.member_m)
+    out = np.zeros_like(rise)
+    if n == 0 or first - lo < MIN_REF_DAYS:
+        return out  # too few days before the scored ones to tell a fault's pattern from chance
+    gain, beta, median = np.zeros(n), np.zeros(n), np.zeros((n, HOURS))
+    for a in range(0, n, OLDER_FAULT_CHUNK):  # bounded memory on a million meters
+        part = slice(a, a + OLDER_FAULT_CHUNK)
+        g, m = s.member_g[part], s.member_m[part]
+        x = np.nan_to_num(stats.hourly[m, lo:first])
+        median[part] = np.median(x, axis=1)
+        dev = np.where(judged[g, lo:first], x - median[part, None, :], 0.0)
+        cross = (dev * rise[g, lo:first]).sum(axis=(1, 2))
+        beta[part] = cross / np.maximum((dev * dev).sum(axis=(1, 2)), PULSE ** 2)
+        gain[part] = cross * beta[part]
+    total = (np.where(judged[:, lo:first], rise[:, lo:first], 0.0) ** 2).sum(axis=(1, 2))
+    # a meter that misses energy makes the imbalance rise with its use: β > 0
+    telling = (beta > 0) & (gain >= OLDER_FAULT_SHARE * total[s.member_g])
+    # per group the member whose fit removes the most (pairs are sorted by group)
+    pick = np.lexsort((np.where(telling, gain, -1.0), s.member_g))
+    chosen = pick[np.r_[s.member_g[pick][1:] != s.member_g[pick][:-1], True]]
+    chosen = chosen[telling[chosen]]
+    g, m = s.member_g[chosen], s.member_m[chosen]
+    out[g, lo:] = beta[chosen, None, None] * (np.nan_to_num(stats.hourly[m, lo:]) - median[chosen, None, :]) \
+        * judged[g, lo:]
+    return out
 
 
 def masked_median(x, mask):

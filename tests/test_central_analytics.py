@@ -135,3 +135,23 @@ def test_the_misses_name_each_culprit_not_in_the_top_3_and_who_came_instead():
     figures = score(d, days)
     assert figures["theft_subtract_top3_next_day"] == 0 and figures["theft_subtract_top3_within_3_days"] == 1
     assert figures["theft_shunt_top3_next_day"] == 1
+
+
+def test_an_older_fault_that_follows_a_members_use_is_taken_out_of_the_rise():
+    # group 0: member 1's shunt hides 40 % of its use, so the group's hourly rise follows
+    # that member's own ups and downs; group 1: noise only. Only group 0's is taken out.
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(7)
+    days = 12
+    use = rng.gamma(2.0, 0.25, (4, days, HOURS))
+    member_dev = use[1] - np.median(use[1, 1:days - 3], axis=0)
+    noise = rng.normal(0, 0.01, (2, days, HOURS))
+    rise = noise + np.stack((0.4 * member_dev, np.zeros((days, HOURS))))
+    judged = np.ones((2, days, HOURS), dtype=bool)
+    judged[:, 0] = False
+    s = SimpleNamespace(member_g=np.array([0, 0, 1, 1]), member_m=np.array([0, 1, 2, 3]))
+    out = analytics.older_faults(rise, judged, SimpleNamespace(hourly=use), s, first=days - 3)
+    assert not out[1].any()
+    left = rise[0, -1] - out[0, -1]
+    assert np.std(left) < 0.2 * np.std(rise[0, -1])
