@@ -6,7 +6,8 @@ Layout (little-endian; see docs/protocol.md for the full table)::
     0   1   length      bytes that follow (the transceiver's variable-length byte)
     1   2   net_id      network id: frames of other networks are dropped unread
     3   1   ftype       frame type (low nibble) and flags (high nibble)
-    4   1   hops        hops travelled so far, 0..MAX_HOPS        (changes per hop)
+    4   1   hops        hops travelled so far, 0..MAX_HOPS (low 6 bits),
+                        and two per-hop link flags (top bits)     (changes per hop)
     5   2   link_src    sender of this hop                        (changes per hop)
     7   2   link_dst    receiver of this hop, BROADCAST = all     (changes per hop)
     9   2   src         origin of the frame
@@ -48,6 +49,13 @@ F_ACK_REQ = const(0x10)  # the next hop must acknowledge
 F_BACKFILL = const(0x20)  # payload is archive data sent on request, not live
 F_FOLLOWS = const(0x40)  # sent right behind a frame to the same receivers, who are awake: no wake preamble
 
+# Link flags: the top bits of the hops byte, set by the sender of each hop (not authenticated, like
+# the link addresses; relay_header clears them). They say what ftype cannot, since a relay may not
+# change the sealed flags.
+HOPS_MASK = const(0x3F)  # the hop count; 30 fits
+L_ACK_REQ = const(0x80)  # this hop must acknowledge: a broadcast's copy to one child
+L_PREFERRED = const(0x40)  # the sender chose this receiver as its preferred parent
+
 # Offsets of the fields a relay reads and rewrites without decoding the frame
 O_HOPS = const(4)
 O_LINK_SRC = const(5)
@@ -73,6 +81,7 @@ class Frame:
         self.hops = hops
         self.link_src = src if link_src is None else link_src
         self.link_dst = dst if link_dst is None else link_dst
+        self.link_flags = 0  # L_ACK_REQ, L_PREFERRED: per hop, read by parse_header
 
     @property
     def kind(self):
@@ -132,12 +141,16 @@ def parse_header(buf):
     length, net_id, ftype, hops, link_src, link_dst, src, dst, counter = struct.unpack_from(_HDR, buf, 0)
     if length != n - 1:
         raise ProtocolError("length byte %d does not match frame size %d" % (length, n))
+    link_flags = hops & ~HOPS_MASK
+    hops &= HOPS_MASK
     if hops > MAX_HOPS:
         raise ProtocolError("hop count %d exceeds %d" % (hops, MAX_HOPS))
     kind = ftype & 0x0F
     if kind < T_DATA or kind > T_OTA:
         raise ProtocolError("unknown frame type %d" % kind)
-    return Frame(net_id, ftype, src, dst, counter, bytes(buf[HEADER_LEN:]), hops, link_src, link_dst)
+    f = Frame(net_id, ftype, src, dst, counter, bytes(buf[HEADER_LEN:]), hops, link_src, link_dst)
+    f.link_flags = link_flags
+    return f
 
 
 def open_frame(buf, key, expected_net_id=None):
@@ -152,14 +165,25 @@ def open_frame(buf, key, expected_net_id=None):
 def relay_header(buf, link_src, link_dst):
     """Rewrite a sealed frame (a bytearray) in place for its next hop; its tag stays valid.
 
-    Allocation-free, so a relay forwards frames without touching the heap.
+    Allocation-free, so a relay forwards frames without touching the heap. The link
+    flags of the last hop are cleared: the relay sets its own (set_link_flags).
     """
-    hops = buf[O_HOPS] + 1
+    hops = (buf[O_HOPS] & HOPS_MASK) + 1
     if hops > MAX_HOPS:
         raise ProtocolError("hop limit reached")
     buf[O_HOPS] = hops
     struct.pack_into("<HH", buf, O_LINK_SRC, link_src, link_dst)
     return buf
+
+
+def set_link_flags(buf, flags):
+    """Set the link flags (L_ACK_REQ, L_PREFERRED) of a sealed frame's next hop; its tag stays valid."""
+    buf[O_HOPS] = buf[O_HOPS] & HOPS_MASK | flags
+
+
+def wants_ack(buf):
+    """Whether the receiver of this hop must acknowledge ``buf`` (its sender then listens for it)."""
+    return bool(buf[3] & F_ACK_REQ or buf[O_HOPS] & L_ACK_REQ)
 
 
 _ciphers = {}

@@ -26,7 +26,7 @@ import numpy as np
 from firmware.common.mesh.mac import CYCLE_MS, PHY_OVERHEAD, SLOT_MS, airtime_us
 from firmware.common.mesh.node import MeshNode
 from firmware.common.mesh.root import MeshRoot
-from protocol.frame import BROADCAST, F_ACK_REQ
+from protocol.frame import BROADCAST, wants_ack
 from simulator import radio
 from simulator.energy import Meter
 from simulator.hal_sim import SimHAL
@@ -231,7 +231,7 @@ class World:
         self.air.append(tx)
         node.busy_until = tx.end
         node.last_tx = (tx.start, tx.end)
-        node.meter.transmit(duration, bool(frame[3] & F_ACK_REQ))
+        node.meter.transmit(duration, wants_ack(frame))
         minute = int(start // 60)
         node.minute_tx[minute] = node.minute_tx.get(minute, 0.0) + duration
         self.frames_by_kind[tx.kind] = self.frames_by_kind.get(tx.kind, 0) + 1

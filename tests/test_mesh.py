@@ -232,6 +232,24 @@ def test_airtime_counts_the_wake_preamble_only_for_sleeping_receivers():
     w.close()
 
 
+def test_a_broadcast_copy_that_asks_for_an_acknowledgement_is_charged_the_wait_for_it():
+    from protocol.frame import BROADCAST, L_ACK_REQ, T_BCAST, set_link_flags
+    from simulator.energy import ACK_WAIT_S, RX_MA
+
+    w, _ = make_world(n=2)
+    node = w.nodes[1]
+    copy = seal_frame(Frame(NET_ID, T_BCAST, 0, BROADCAST, 5, b"\x14ripple", 1, 1, 2), w.net_key)
+    charged = []
+    for flags in (0, L_ACK_REQ):
+        set_link_flags(copy, flags)
+        before = node.meter.rx_mas
+        assert w.transmit(node, copy, cca=False)
+        charged.append(node.meter.rx_mas - before)
+        w.run(w.now + 1)
+    assert charged == [0.0, ACK_WAIT_S * RX_MA]  # the sender listens for the child's acknowledgement
+    w.close()
+
+
 def test_concentrator_with_a_full_neighbour_table_still_hears_acknowledgements():
     from firmware.common.mesh.routing import MAX_NEIGHBOURS
 

@@ -80,6 +80,24 @@ def test_hop_limit_is_30():
         frame.seal_frame(sample(hops=31), KEY)
 
 
+def test_link_flags_ride_in_the_hops_byte_per_hop():
+    wire = frame.seal_frame(sample(), KEY)
+    frame.relay_header(wire, 5, 6)
+    frame.set_link_flags(wire, frame.L_ACK_REQ)
+    got = frame.open_frame(wire, KEY)  # the tag stays valid: the flags are not authenticated, like the hop count
+    assert got.hops == 1 and got.link_flags == frame.L_ACK_REQ and frame.wants_ack(wire)
+    frame.set_link_flags(wire, frame.L_PREFERRED)
+    assert frame.parse_header(wire).link_flags == frame.L_PREFERRED and frame.parse_header(wire).hops == 1
+    frame.relay_header(wire, 6, 7)  # the next hop's sender sets its own
+    assert frame.parse_header(wire).hops == 2 and frame.parse_header(wire).link_flags == 0
+    assert frame.MAX_HOPS <= frame.HOPS_MASK
+
+
+def test_an_unacknowledged_broadcast_wants_no_ack_until_flagged():
+    wire = frame.seal_frame(sample(ftype=frame.T_BCAST, dst=frame.BROADCAST), KEY)
+    assert not frame.wants_ack(wire) and frame.wants_ack(frame.seal_frame(sample(), KEY))
+
+
 def test_wrong_key_or_network_is_refused():
     wire = frame.seal_frame(sample(), KEY)
     with pytest.raises(AuthError):

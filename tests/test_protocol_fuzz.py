@@ -122,6 +122,13 @@ def open_with_key(data):
     return frame.open_frame(data, KEY)
 
 
+def resealed(f):
+    """The wire bytes of an opened frame: sealed again, with its per-hop link flags."""
+    wire = frame.seal_frame(f, KEY)
+    frame.set_link_flags(wire, f.link_flags)
+    return bytes(wire)
+
+
 def sane_header(f, data):
     return (frame.T_DATA <= f.kind <= frame.T_OTA and 0 <= f.hops <= frame.MAX_HOPS
             and frame.TAG_LEN <= len(f.payload) <= frame.PAYLOAD_MAX + frame.TAG_LEN)
@@ -137,7 +144,7 @@ ACK_PAYLOADS = [cbor2.loads(a).value[2] for a in SIGNED_ACKS]
 #  what an accepted input must satisfy: the decoded object is valid and means that input)
 DECODERS = [
     (frame.parse_header, FRAMES, 80, None, sane_header),
-    (open_with_key, FRAMES, 80, None, lambda f, data: bytes(frame.seal_frame(f, KEY)) == data),
+    (open_with_key, FRAMES, 80, None, lambda f, data: resealed(f) == data),
     (messages.decode, MESSAGES, 40, None, lambda m, data: m.encode() == data),
     (batch.decode_payload, PAYLOADS, 120, lambda c, s: odd_payload(PAYLOADS, c, s),
      lambda b, data: batch.decode_payload(b.to_cbor()).key == b.key),

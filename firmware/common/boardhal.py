@@ -21,7 +21,7 @@ from firmware.common.cc1101 import CC1101, SETTLE_US
 from firmware.common.hal import FrameInbox
 from firmware.common.mesh.clock import ticks_add, ticks_diff
 from firmware.common.mesh.mac import ACK_TIMEOUT_MS, wake_preamble_ms
-from protocol.frame import F_ACK_REQ, T_ACK
+from protocol.frame import T_ACK, wants_ack
 
 SPI_HZ = const(4000000)  # CC1101 SPI limit is 6.5 MHz for burst access (datasheet table 22), with margin
 RELAY_PULSE_MS = const(50)  # latching relay coil pulse (typical set/reset time 10 ms, 50 ms covers a low cell)
@@ -99,7 +99,7 @@ class BoardHAL(FrameInbox):
     # ---- radio ----------------------------------------------------------------
     def radio_send(self, frame, cca=True):
         sent = self.radio.send(frame, cca, wake_preamble_ms(frame) * 1000)
-        if sent and (frame[3] & F_ACK_REQ or frame[3] & 0x0F == T_ACK):
+        if sent and (wants_ack(frame) or frame[3] & 0x0F == T_ACK):
             self._stay_awake()  # for its acknowledgement; after ours, for the burst's next frame
         return sent
 

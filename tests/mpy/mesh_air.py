@@ -64,6 +64,7 @@ class Air:
             self.hears.setdefault(b, []).append(a)
         addrs = sorted(a for a in self.hears if a)
         self.dead = []
+        self.lose = None  # (sender, receiver, frame) -> True to lose that frame on its way
         self.up = []  # (src, payload) handed to the collector
         self.heard = {}  # addr -> commands handed to the module
         self.broadcasts = {}  # addr -> broadcasts handed to the module
@@ -84,7 +85,7 @@ class Air:
 
     def carry(self, sender, frame):
         for addr in self.hears[sender]:
-            if addr not in self.dead:
+            if addr not in self.dead and not (self.lose is not None and self.lose(sender, addr, frame)):
                 self.stations[addr].hal.rx.append(frame)
 
     def run(self, ms):

@@ -5,7 +5,7 @@ import struct
 from firmware.common.mesh.duty import LIMIT_MS
 from firmware.common.mesh.mac import airtime_ms
 from mesh_air import NET_ID, Air, module_key
-from protocol.frame import CONCENTRATOR, F_ACK_REQ, T_DATA, Frame, seal_frame
+from protocol.frame import CONCENTRATOR, F_ACK_REQ, T_BCAST, T_DATA, Frame, seal_frame
 
 CHAIN = ((0, 1), (1, 2), (2, 3))
 DIAMOND = ((0, 1), (0, 2), (1, 3), (2, 3), (3, 4))
@@ -97,6 +97,48 @@ def test_a_broadcast_reaches_every_module_once():
     air.root.downlink.broadcast(b"\x14ripple")
     air.run(60000)
     assert air.broadcasts == {a: [b"\x14ripple"] for a in (1, 2, 3, 4)} and not air.heard
+
+
+def test_a_module_that_misses_the_flood_gets_the_broadcast_from_its_preferred_parent_with_retries():
+    air = joined(DIAMOND)
+    parent = air.stations[3]
+    assert 4 in parent.followers  # its join request named 3 its preferred parent (L_PREFERRED)
+    lost = []
+
+    def lose(sender, receiver, frame):  # the flood and the first copies do not reach module 4
+        if receiver == 4 and frame[3] & 0x0F == T_BCAST and len(lost) < 3:
+            lost.append(frame)
+            return True
+        return False
+    air.lose = lose
+    acked = parent.acked
+    air.root.downlink.broadcast(b"\x14ripple")
+    air.run(60000)
+    assert len(lost) == 3 and air.broadcasts.get(4) == [b"\x14ripple"]
+    assert parent.acked > acked and not parent.queue and parent.job is None  # module 4 acknowledged its copy
+
+
+def test_a_parent_used_only_as_a_spare_sends_no_copies():
+    air = joined(DIAMOND)
+    node = air.stations[3]
+    spare = 1 if node.routing.preferred.addr == 2 else 2
+    frame = bytearray(sealed_up(3, b"spare", 9 * 10 ** 6))
+    struct.pack_into("<HH", frame, 5, 3, spare)  # relayed once through the spare (no L_PREFERRED)
+    air.stations[spare].hal.rx.append(bytes(frame))
+    air.stations[spare].poll()
+    assert 3 in air.stations[spare].routes and not air.stations[spare].followers
+    copies = []
+
+    def note(sender, receiver, frame):  # nothing is lost: only who sends a copy to one child is noted
+        link_dst = frame[7] | frame[8] << 8
+        if frame[3] & 0x0F == T_BCAST and link_dst != 0xFFFF:
+            copies.append((sender, link_dst))
+        return False
+    air.lose = note
+    air.root.downlink.broadcast(b"\x14ripple")
+    air.run(60000)
+    assert (node.routing.preferred.addr, 3) in copies and (spare, 3) not in copies and (3, 4) in copies
+    assert air.broadcasts == {a: [b"\x14ripple"] for a in (1, 2, 3, 4)}
 
 
 def test_the_duty_cycle_stops_a_station_that_keeps_sending():

@@ -1,14 +1,20 @@
-"""Broadcast: flooding in the MAC's depth-staggered slots, then one copy to each direct child.
+"""Broadcast: flooding in the MAC's depth-staggered slots, and an acknowledged copy to each child.
 
 A node that hears a new broadcast forwards it in the next slot, where the
 routers one hop deeper sample the channel, and repeats it a random 1 to
 REPEAT_SPREAD superframes later (SENDS times in all). Routers sample only
 their own slot, so a node cannot hear its peers forward and suppression
 (Trickle's k) has nothing to count. Forwarders of one depth that cannot hear
-each other collide at the children they share (rural, 240 modules: one child
-in seven missed every copy), so each node also sends one copy to each of its
-direct children at that child's own unicast sample, where senders rarely
-meet. A node without children (no downward route) does not forward.
+each other collide at the children they share (rural, 240 modules: ~26 first-
+ring forwarders in one slot, a second-ring module missed every flooded copy in
+one broadcast of ten), so the flood is only the fast path: each node also sends
+the broadcast to each child that named it its preferred parent (L_PREFERRED on
+the child's upward frames), at that child's own unicast sample where senders
+rarely meet, acknowledged (L_ACK_REQ) and retried like any unicast. A node that
+routes for others floods even when no child has named it yet: a parent learns it
+from the child's upward frames, and a 60-module chain 30 minutes after its cold
+start had children no parent knew of (flooding only from known preferred parents,
+2 of 60 missed a broadcast).
 """
 
 from protocol.compat import const
@@ -17,8 +23,6 @@ from firmware.common.mesh.clock import ticks_diff
 
 SENDS = const(2)  # flooded transmissions per node per broadcast
 REPEAT_SPREAD = const(3)  # a repeat goes 1..3 superframes after the previous copy
-CHILD_COPIES = const(1)  # copies to each direct child, unacknowledged: one is lost in ten at the edge
-CHILD_SPREAD = const(3)  # the k-th goes in one of the k-th 3 superframes
 JITTER_MS = const(25)  # spread of forwarders' starts inside a slot
 REMEMBER = const(8)  # broadcasts kept for duplicate counting
 
@@ -31,15 +35,9 @@ class Broadcast:
         self.frame = frame
         self.at = at  # tick of the next flooded copy
         self.sends_left = SENDS
-        self.children = []  # (tick, addr): direct children still to get their own copy, and when
 
     def due_in(self, now):
-        best = max(0, ticks_diff(self.at, now)) if self.sends_left else None
-        for at, _ in self.children:
-            d = max(0, ticks_diff(at, now))
-            if best is None or d < best:
-                best = d
-        return best
+        return max(0, ticks_diff(self.at, now)) if self.sends_left else None
 
 
 class Flood:

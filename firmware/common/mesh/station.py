@@ -12,14 +12,15 @@ import struct
 
 from protocol.compat import const
 from protocol.errors import ProtocolError
-from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, MAX_HOPS, T_ACK, T_BCAST, T_BEACON, T_OTA, Frame,
-                            ReplayWindow, open_frame, parse_header, relay_header, seal_frame)
+from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_PREFERRED, MAX_HOPS, T_ACK, T_BCAST,
+                            T_BEACON, T_OTA, Frame, ReplayWindow, open_frame, parse_header, relay_header, seal_frame,
+                            set_link_flags)
 
 from firmware.common.mesh import control
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.counter import FrameCounter
 from firmware.common.mesh.duty import DutyCycle
-from firmware.common.mesh.flood import CHILD_COPIES, CHILD_SPREAD, JITTER_MS, REPEAT_SPREAD, Flood
+from firmware.common.mesh.flood import JITTER_MS, REPEAT_SPREAD, Flood
 from firmware.common.mesh.mac import (ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, MAX_ATTEMPTS, SLOT_MS,
                                       SUPERFRAME_MS, airtime_ms, slot_wait, unicast_wait)
 from firmware.common.mesh.routing import Routing
@@ -34,15 +35,17 @@ LOOKAHEAD = const(16)  # queued downward frames compared for the soonest hop
 BURST_GAP_MS = const(3)  # silence after which woken receivers go back to sleep
 BURST_TAIL_MS = const(35)  # one more exchange (frame + ACK) must fit before the slot ends
 SAME_HOP_ATTEMPTS = const(2)  # attempts at one parent before an upward frame turns to the next
+MAX_FOLLOWERS = const(64)  # children that chose us as preferred parent: each gets broadcasts acknowledged
 
 
 class Job:
     """One unicast frame crossing one hop: sent, acknowledged or retried."""
 
-    def __init__(self, frame, up):
+    def __init__(self, frame, up, child=None):
         self.frame = frame  # bytearray, sealed; link fields are rewritten per attempt
         self.up = up
         self.src, self.dst, self.counter = struct.unpack_from("<HHI", frame, 9)
+        self.child = child  # a broadcast's copy goes to this one child, not along a route
         self.hop = None
         self.at = 0  # tick of the next step
         self.attempts = 0
@@ -65,6 +68,7 @@ class Station:
         self.flood = Flood()
         self.bcast_window = ReplayWindow(max_sources=4)
         self.routes = {}  # destination -> next hop downward
+        self.followers = set()  # children whose upward frames name us their preferred parent (L_PREFERRED)
         self.recent = []  # (src, counter) of unicasts taken lately
         self.queue = []  # Job waiting for the radio
         self.queue_max = MAX_QUEUE
@@ -153,7 +157,7 @@ class Station:
         return True
 
     def _spread(self, b, now):
-        """Send what is due of broadcast ``b``: a flooded copy, a child's own copy."""
+        """Send the flooded copy of broadcast ``b`` if it is due."""
         if b.sends_left and ticks_diff(now, b.at) >= 0:
             # A repeat goes a random 1..REPEAT_SPREAD superframes on, so that forwarders hidden from
             # each other that collided in this slot part; a copy the channel or the budget refused
@@ -163,30 +167,16 @@ class Station:
                 b.sends_left -= 1
                 spread += self.rand.below(REPEAT_SPREAD)
             b.at = self._flood_slot(now, spread)
-        children = b.children
-        i = 0
-        while i < len(children):
-            at, child = children[i]
-            if ticks_diff(now, at) >= 0:
-                frame = bytearray(b.frame)
-                struct.pack_into("<H", frame, 7, child)
-                if self._transmit(frame, now):  # no acknowledgement: the flood has most likely reached it
-                    children.pop(i)
-                    continue
-                children[i] = (ticks_add(now, SUPERFRAME_MS + self.rand.below(CONTENTION_MS)), child)  # busy
-            i += 1
 
     def _start_broadcast(self, counter, frame, now):
-        """Spread a broadcast that is new to us: flooded in our children's slot, then to each child."""
+        """Spread a broadcast that is new to us: flooded in our children's slot, and an acknowledged
+        copy to each child whose preferred parent we are, at its own sample (flood.py)."""
         b = self.flood.start(counter, frame, self._flood_slot(now))
-        # Each child gets CHILD_COPIES copies at its own sample, the k-th in a random one of the
-        # k-th CHILD_SPREAD superframes: the parents a child shares (its parent set) got the
-        # broadcast in the same slot and would otherwise all aim at that child's next sample.
-        phase = self.net_phase(now)
-        rand = self.rand
-        b.children = [(ticks_add(now, unicast_wait(dst, phase) + rand.below(CONTENTION_MS)
-                                 + (k * CHILD_SPREAD + rand.below(CHILD_SPREAD)) * SUPERFRAME_MS), dst)
-                      for dst, hop in self.routes.items() if dst == hop for k in range(CHILD_COPIES)]
+        for child in self.followers:
+            copy = bytearray(frame)
+            struct.pack_into("<H", copy, 7, child)
+            set_link_flags(copy, L_ACK_REQ)
+            self.enqueue(copy, False, True, child)  # retried like any unicast; the queue aims at its sample
         if not self.routes:
             b.sends_left = 0  # nobody routes through us: every deeper node has a parent that forwards
         return b
@@ -240,12 +230,13 @@ class Station:
         # and make it retry (as 802.15.4 acknowledgements after the turnaround).
         self._transmit(seal_frame(frame, self.net_key), now, False)
 
-    def enqueue(self, frame, up, urgent=False):
-        """Queue a sealed unicast for its next hop; False when the queue is full."""
+    def enqueue(self, frame, up, urgent=False, child=None):
+        """Queue a sealed unicast for its next hop (``child``: that neighbour, whatever the routes);
+        False when the queue is full."""
         if len(self.queue) >= self.queue_max:
             self.queue_full += 1
             return False
-        job = Job(frame, up)
+        job = Job(frame, up, child)
         if urgent:
             self.queue.insert(0, job)
         else:
@@ -255,6 +246,8 @@ class Station:
     def _hop_for(self, job):
         if job.up:
             return self.routing.next_hop()
+        if job.child is not None:
+            return job.child
         return self.routes.get(job.dst)
 
     def _schedule(self, job, now):
@@ -291,7 +284,7 @@ class Station:
             job = queue[i]
             if job.up:
                 continue
-            hop = self.routes.get(job.dst)
+            hop = self._hop_for(job)
             if hop is None:
                 return i  # no route: dropped at once
             wait = unicast_wait(hop, phase)
@@ -330,6 +323,9 @@ class Station:
                 self._attempt_failed(job, now)
                 continue
             struct.pack_into("<HH", job.frame, 5, self.addr, job.hop)
+            if job.up:  # tell the parent whether it is our preferred one: it owes us broadcasts
+                preferred = self.routing.preferred
+                set_link_flags(job.frame, L_PREFERRED if preferred is not None and preferred.addr == job.hop else 0)
             if self._transmit(job.frame, now):
                 job.waiting = True
                 job.attempts += 1
@@ -354,7 +350,9 @@ class Station:
         if job.attempts >= MAX_ATTEMPTS:
             self.job = None
             self.dropped += 1
-            if not job.up:
+            if job.child is not None:
+                self.followers.discard(job.child)  # gone or out of reach: its next upward frame says
+            elif not job.up:
                 self.routes.pop(job.dst, None)
             return
         self.retries += 1
@@ -366,6 +364,12 @@ class Station:
         if job.hop is None:
             self.job = None
             self.queue.insert(0, job)  # no parent left: wait for one
+            return
+        if job.child is not None:
+            # A broadcast's copy waits its backoff behind the other children's copies, not in front:
+            # a first-ring parent has ten of them, and one child out of reach held the rest for seconds.
+            self.job = None
+            self.queue.append(job)
             return
         self._schedule(job, now)
 
@@ -484,6 +488,7 @@ class Station:
             if fr is None:
                 return
             self._remember(key)
+            self._note_follower(f)
             # Acknowledged even when the replay window refuses it: the hop did deliver an authentic
             # frame, and an unanswered one would be retried and count against a sound link (frames
             # of one origin overtake each other on a parent set; a late one was written off as a
@@ -496,8 +501,19 @@ class Station:
         if not self._relay(buf, f, now):
             return
         self._remember(key)
+        self._note_follower(f)
         if f.ftype & F_ACK_REQ:
             self._ack(f, now)
+
+    def _note_follower(self, f):
+        """An upward frame we took says whether its sender chose us as its preferred parent."""
+        if f.dst != CONCENTRATOR:
+            return
+        if f.link_flags & L_PREFERRED:
+            if len(self.followers) < MAX_FOLLOWERS:
+                self.followers.add(f.link_src)
+        else:
+            self.followers.discard(f.link_src)
 
     def _remember(self, key):
         self.recent.append(key)
@@ -552,7 +568,12 @@ class Station:
             self._routing_changed(now)
 
     def _on_broadcast(self, buf, f, now):
-        if f.src != CONCENTRATOR or self.flood.find(f.counter) is not None:
+        if f.src != CONCENTRATOR:
+            return
+        ack = f.link_dst == self.addr and f.link_flags & L_ACK_REQ  # our parent's copy to us
+        if self.flood.find(f.counter) is not None:
+            if ack:
+                self._ack(f, now)  # we have it (flooded, or our acknowledgement was lost): stop the retries
             return
         fr = self._open(buf, self.net_key)
         if fr is None or fr.src != CONCENTRATOR:
@@ -561,6 +582,8 @@ class Station:
             self.bcast_window.accept(fr.src, fr.counter)
         except ProtocolError:
             return
+        if ack:
+            self._ack(f, now)
         frame = bytearray(buf)
         try:
             relay_header(frame, self.addr, BROADCAST)
