@@ -6,7 +6,8 @@ import hashlib
 
 from firmware.common.ota import archive, transfer
 from firmware.common.ota.meshota import CHILD_LOST_MS, OTA_AIR_MS
-from firmware.common.ota.slots import Slots
+from firmware.common.ota.slots import MAX_TRIAL_BOOTS, Slots
+from firmware.d100fc.board import SELF_TEST_S
 from protocol import messages
 from tools.flash import fleetsim
 
@@ -179,5 +180,26 @@ def test_an_update_for_one_module_is_carried_by_the_relays_which_keep_their_imag
             node = by_addr(f, addr)
             assert Slots(node.hal.flash_path()).load().seq == 0
             assert node.mesh.ota.store.updater.download.manifest is None  # a carried copy is dropped
+    finally:
+        f.close()
+
+
+def test_a_module_that_cannot_rejoin_after_the_switch_goes_back_to_its_previous_image():
+    # The board's self-test (firmware/d100fc/board.py): a trial image that has not rejoined within
+    # SELF_TEST_S resets the board; after MAX_TRIAL_BOOTS such starts the previous image runs again.
+    f = fleet()
+    try:
+        w, last = f.world, f.world.nodes[-1]
+        f.start()
+        while last.addr not in f.rebooted and w.now < 3 * 3600:
+            w.run(w.now + 30)
+        del w.nodes[0].mesh.module_keys[last.addr]  # the concentrator forgot it: its joins are never answered
+        w.run(w.now + (MAX_TRIAL_BOOTS + 2) * SELF_TEST_S)
+        assert f.self_test_resets == MAX_TRIAL_BOOTS and last.addr in f.rolled_back  # trial boots 1..3, then back
+        state = Slots(last.hal.flash_path()).load()
+        assert state.seq == 0 and not state.trial
+        with open(last.hal.flash_path() + "/registers.bin", "rb") as kept:
+            assert kept.read() == KEEP
+        assert f.figures()["fleet_update_s"] is None and f.figures()["rolled_back"] == 1
     finally:
         f.close()

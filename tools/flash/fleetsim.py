@@ -27,12 +27,14 @@ from firmware.common.ota import manifest, transfer
 from firmware.common.ota.meshota import MeshOta
 from firmware.common.ota.slots import Slots, State
 from firmware.common.ota.updater import Updater
+from firmware.d100fc.board import SELF_TEST_S
 from protocol import messages
 from protocol.frame import T_OTA
 from simulator import energy, scenarios
 from simulator.world import World
 from tools.flash import bundle
 
+RESET_S = 2.0  # a board reset: boot loader, interpreter, imports
 ACTIVATE_S = 30.0  # verify and unpack on a 80-240 MHz MCU (~10 s, see ACTIVATE_CPU_S), reboot, start
 ACTIVATE_CPU_S = 10.0  # Ed25519 done at the offer; hashing and unpacking 64 kB from flash, ~100x the x86 port
 MAINS_MV = 0xFFFF  # the concentrator is mains powered: no battery floor
@@ -60,7 +62,10 @@ class FleetRun:
         self.installed = {}  # addr -> world time it confirmed the new image
         self.rebooted = {}  # addr -> world time it installed and rebooted
         self.battery = {}  # addr -> mV, for modules with a weak cell
-        self._trial = set()
+        self._trial = {}  # node on a trial image -> world time it started
+        self.wall_s = 0.0  # of run_until_done
+        self.self_test_resets = 0  # trial boots that had not rejoined within the board's SELF_TEST_S
+        self.rolled_back = {}  # addr -> world time it went back to its previous image
         self._stand_in = concentrator is None  # the stand-in agent, not a real one, activates the update
         self.activated_at = None  # world time the agent sent ACTIVATE
         self.started_at = None
@@ -124,16 +129,26 @@ class FleetRun:
         w.at(w.now + ACTIVATE_S, self._boot, node)
 
     def _boot(self, world, node):
-        Slots(node.hal.flash_path()).boot()  # counts the trial boot, as main.py does before the application
+        slots = Slots(node.hal.flash_path())
+        slots.boot()  # counts the trial boot, as main.py does before the application
         world.start_node(node)
         self.attach(node)
-        self._trial.add(node)
+        if slots.load().trial:
+            self._trial[node] = world.now
+        else:  # too many trial boots without rejoining: back on the previous image
+            self.rolled_back[node.addr] = world.now
 
     def _watch(self, world, _):
-        """The board's self-test after a trial boot: network joined (registers are not simulated here)."""
-        for node in list(self._trial):
-            if node.mesh.joined:
-                self._trial.discard(node)
+        """The board's self-test after a trial boot (firmware/d100fc/board.py): network joined within
+        SELF_TEST_S, else the board resets into another trial boot (registers are not simulated here)."""
+        for node, started in list(self._trial.items()):
+            if not node.mesh.joined and world.now - started > SELF_TEST_S:
+                del self._trial[node]
+                self.self_test_resets += 1
+                world.kill(node)
+                world.at(world.now + RESET_S, self._boot, node)
+            elif node.mesh.joined:
+                del self._trial[node]
                 slots = Slots(node.hal.flash_path())
                 if slots.confirm():
                     self.installed[node.addr] = world.now
@@ -207,6 +222,7 @@ class FleetRun:
             "battery_share": round(max(mah) / capacity, 6),
             "duty_cycle_max": round(max(_busiest_hour(n) for n in w.nodes[1:]) / 3600.0, 4),
             "ota_frames": w.frames_by_kind.get(T_OTA, 0) - self._ota_frames,
+            "self_test_resets": self.self_test_resets, "rolled_back": len(self.rolled_back),
             "pages_rejected": sum(n.mesh.ota.store.rejected for n in w.nodes if n.mesh.ota is not None),
             "wall_s": round(self.wall_s, 1),
         }
