@@ -32,7 +32,12 @@ from firmware.d100fc.module import Module
 from protocol import messages
 from protocol.compat import const
 
-SELF_TEST_S = const(3600)  # a module rejoins within the hour even deep in a network rebuilding after restarts
+# A trial image that has not rejoined in this long resets the board (three such starts: back to the
+# previous image). Three hours, not one: after an update's reboot wave a module 30 hops deep waits for
+# every router above it to rejoin first, and an hour made 371 resets and 50 rollbacks of a good image
+# in the 240-module chain, each reset taking its subtree down again (balans bench ota). Nothing is lost
+# while a module is off the air (the 45-day archive is backfilled); a bad image is back out in 9 hours.
+SELF_TEST_S = const(10800)
 IDLE_MS = const(60000)  # the loop wakes at least this often (the watchdog, the self-test)
 
 
