@@ -9,7 +9,8 @@ as the concentrator reports it; a module without one acts on the untagged rules
 
 State, in ``<queue dir>/tesla.json`` (mode 0600: the seed makes every key): the chain's seed
 and start, and which modules hold an anchor of it. A chain lasts CHAIN_LENGTH intervals
-(60 days); RENEW_S before its end a new one starts and every module is anchored again.
+(60 days); RENEW_S before its end a new one starts and every module is anchored again. Each
+module is also anchored again every REANCHOR_S, in case it was replaced or re-flashed.
 """
 
 import json
@@ -26,6 +27,9 @@ RENEW_S = 7 * 86400  # a new chain this long before the old one ends: time to an
 TIME_SYNC_S = 3600  # modules' clocks drift under 2 s a day; tagged hourly syncs keep them within CLOCK_BEHIND_S
 ANCHORS_IN_FLIGHT = 4  # SET_ANCHOR commands out at once: the concentrator queues 32 commands in all
 ANCHOR_RETRY_S = 900  # a SET_ANCHOR without a result (a lost link frame) goes again after this
+# Each module is anchored again this often: one replaced or re-flashed under the same address has
+# lost its anchor, and nothing else would tell the agent (240 commands a day beside 5,760 reports).
+REANCHOR_S = 86400
 
 
 class KeyChain:
@@ -88,7 +92,7 @@ class BroadcastKeys:
             with open(self.path) as f:
                 state = json.load(f)
             self.seed, self.start = bytes.fromhex(state["seed"]), state["start"]
-            self.anchored = set(state["anchored"])
+            self.anchored = {int(a): t for a, t in state["anchored"].items()}  # addr -> when it took the anchor
         except (FileNotFoundError, KeyError, ValueError):
             self._new_chain(clock())
 
@@ -134,7 +138,7 @@ class BroadcastKeys:
         for addr in modules:
             if len(self._in_flight) >= ANCHORS_IN_FLIGHT:
                 break
-            if addr in self.anchored or addr in busy:
+            if now - self.anchored.get(addr, -REANCHOR_S) < REANCHOR_S or addr in busy:
                 continue
             # the newest key already disclosed: holding it lets a thief forge nothing to come
             interval = max(0, self.interval_at(now) - tesla.DISCLOSE_AFTER - 1)
@@ -148,7 +152,7 @@ class BroadcastKeys:
     def status(self, modules):
         """For the status topic: which known modules hold an anchor of the current chain, and when it ends."""
         return {"anchored": sum(1 for a in modules if a in self.anchored),
-                "waiting": sorted("%04x" % a for a in modules if a not in self.anchored),
+                "waiting": sorted("%04x" % a for a in modules if a not in self.anchored),  # never anchored
                 "chain_start": self.start, "chain_end": self.chain.end()}
 
     def on_result(self, cid, status):
@@ -157,7 +161,7 @@ class BroadcastKeys:
         if found is None:
             return False
         if status == messages.ST_OK:
-            self.anchored.add(found[0])
+            self.anchored[found[0]] = self.clock()
             self._save()
         return True
 
@@ -165,12 +169,12 @@ class BroadcastKeys:
         # the chain starts in the past, so the first anchor handed out is a key already disclosed
         self.seed = os.urandom(tesla.KEY_LEN)
         self.start = int(now) - (tesla.DISCLOSE_AFTER + 1) * tesla.INTERVAL_S
-        self.anchored = set()
+        self.anchored = {}
         self._chain = None
         self._disclose = []
         self._in_flight = {}
         self._save()
 
     def _save(self):
-        state = {"seed": self.seed.hex(), "start": self.start, "anchored": sorted(self.anchored)}
+        state = {"seed": self.seed.hex(), "start": self.start, "anchored": {str(a): t for a, t in self.anchored.items()}}
         write_atomic(self.path, json.dumps(state).encode(), mode=0o600)

@@ -94,6 +94,17 @@ def test_a_tagged_time_sync_sets_the_clock_whole_counting_the_wait_for_its_key(t
     assert m.EV_CLOCK_LIMITED not in codes(up)
 
 
+def test_the_agents_daily_anchor_of_the_same_chain_keeps_what_waits_for_its_key(tmp_path):
+    hal, up, mod, agent = commissioned(tmp_path)
+    i = agent.now_interval()
+    mod.on_broadcast(agent.tagged(shed()))
+    hal.advance(2 * tesla.INTERVAL_S)
+    assert m.decode(mod.on_downlink(agent.anchor(seq=2))).status == m.ST_OK
+    hal.advance(tesla.DISCLOSE_AFTER * tesla.INTERVAL_S)
+    mod.on_broadcast(agent.disclose(i))
+    assert hal.relay_closed is False
+
+
 def test_the_anchor_survives_a_reboot(tmp_path):
     hal, up, mod, agent = commissioned(tmp_path)
     i = agent.now_interval()

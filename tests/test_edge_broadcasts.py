@@ -3,7 +3,7 @@
 import json
 import os
 
-from edge_agent.broadcasts import ANCHOR_RETRY_S, ANCHORS_IN_FLIGHT, RENEW_S, TIME_SYNC_S, BroadcastKeys
+from edge_agent.broadcasts import ANCHOR_RETRY_S, ANCHORS_IN_FLIGHT, REANCHOR_S, RENEW_S, TIME_SYNC_S, BroadcastKeys
 from protocol import link, messages, tesla
 
 T0 = 1767225600
@@ -76,7 +76,7 @@ def test_modules_are_anchored_a_few_at_a_time_and_again_after_a_lost_result(tmp_
     assert {sent[2][1], sent[3][1]} <= {dst for _, dst, m in line.take() if type(m) is messages.SetAnchor}
     assert keys.status(modules)["anchored"] == 1 and len(keys.status(modules)["waiting"]) == len(modules) - 1
     reloaded = BroadcastKeys(str(tmp_path), lambda: T0)
-    assert reloaded.anchored == {sent[0][1]} and reloaded.chain.key(5) == keys.chain.key(5)
+    assert list(reloaded.anchored) == [sent[0][1]] and reloaded.chain.key(5) == keys.chain.key(5)
     assert oct(os.stat(tmp_path / "tesla.json").st_mode & 0o777) == "0o600"
 
 
@@ -89,4 +89,18 @@ def test_a_chain_near_its_end_is_replaced_and_every_module_anchored_again(tmp_pa
     ready(keys, line, late, [0x10])
     assert keys.seed != old_seed and keys.start > T0
     assert [dst for _, dst, m in line.take() if type(m) is messages.SetAnchor] == [0x10]
-    assert json.loads((tmp_path / "tesla.json").read_text())["anchored"] == []
+    assert json.loads((tmp_path / "tesla.json").read_text())["anchored"] == {}
+
+
+def test_an_anchored_module_is_anchored_again_a_day_later(tmp_path):
+    # a module replaced or re-flashed under its address has lost its anchor, and nothing else says so
+    now = [T0]
+    keys, line = BroadcastKeys(str(tmp_path), lambda: now[0]), Link()
+    ready(keys, line, T0, [0x10])
+    (cid, _, _), = [x for x in line.take() if type(x[2]) is messages.SetAnchor]
+    keys.on_result(cid, messages.ST_OK)
+    keys.pump(line.send, T0 + REANCHOR_S - 1, [0x10], line.next_id)
+    assert not [x for x in line.take() if type(x[2]) is messages.SetAnchor]
+    keys.pump(line.send, T0 + REANCHOR_S, [0x10], line.next_id)
+    (_, dst, anchor), = [x for x in line.take() if type(x[2]) is messages.SetAnchor]
+    assert dst == 0x10 and anchor.start == keys.start

@@ -50,8 +50,13 @@ class BroadcastGate:
 
     def set_anchor(self, msg):
         """SET_ANCHOR from the agent (under the module key): the chain to check tagged broadcasts against."""
+        a = self.anchor
+        if a is not None and a.start == msg.start:  # the agent's daily repeat of the same chain
+            if msg.interval <= a.interval:
+                return  # a key as new was checked here already
+        else:
+            self.pending = []  # tags of another chain can never check out
         self.anchor = msg
-        self.pending = []
         self._save()
 
     def take(self, payload, uptime_s):
