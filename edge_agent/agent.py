@@ -466,19 +466,22 @@ class Agent:
             self._result({"id": cmd.id, "status": "failed", "reason": "no link to the concentrator"})
             return
         for part, message in enumerate(cmd.messages):
-            if cmd.dst == BROADCAST:  # ripple control and time: tagged, so modules can tell them from forgeries
-                message = self.broadcasts.tag(message, now)
-            link_id = self._next_link_id()
-            self._cmd_parts[link_id] = (cmd.id, part, len(cmd.messages))
-            self.session.send(link.pack(link.L_CMD, link_id, cmd.dst, tail=message))
+            self._cmd_parts[self._send_command(cmd.dst, message, now)] = (cmd.id, part, len(cmd.messages))
         self.counters["commands_forwarded"] += 1
         self._result({"id": cmd.id, "status": "forwarded", "parts": len(cmd.messages)})
 
     def broadcast(self, payload):
         """Send GROUP_CMD or TIME_SYNC ``payload`` to every module, tagged (edge_agent/broadcasts.py)."""
         with self._lock:
-            tagged = self.broadcasts.tag(payload, self.clock())
-            self.session.send(link.pack(link.L_CMD, self._next_link_id(), BROADCAST, tail=tagged))
+            self._send_command(BROADCAST, payload, self.clock())
+
+    def _send_command(self, dst, message, now):
+        """One message to the concentrator for ``dst``; returns its link id."""
+        if dst == BROADCAST:  # ripple control and time: tagged, so modules can tell them from forgeries
+            message = self.broadcasts.tag(message, now)
+        link_id = self._next_link_id()
+        self.session.send(link.pack(link.L_CMD, link_id, dst, tail=message))
+        return link_id
 
     def _next_link_id(self):
         self._link_cmd = (self._link_cmd + 1) & 0xFFFFFFFF

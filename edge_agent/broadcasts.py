@@ -68,10 +68,7 @@ class KeyChain:
         if not 0 <= interval <= self.length:
             raise ValueError("interval %d outside the chain (0..%d)" % (interval, self.length))
         top = min(self.length, -(-interval // self.CHECKPOINT) * self.CHECKPOINT)
-        k = self._points[top]
-        for _ in range(top - interval):
-            k = tesla.previous(k)
-        return k
+        return tesla.earlier(self._points[top], top - interval)
 
     def end(self):
         """Unix time after which the chain has no key left."""

@@ -63,10 +63,13 @@ def undisclosed(start, interval, unix):
     return unix + CLOCK_BEHIND_S < start + (interval + DISCLOSE_AFTER) * INTERVAL_S
 
 
-def reaches(key, steps, anchor_key):
-    """True if ``key`` hashes to ``anchor_key`` in ``steps`` (1..MAX_SKIP) chain steps: a genuine later key."""
-    if not 0 < steps <= MAX_SKIP or len(key) != KEY_LEN:
-        return False
+def earlier(key, steps):
+    """K_(i - steps) from K_i: ``steps`` chain steps down."""
     for _ in range(steps):
         key = previous(key)
-    return key == anchor_key
+    return key
+
+
+def reaches(key, steps, anchor_key):
+    """True if ``key`` hashes to ``anchor_key`` in ``steps`` (1..MAX_SKIP) chain steps: a genuine later key."""
+    return 0 < steps <= MAX_SKIP and len(key) == KEY_LEN and earlier(key, steps) == anchor_key

@@ -103,9 +103,7 @@ class BroadcastGate:
         acts = []
         now_ms = self.hal.ticks_ms()
         for interval, tag, payload, ticks in waiting:
-            key = msg.key
-            for _ in range(msg.interval - interval):  # a lost disclosure: its key is an earlier link
-                key = tesla.previous(key)
+            key = tesla.earlier(msg.key, msg.interval - interval)  # a lost disclosure's key: an earlier link
             if tesla.tag(key, interval, payload) != tag:
                 acts.append((ACT_REFUSED, m.Tagged.TYPE))
                 continue
