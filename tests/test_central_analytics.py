@@ -155,3 +155,20 @@ def test_an_older_fault_that_follows_a_members_use_is_taken_out_of_the_rise():
     assert not out[1].any()
     left = rise[0, -1] - out[0, -1]
     assert np.std(left) < 0.2 * np.std(rise[0, -1])
+
+
+def test_a_household_away_is_not_a_stopped_meter_while_its_group_cannot_be_judged(district):
+    # w20's household is away on the quiet day (its water meter reads nothing, the house's input
+    # sees that too), and the house's concentrator was down for 4 hours, so its water balance is
+    # incomplete that day: nothing says the meter stopped rather than the family left
+    values = district.values.copy()
+    row = {m["meter_id"]: i for i, m in enumerate(district.meters)}
+    day = slice((ONSET - 1) * HOURS, ONSET * HOURS)
+    values[row["WI0"], day] -= values[row["w20"], day]
+    values[row["w20"], day] = 0.0
+    house = [row["WI0"]] + [k for k, m in enumerate(district.meters) if m["group_id"] == "W0"]
+    values[house, (ONSET - 1) * HOURS + 8:(ONSET - 1) * HOURS + 12] = np.nan
+    d = synth.District(district.groups, district.meters, values, [], [], district.day0, HISTORY_DAYS)
+    found = alerts_on(d, ONSET - 1)
+    assert not [a for a in found if a["kind"] == "stopped_meter"]
+    assert ("data_gap", "WI0") in [(a["kind"], a["point_id"]) for a in found]
