@@ -254,3 +254,14 @@ class ReplayWindow:
     def highest(self, src):
         """The highest counter accepted from ``src``, or None if none yet."""
         return self._top.get(src)
+
+    def tops(self):
+        """(src, highest counter accepted) of every origin."""
+        return self._top.items()
+
+    def restore(self, src, top):
+        """Take every counter of ``src`` up to ``top`` as used: the highest a reset kept in flash."""
+        if src not in self._top and len(self._top) >= self._max_sources:
+            raise ReplayError("too many sources")
+        self._top[src] = top
+        self._bits[src] = (1 << self.WINDOW) - 1

@@ -211,6 +211,19 @@ def test_replay_window_cases():
     assert w.highest(9) is None
 
 
+def test_a_restored_window_takes_nothing_up_to_the_kept_counter():
+    w = frame.ReplayWindow(max_sources=2)
+    w.restore(7, 100)
+    for old in (0, 70, 71, 99, 100):
+        with pytest.raises(ReplayError):
+            w.check(7, old)
+    w.accept(7, 101)
+    assert dict(w.tops()) == {7: 101}
+    w.restore(8, 5)
+    with pytest.raises(ReplayError):
+        w.restore(9, 5)  # bounded like accept
+
+
 def test_replay_window_bounds_its_sources():
     w = frame.ReplayWindow(max_sources=3)
     for src in range(3):

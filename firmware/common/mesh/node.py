@@ -17,10 +17,11 @@ import struct
 
 from protocol.compat import const
 from protocol.errors import ProtocolError
-from protocol.frame import CONCENTRATOR, F_ACK_REQ, F_BACKFILL, MAX_HOPS, T_DATA, T_JOIN, ReplayWindow
+from protocol.frame import CONCENTRATOR, F_ACK_REQ, F_BACKFILL, MAX_HOPS, T_DATA, T_JOIN
 
 from firmware.common.mesh import control
 from firmware.common.mesh.clock import ticks_add, ticks_diff
+from firmware.common.mesh.seen import KeptWindow
 from firmware.common.mesh.station import Station
 
 JOIN_RETRY_MS = const(180000)  # first pause before asking again (a cold start's answers take minutes); doubles
@@ -62,7 +63,7 @@ class MeshNode(Station):
         self.join_count = 0  # answers received: rejoins after a concentrator restart count too
         self._join_at = None  # tick of the next join request, None when none is due
         self._join_pause = JOIN_RETRY_MS
-        self._down_window = ReplayWindow(max_sources=1)
+        self._down_window = KeptWindow(hal.flash_path() + "/mesh_seen", 1, 0, hal.ticks_ms())
         self._held = []  # (tick, frame): routine reports waiting out their spread
 
     def send_up(self, payload, urgent=False, backfill=False):
@@ -145,7 +146,7 @@ class MeshNode(Station):
 
     def _fresh(self, fr):
         try:
-            self._down_window.accept(fr.src, fr.counter)
+            self._down_window.accept(fr.src, fr.counter, self.hal.ticks_ms())
         except ProtocolError:
             return False
         return True

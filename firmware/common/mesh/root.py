@@ -16,13 +16,15 @@ import struct
 
 from protocol.compat import const
 from protocol.errors import ProtocolError
-from protocol.frame import BROADCAST, CONCENTRATOR, F_ACK_REQ, F_BACKFILL, T_BCAST, T_DATA, T_JOIN, ReplayWindow
+from protocol.frame import BROADCAST, CONCENTRATOR, F_ACK_REQ, F_BACKFILL, T_BCAST, T_DATA, T_JOIN
 
 from firmware.common.mesh import control
+from firmware.common.mesh.seen import KeptWindow
 from firmware.common.mesh.station import Station
 
 ROOT_QUEUE = const(256)  # a cold start answers every module's join at once
 MAX_MODULES = const(1024)  # replay windows kept: 240 modules a network, with room to grow
+SEEN_SAVE_MS = const(600000)  # the highest counters go to flash at most every 10 min (firmware/common/mesh/seen.py)
 
 
 class Downlink:
@@ -47,7 +49,7 @@ class MeshRoot(Station):
         self.downlink = Downlink(self)
         self.on_uplink = None  # (src, payload, backfill=False)
         self.members = {}  # addr -> tick of its last join
-        self._window = ReplayWindow(max_sources=MAX_MODULES)
+        self._window = KeptWindow(hal.flash_path() + "/mesh_seen", MAX_MODULES, SEEN_SAVE_MS, hal.ticks_ms())
         r = self.routing
         r.version = self._next_version(hal.flash_path() + "/mesh_version")
         r.rank = 0
@@ -97,7 +99,7 @@ class MeshRoot(Station):
 
     def _fresh(self, fr):
         try:
-            self._window.accept(fr.src, fr.counter)
+            self._window.accept(fr.src, fr.counter, self.hal.ticks_ms())
         except ProtocolError:
             return False
         return True
