@@ -2,10 +2,12 @@
 # join, relaying up and down, duplicates, replays, loops, repair, broadcast and the duty-cycle limit.
 import struct
 
+from firmware.common.mesh.control import ANSWER_FMT, JOIN_FMT
 from firmware.common.mesh.duty import LIMIT_MS
-from firmware.common.mesh.mac import airtime_ms
+from firmware.common.mesh.mac import MAX_ATTEMPTS, SUPERFRAME_MS, airtime_ms, unicast_phase
+from firmware.common.mesh.station import ANSWER_ATTEMPTS, Job
 from mesh_air import NET_ID, Air, module_key
-from protocol.frame import CONCENTRATOR, F_ACK_REQ, T_BCAST, T_DATA, Frame, seal_frame
+from protocol.frame import CONCENTRATOR, F_ACK_REQ, T_BCAST, T_DATA, T_JOIN, Frame, seal_frame
 
 CHAIN = ((0, 1), (1, 2), (2, 3))
 DIAMOND = ((0, 1), (0, 2), (1, 3), (2, 3), (3, 4))
@@ -150,3 +152,79 @@ def test_the_duty_cycle_stops_a_station_that_keeps_sending():
         if node._transmit(frame, air.now):
             on_air += airtime_ms(frame)
     assert node.duty_refused >= 50 and on_air <= LIMIT_MS
+
+
+def sealed_down(dst, kind, payload, counter, hop_from, hop_to):
+    frame = Frame(NET_ID, kind | F_ACK_REQ, CONCENTRATOR, dst, counter, payload, 1, hop_from, hop_to)
+    return bytes(seal_frame(frame, module_key(dst)))
+
+
+def sends_to(air, kind):
+    """Note every frame of ``kind`` on the air as (time, sender, link destination); nothing is lost."""
+    sent = []
+
+    def note(sender, receiver, frame):  # called once for each neighbour that hears it
+        entry = (air.now, sender, frame[7] | frame[8] << 8)
+        if frame[3] & 0x0F == kind and (not sent or sent[-1] != entry):
+            sent.append(entry)
+        return False
+    air.lose = note
+    return sent
+
+
+def test_an_unanswered_command_waits_out_its_backoff_in_the_queue_while_another_child_is_served():
+    air = joined(DIAMOND)
+    root = air.root
+    sent = sends_to(air, T_DATA)
+    air.dead.append(1)
+    assert root.downlink.send(1, b"\x42one")
+    air.run(2500)  # its first attempt went unanswered
+    assert [s for s in sent if s[2] == 1]
+    assert root.downlink.send(2, b"\x42two")
+    air.run(60000)
+    to_one = [t for t, s, d in sent if s == 0 and d == 1]
+    to_two = [t for t, s, d in sent if s == 0 and d == 2]
+    assert len(to_one) == MAX_ATTEMPTS and air.heard.get(2) == [b"\x42two"]
+    assert to_two[0] < to_one[-1]  # before: the retries to 1 held every other frame of the concentrator
+
+
+def test_a_join_answer_gets_more_attempts_than_a_command():
+    air = joined(DIAMOND)
+    root = air.root
+    sent = sends_to(air, T_JOIN)
+    air.dead.append(1)
+    root.hal.rx.append(sealed_up_join(1, 9 * 10 ** 6))
+    air.run(120000)
+    assert len([1 for t, s, d in sent if s == 0 and d == 1]) == ANSWER_ATTEMPTS > MAX_ATTEMPTS
+
+
+def sealed_up_join(addr, counter):
+    payload = struct.pack(JOIN_FMT, 0, 128, 1)
+    frame = Frame(NET_ID, T_JOIN | F_ACK_REQ, addr, CONCENTRATOR, counter, payload, 0, addr, CONCENTRATOR)
+    return bytes(seal_frame(frame, module_key(addr)))
+
+
+def test_a_relay_forwards_a_join_answer_before_the_reports_queued_ahead_of_it():
+    air = joined(CHAIN)
+    relay = air.stations[1]
+    air.dead.append(0)  # the concentrator does not answer: the relay's reports stay queued
+    for i in range(3):
+        assert relay.uplink.send(b"q%d" % i, urgent=True)
+    relay.poll()
+    assert relay.job is not None and relay.job.up and len(relay.queue) == 2
+    relay.hal.rx.append(sealed_down(2, T_JOIN, struct.pack(ANSWER_FMT, 0, relay.routing.version), 11 * 10 ** 6, 0, 1))
+    relay.poll()
+    assert len(relay.queue) == 3 and not relay.queue[0].up and relay.queue[0].dst == 2  # the answer goes next
+
+
+def test_the_concentrator_sends_to_a_child_still_awake_from_the_last_exchange_first():
+    air = joined(DIAMOND)
+    root = air.root
+    now = air.now
+    # child 1 sampled 5 ms ago and acknowledged a moment ago: it is still awake
+    root.phase_offset = (unicast_phase(1) + 5 - now) % SUPERFRAME_MS
+    root._burst_hop, root._burst_until = 1, now + 2
+    root.queue = [Job(bytearray(sealed_down(d, T_DATA, b"x", 12 * 10 ** 6 + d, 0, d)), False) for d in (2, 1)]
+    assert root._next_job(now) == 1
+    root._burst_until = now  # asleep again: the child that samples soonest goes first
+    assert root._next_job(now) == 0

@@ -13,8 +13,8 @@ import struct
 from protocol.compat import const
 from protocol.errors import ProtocolError
 from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_PREFERRED, MAX_HOPS, T_ACK, T_BCAST,
-                            T_BEACON, T_OTA, Frame, ReplayWindow, open_frame, parse_header, relay_header, seal_frame,
-                            set_link_flags)
+                            T_BEACON, T_JOIN, T_OTA, Frame, ReplayWindow, open_frame, parse_header, relay_header,
+                            seal_frame, set_link_flags)
 
 from firmware.common.mesh import control
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
@@ -35,6 +35,11 @@ LOOKAHEAD = const(16)  # queued downward frames compared for the soonest hop
 BURST_GAP_MS = const(3)  # silence after which woken receivers go back to sleep
 BURST_TAIL_MS = const(35)  # one more exchange (frame + ACK) must fit before the slot ends
 SAME_HOP_ATTEMPTS = const(2)  # attempts at one parent before an upward frame turns to the next
+# A join answer's attempts per hop (other frames: MAX_ATTEMPTS). On a cold start a relay's sample is
+# contested by its parent's answers and its children's requests, hidden from each other; an answer
+# given up costs its module a new request after 3-6 minutes and a new round trip (30-hop chain: two
+# answers in five were dropped after five attempts). The retries wait in the queue (Job.not_before).
+ANSWER_ATTEMPTS = const(7)
 MAX_FOLLOWERS = const(64)  # children that chose us as preferred parent: each gets broadcasts acknowledged
 
 
@@ -48,6 +53,10 @@ class Job:
         self.child = child  # a broadcast's copy goes to this one child, not along a route
         self.hop = None
         self.at = 0  # tick of the next step
+        # A routed downward frame waits out a retry's backoff in the queue (this tick), not as the job in
+        # hand: the concentrator sends to tens of children, and one unanswered child held every other
+        # answer for up to 6 s (30-hop chain, cold start: join answers waited minutes at the root).
+        self.not_before = None
         self.attempts = 0
         self.busy = 0  # channel-busy deferrals of the current attempt
         self.waiting = False  # sent, waiting for the acknowledgement
@@ -257,47 +266,80 @@ class Station:
         sample, the next frame goes at once: a router woken by a frame stays
         awake while the channel stays busy, so a burst costs one wake-up.
         """
-        wait = unicast_wait(job.hop, self.net_phase(now))
-        if (job.hop == self._burst_hop and ticks_diff(self._burst_until, now) > 0
-                and (SUPERFRAME_MS - wait) % SUPERFRAME_MS < SLOT_MS - BURST_TAIL_MS):
+        if self._awake(job.hop, now):
             job.at = now
+            job.not_before = None
             return
+        wait = unicast_wait(job.hop, self.net_phase(now))
         # Binary exponential backoff: on a busy channel within the contention window; after an
         # unanswered attempt over whole samples (hidden senders that collided aim at the same
         # sample again and would collide again), at the concentrator over frame times.
         wait += self.rand.below(CONTENTION_MS << job.busy)
-        if job.attempts and not job.busy:
-            spread = 1 << min(job.attempts, RETRY_SPREAD_DOUBLINGS)
-            wait += self.rand.below(spread) * (SUPERFRAME_MS if job.hop != CONCENTRATOR else ROOT_RETRY_MS)
+        if job.attempts and not job.busy and job.not_before is None:  # (a queued retry has waited already)
+            wait += self._retry_spread(job) * (SUPERFRAME_MS if job.hop != CONCENTRATOR else ROOT_RETRY_MS)
+        job.not_before = None
         job.at = ticks_add(now, wait)
 
+    def _retry_spread(self, job):
+        """Whole samples an unanswered attempt's retry skips: 0-1, then 0-3."""
+        return self.rand.below(1 << min(job.attempts, RETRY_SPREAD_DOUBLINGS))
+
+    def _awake(self, hop, now):
+        """True if ``hop`` acknowledged us a moment ago early in its sample: it is still awake, and one
+        more exchange fits before its slot ends, so a frame to it goes at once (a burst)."""
+        if hop != self._burst_hop or ticks_diff(self._burst_until, now) <= 0:
+            return False
+        wait = unicast_wait(hop, self.net_phase(now))
+        return (SUPERFRAME_MS - wait) % SUPERFRAME_MS < SLOT_MS - BURST_TAIL_MS
+
     def _next_job(self, now):
-        """Index of the queued frame to send next: the head, or if the head goes down, the downward
-        frame among the first LOOKAHEAD whose hop samples soonest (the concentrator's answers to
-        its many children need not wait for each other's phases)."""
+        """Index of the queued frame to send next, None if none may go yet: the head, or if the head
+        goes down, the downward frame among the first LOOKAHEAD whose hop is awake (a burst) or
+        samples soonest (the concentrator's answers to its many children need not wait for each
+        other's phases), skipping those waiting out a retry's backoff; if all of those wait, the
+        first upward frame."""
         queue = self.queue
         if queue[0].up:
             return 0
         phase = self.net_phase(now)
-        best, best_wait = 0, SUPERFRAME_MS
+        best, best_wait, first_up = None, SUPERFRAME_MS, None
         for i in range(min(len(queue), LOOKAHEAD)):
             job = queue[i]
             if job.up:
+                if first_up is None and self.routing.parents:
+                    first_up = i
+                continue
+            if job.not_before is not None and ticks_diff(job.not_before, now) > 0:
                 continue
             hop = self._hop_for(job)
             if hop is None:
                 return i  # no route: dropped at once
-            wait = unicast_wait(hop, phase)
+            wait = 0 if self._awake(hop, now) else unicast_wait(hop, phase)
             if wait < best_wait:
                 best, best_wait = i, wait
-        return best
+        return first_up if best is None else best
 
     def _job_due_in(self, now):
         if self.job is not None:
             return max(0, ticks_diff(self.job.at, now))
-        if self.queue and (not self.queue[0].up or self.routing.parents):
-            return 0
-        return None
+        queue = self.queue
+        if not queue:
+            return None
+        if queue[0].up:
+            return 0 if self.routing.parents else None
+        best = None  # every downward frame in view waits out a backoff: wake when the first may go
+        for i in range(min(len(queue), LOOKAHEAD)):
+            job = queue[i]
+            if job.up:
+                if self.routing.parents:
+                    return 0
+                continue
+            due = 0 if job.not_before is None else max(0, ticks_diff(job.not_before, now))
+            if due == 0:
+                return 0
+            if best is None or due < best:
+                best = due
+        return best
 
     def _run_jobs(self, now):
         while True:
@@ -306,6 +348,8 @@ class Station:
                 if not self.queue:
                     return
                 i = self._next_job(now)
+                if i is None:
+                    return  # every frame in view waits out a backoff (_job_due_in says until when)
                 job = self.queue[i]
                 job.hop = self._hop_for(job)
                 if job.hop is None:
@@ -347,7 +391,7 @@ class Station:
             self.routing.link_result(job.hop, False)
             if self.routing.select(now):
                 self._routing_changed(now)
-        if job.attempts >= MAX_ATTEMPTS:
+        if job.attempts >= (ANSWER_ATTEMPTS if not job.up and job.frame[3] & 0x0F == T_JOIN else MAX_ATTEMPTS):
             self.job = None
             self.dropped += 1
             if job.child is not None:
@@ -364,6 +408,14 @@ class Station:
         if job.hop is None:
             self.job = None
             self.queue.insert(0, job)  # no parent left: wait for one
+            return
+        if not job.up and job.child is None:
+            # A routed downward frame waits out its backoff in the queue, at its place in front, while
+            # frames to other children go (one unanswered child held the concentrator's answers for
+            # up to 6 s each time; Job.not_before).
+            job.not_before = ticks_add(now, self._retry_spread(job) * SUPERFRAME_MS)
+            self.job = None
+            self.queue.insert(0, job)
             return
         if job.child is not None:
             # A broadcast's copy waits its backoff behind the other children's copies, not in front:
@@ -550,7 +602,12 @@ class Station:
             relay_header(frame, self.addr, CONCENTRATOR)
         except ProtocolError:
             return False  # hop limit: a frame that went round in circles ends here
-        if not self.enqueue(frame, up):
+        # A join answer goes before the frames queued ahead of it: on a cold start it crosses relays
+        # whose queues hold their subtrees' first reports, and a module not answered within minutes
+        # asks again (30-hop chain: 580 requests for 240 modules). Requests keep their place: put
+        # first too, they changed how an update's reboot wave settles, and the chain came back with
+        # modules beyond the hop limit (tests/test_mesh.py, rebooted hop by hop).
+        if not self.enqueue(frame, up, not up and f.kind == T_JOIN):
             return False
         self.relayed += 1
         return True
