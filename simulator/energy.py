@@ -35,6 +35,11 @@ class Meter:
         self.tx_s = 0.0
         self.settled_at = 0.0  # world time the steady-state window starts
         self._settled_mas = 0.0  # charge drawn before it
+        self.by = {}  # what the charge went to (breakdown_ua) -> mA*s since boot
+        self._settled_by = {}
+
+    def _book(self, what, mas):
+        self.by[what] = self.by.get(what, 0.0) + mas
 
     def drawn_mas(self):
         return self.tx_mas + self.rx_mas + self.mcu_mas + self.search_mas
@@ -43,24 +48,51 @@ class Meter:
         """Start the steady-state window: what was drawn so far (the cold start) is booked apart."""
         self.settled_at = now
         self._settled_mas = self.drawn_mas()
+        self._settled_by = dict(self.by)
 
-    def transmit(self, airtime_s, wants_ack):
+    def transmit(self, airtime_s, wants_ack, what="tx frame", preamble_s=0.0):
+        """A transmission of ``airtime_s``, ``preamble_s`` of it the wake preamble; ``what`` names it
+        in the breakdown (\"tx ack\", \"tx unicast\", \"tx broadcast\")."""
         self.tx_s += airtime_s
-        self.tx_mas += airtime_s * TX_MA + SYNTH_S * SYNTH_MA
+        tx = airtime_s * TX_MA + SYNTH_S * SYNTH_MA
+        self.tx_mas += tx
+        self._book(what, tx - preamble_s * TX_MA)
+        if preamble_s:
+            self._book("tx wake preamble", preamble_s * TX_MA)
         self.mcu_mas += MCU_SEND_S * MCU_ACTIVE_MA
+        self._book("mcu preparing a transmission", MCU_SEND_S * MCU_ACTIVE_MA)
         if wants_ack:
             self.rx_mas += ACK_WAIT_S * RX_MA
+            self._book("rx waiting for an ack", ACK_WAIT_S * RX_MA)
 
-    def receive(self, airtime_s):
+    def receive(self, airtime_s, what="rx frame", preamble_s=0.0):
         self.rx_mas += airtime_s * RX_MA
+        self._book(what, (airtime_s - preamble_s) * RX_MA)
+        if preamble_s:
+            self._book("rx wake preamble", preamble_s * RX_MA)
         self.mcu_mas += MCU_FRAME_S * MCU_ACTIVE_MA
+        self._book("mcu handling a frame", MCU_FRAME_S * MCU_ACTIVE_MA)
 
     def search(self, seconds):
         """Receiver on continuously while looking for a parent."""
         self.search_mas += seconds * RX_MA
+        self._book("rx searching for a parent", seconds * RX_MA)
 
     def wake(self):
         self.mcu_mas += MCU_WAKE_S * MCU_ACTIVE_MA
+        self._book("mcu timer wake", MCU_WAKE_S * MCU_ACTIVE_MA)
+
+    def breakdown_ua(self, now):
+        """The steady-state average current (average_ua) by what it went to, in uA: where a battery goes."""
+        seconds = now - self.settled_at
+        if seconds <= 0:
+            return {}
+        out = {"idle: wake-on-radio and MCU asleep": RX_MA * 1000.0 if self.always_on else WOR_UA + MCU_SLEEP_UA}
+        for what, mas in self.by.items():
+            ua = (mas - self._settled_by.get(what, 0.0)) * 1000.0 / seconds
+            if ua > 0:
+                out[what] = ua
+        return out
 
     def average_ua(self, now):
         """Average current in the steady-state window up to world time ``now``, idle listening and sleep included."""

@@ -151,7 +151,8 @@ def _station_counters(node, now):
     return {"addr": node.addr, "depth": m.routing.depth, "relayed": m.relayed, "sent": m.sent,
             "retries": m.retries, "dropped": m.dropped, "queue_full": m.queue_full,
             "duty_refused": m.duty_refused, "tx_mas": round(e.tx_mas), "rx_mas": round(e.rx_mas),
-            "mcu_mas": round(e.mcu_mas), "search_mas": round(e.search_mas)}
+            "mcu_mas": round(e.mcu_mas), "search_mas": round(e.search_mas),
+            "charge_ua": {what: round(ua, 2) for what, ua in sorted(e.breakdown_ua(now).items(), key=lambda kv: -kv[1])}}
 
 
 def _quantile(values, q):

@@ -23,10 +23,10 @@ import tempfile
 
 import numpy as np
 
-from firmware.common.mesh.mac import CYCLE_MS, PHY_OVERHEAD, SLOT_MS, airtime_us
+from firmware.common.mesh.mac import CYCLE_MS, PHY_OVERHEAD, SLOT_MS, airtime_us, wake_preamble_ms
 from firmware.common.mesh.node import MeshNode
 from firmware.common.mesh.root import MeshRoot
-from protocol.frame import BROADCAST, wants_ack
+from protocol.frame import BROADCAST, T_ACK, wants_ack
 from simulator import radio
 from simulator.energy import Meter
 from simulator.hal_sim import SimHAL
@@ -231,7 +231,8 @@ class World:
         self.air.append(tx)
         node.busy_until = tx.end
         node.last_tx = (tx.start, tx.end)
-        node.meter.transmit(duration, wants_ack(frame))
+        what = "tx ack" if tx.kind == T_ACK else "tx broadcast" if tx.link_dst == BROADCAST else "tx unicast"
+        node.meter.transmit(duration, wants_ack(frame), what, wake_preamble_ms(frame) / 1000.0)
         minute = int(start // 60)
         node.minute_tx[minute] = node.minute_tx.get(minute, 0.0) + duration
         self.frames_by_kind[tx.kind] = self.frames_by_kind.get(tx.kind, 0) + 1
@@ -260,6 +261,8 @@ class World:
         overlapping = [o for o in self.air if o is not tx and o.start < end and o.end > start]
         nbytes = len(tx.frame) + PHY_OVERHEAD
         duration = end - start
+        what = "rx ack" if tx.kind == T_ACK else "rx broadcast" if tx.link_dst == BROADCAST else "rx unicast"
+        preamble = wake_preamble_ms(tx.frame) / 1000.0
         nodes = self.nodes
         power = ch.power
         for r in receivers:
@@ -280,7 +283,7 @@ class World:
             burst = ch.outside_burst_dbm(duration, self.interference_boost)
             if burst is not None:
                 others.append(burst)
-            rn.meter.receive(duration)
+            rn.meter.receive(duration, what, preamble)
             if ch.received(signal, others, nbytes):
                 rn.hal.rx.append((tx.frame, int(round(signal))))
                 self.run_node(rn)

@@ -57,6 +57,29 @@ def test_meter_adds_states_to_the_idle_current():
     assert m.average_ua(86400) > idle
 
 
+def test_meter_breaks_the_steady_state_current_down_by_what_it_went_to():
+    m = Meter()
+    m.transmit(0.02, True, "tx unicast", 0.011)  # before the window: the cold start, not in the breakdown
+    m.settle(100.0)
+    m.receive(0.025, "rx unicast", 0.011)
+    m.transmit(0.01, False, "tx ack")
+    m.wake()
+    parts = m.breakdown_ua(100.0 + 86400)
+    assert sum(parts.values()) == pytest.approx(m.average_ua(100.0 + 86400))
+    assert parts["rx wake preamble"] == pytest.approx(0.011 * 15.7 * 1000 / 86400)
+    assert parts["rx unicast"] == pytest.approx(0.014 * 15.7 * 1000 / 86400)
+    assert "tx unicast" not in parts and "tx wake preamble" not in parts
+    assert {"tx ack", "mcu handling a frame", "mcu preparing a transmission", "mcu timer wake"} <= set(parts)
+
+
+def test_simulate_prints_the_busiest_relays_charge_by_what_it_went_to(capsys):
+    assert main(["simulate", "--scenario", "chain", "--nodes", "8", "--days", "0.1", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    parts = figures["busiest"]["charge_ua"]
+    assert sum(parts.values()) == pytest.approx(figures["busiest_current_ua"], abs=0.1)
+    assert parts["tx unicast"] > 0 and parts["rx ack"] > 0 and parts["rx wake preamble"] > 0
+
+
 def test_duty_and_quantile_helpers():
     assert _max_hour_duty({0: 36.0, 30: 36.0, 90: 36.0}) == pytest.approx(72.0 / 3600)
     assert _quantile([1, 2, 3, 4], 0.5) == 2 and _quantile([], 0.5) is None
@@ -85,3 +108,17 @@ def test_run_district_hands_link_bytes_and_truth():
         assert {addr for addr, _, _ in truth} == {1, 2, 3}
     finally:
         d.close()
+
+
+def test_bench_radio_measures_the_receivers_time_per_received_unicast():
+    import types
+
+    from firmware.bench import radio as bench_radio
+    from firmware.common.mesh.mac import ACK_TIMEOUT_MS, WAKE_PREAMBLE_MS
+
+    f = bench_radio(types.SimpleNamespace(quick=True))
+    assert f["woken_heard"] == 1.0
+    # on at least from its sample (1-8 ms into the wake preamble) to the frame's end; at most that, the
+    # acknowledgement's turnaround and the ACK_TIMEOUT_MS the board HAL stays awake after its ACK
+    low = f["sim_rx_ms_per_received_unicast"] - WAKE_PREAMBLE_MS + 3
+    assert low <= f["rx_ms_per_received_unicast"] <= f["sim_rx_ms_per_received_unicast"] + ACK_TIMEOUT_MS + 3
