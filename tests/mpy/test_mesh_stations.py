@@ -5,7 +5,7 @@ import struct
 from firmware.common.mesh.control import ANSWER_FMT, JOIN_FMT
 from firmware.common.mesh.duty import LIMIT_MS
 from firmware.common.mesh.mac import MAX_ATTEMPTS, SUPERFRAME_MS, airtime_ms, unicast_phase
-from firmware.common.mesh.station import ANSWER_ATTEMPTS, Job
+from firmware.common.mesh.station import ANSWER_ATTEMPTS, PAUSE_MS, Job
 from mesh_air import NET_ID, Air, module_key
 from protocol.frame import CONCENTRATOR, F_ACK_REQ, T_BCAST, T_DATA, T_JOIN, Frame, seal_frame
 
@@ -195,7 +195,10 @@ def test_a_join_answer_gets_more_attempts_than_a_command():
     air.dead.append(1)
     root.hal.rx.append(sealed_up_join(1, 9 * 10 ** 6))
     air.run(120000)
-    assert len([1 for t, s, d in sent if s == 0 and d == 1]) == ANSWER_ATTEMPTS > MAX_ATTEMPTS
+    times = [t for t, s, d in sent if s == 0 and d == 1]
+    # the first round: the attempts before the pause that waits out a fade (PAUSE_MS, a later round)
+    first_round = 1 + next((i for i in range(len(times) - 1) if times[i + 1] - times[i] >= PAUSE_MS), len(times) - 1)
+    assert first_round == ANSWER_ATTEMPTS > MAX_ATTEMPTS
 
 
 def sealed_up_join(addr, counter):
@@ -228,3 +231,128 @@ def test_the_concentrator_sends_to_a_child_still_awake_from_the_last_exchange_fi
     assert root._next_job(now) == 1
     root._burst_until = now  # asleep again: the child that samples soonest goes first
     assert root._next_job(now) == 0
+
+
+def _data_to(sender, hop):
+    """A lose() predicate: upward data frames from ``sender`` to ``hop``."""
+    def match(s, receiver, frame):
+        return s == sender and receiver == hop and frame[3] & 0x0F == T_DATA and (frame[7] | frame[8] << 8) == hop
+    return match
+
+
+def test_a_frame_whose_rounds_failed_waits_out_the_fade_and_its_sole_parent_is_not_written_off():
+    from firmware.common.mesh.mac import MAX_ATTEMPTS
+    from firmware.common.mesh.routing import DEAD_AFTER
+    from firmware.common.mesh.station import PAUSE_MS
+
+    air = joined(CHAIN)
+    node = air.stations[1]  # its only parent is the concentrator
+    to_root = _data_to(1, 0)
+    tries, state = [], []
+    lost = 2 * MAX_ATTEMPTS  # a fade: two rounds' attempts all go unanswered
+
+    def lose(sender, receiver, frame):
+        if to_root(sender, receiver, frame):
+            tries.append(air.now)
+            if len(tries) == lost + 1:
+                state.append((node.routing.preferred.addr, node.routing.table[0].failures))
+            return len(tries) <= lost
+        return False
+    air.lose = lose
+    assert node.uplink.send(b"faded", urgent=True)
+    air.run(400000)
+    assert (1, b"faded") in air.up
+    assert len(tries) == lost + 1
+    assert tries[MAX_ATTEMPTS] - tries[MAX_ATTEMPTS - 1] >= PAUSE_MS and tries[lost] - tries[lost - 1] >= PAUSE_MS
+    # only the second round counted towards the write-off: the module stayed attached throughout
+    assert state == [(0, MAX_ATTEMPTS)] and MAX_ATTEMPTS < DEAD_AFTER < lost
+
+
+def test_the_last_round_goes_through_a_detour_when_the_parent_stays_silent():
+    air = joined(((0, 1), (0, 2), (1, 2)))
+    node = air.stations[1]
+    r = node.routing
+    r.table[0].set_quality(100)  # a weak link to the concentrator: a peer now ranks below us
+    r.select(air.now)
+    assert r.preferred.addr == 0 and not r.is_parent(2) and r.detour(0) == 2
+    air.lose = _data_to(1, 0)  # the concentrator never hears module 1 again
+    relayed = air.stations[2].relayed
+    assert node.uplink.send(b"detour", urgent=True)
+    air.run(600000)
+    assert (1, b"detour") in air.up and air.stations[2].relayed > relayed
+
+
+def test_an_acknowledgement_from_the_preferred_parent_brings_its_new_depth():
+    air = joined(CHAIN)
+    node = air.stations[3]
+    r = node.routing
+    air.stations[2].trickle.stop()  # no beacon from the parent: only its ACK can tell
+    r.table[2].depth = 7  # what we last heard of it, before it came nearer
+    r.select(air.now)
+    assert r.depth == 8
+    assert node.uplink.send(b"x", urgent=True)
+    air.run(5000)
+    assert (3, b"x") in air.up and r.depth == 3
+
+
+def test_after_its_depth_changed_a_router_beacons_in_its_former_childrens_slot():
+    from firmware.common.mesh.station import FORMER_BEACONS
+
+    air = joined(CHAIN)
+    node = air.stations[3]
+    node._beacon_slot()
+    node._beacon_slot()
+    assert node._children_slot == 4
+    node.routing.depth = 1  # came two hops nearer
+    slots = [node._beacon_slot() for _ in range(2 * FORMER_BEACONS + 4)]
+    assert slots.count(4) == FORMER_BEACONS and slots[-4:] in ([2, 3, 2, 3], [3, 2, 3, 2])
+
+
+def test_a_child_that_had_the_broadcast_says_so_and_its_next_copy_waits_for_the_flood():
+    from firmware.common.mesh.station import COPY_DELAY_MS
+    from protocol.frame import L_HAD, T_ACK
+
+    air = joined(DIAMOND)
+    parent = air.stations[3]
+    assert 4 in parent.followers
+    acks, copies, got = [], [], []
+
+    def note(sender, receiver, frame):
+        link_dst = frame[7] | frame[8] << 8
+        if sender == 4 and frame[3] & 0x0F == T_ACK and link_dst == 3:
+            acks.append(frame[4])
+        if sender == 3 and frame[3] & 0x0F == T_BCAST:
+            (copies if link_dst == 4 else got).append(air.now)
+        return False
+    air.lose = note
+    air.root.downlink.broadcast(b"\x14one")
+    air.run(60000)
+    had = parent.followers[4]
+    assert any(flags & L_HAD for flags in acks) == had  # the flood beat the copy, or it did not
+    parent.followers[4] = True  # as after a broadcast the flood brought
+    del copies[:], got[:]
+    start = air.now
+    air.root.downlink.broadcast(b"\x14two")
+    air.run(60000)
+    assert air.broadcasts[4] == [b"\x14one", b"\x14two"]
+    assert copies and copies[0] - start >= COPY_DELAY_MS
+
+
+def test_a_new_preferred_parent_hears_of_it_on_the_next_upward_frame():
+    air = joined(DIAMOND)
+    node = air.stations[3]
+    r = node.routing
+    old = r.preferred
+    new = r.table[1 if old.addr == 2 else 2]
+    r.preferred, r.parents, r._next = new, [new, old], 0  # round robin would pick the old one next
+    first = []
+
+    def note(sender, receiver, frame):
+        if sender == 3 and frame[3] & 0x0F == T_DATA and not first:
+            first.append(frame[7] | frame[8] << 8)
+        return False
+    air.lose = note
+    assert node.uplink.send(b"tell", urgent=True)
+    air.run(20000)
+    assert first == [new.addr] and 3 in air.stations[new.addr].followers
+

@@ -107,7 +107,7 @@ class MeshRoot(Station):
     def _deliver_own(self, fr, f, now):
         if fr.kind == T_JOIN:
             self.members[fr.src] = now
-            for job in self.queue:
+            for job in self.queue + self.paused:
                 if job.dst == fr.src and job.frame[3] & 0x0F == T_JOIN:
                     return  # an answer is already on its way
             payload = struct.pack(control.ANSWER_FMT, control.JOIN_OK, self.routing.version & 0xFF)

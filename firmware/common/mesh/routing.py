@@ -73,6 +73,7 @@ class Routing:
         self._hold_until = None
         self._told_parent = None  # what the neighbourhood last heard from us
         self._told_rank = RANK_INFINITE
+        self._told_depth = MAX_HOPS
 
     def heard(self, addr, rssi, now, rank):
         """Note a frame from ``addr`` advertising ``rank``; its entry, or None if not worth a slot.
@@ -110,16 +111,22 @@ class Routing:
         del self.table[worst.addr]
         return True
 
-    def link_result(self, addr, ok):
+    def link_result(self, addr, ok, final=True):
         """One transmission to ``addr`` was (ok) or was not acknowledged.
 
         DEAD_AFTER failures in a row write the link off at once (a dead or moved
         parent); hearing the neighbour well again brings it back (``heard``).
+        A failure that is not ``final`` lowers the quality (ETX must stay honest:
+        a link that looked perfect drew a chain's whole subtree onto one marginal
+        hop) but does not count towards the write-off.
         """
         n = self.table.get(addr)
         if n is None:
             return
-        n.failures = 0 if ok else n.failures + 1
+        if ok:
+            n.failures = 0
+        elif final:
+            n.failures += 1
         if n.failures >= DEAD_AFTER:
             n.set_quality(Q_MIN_PARENT // 4)
         else:
@@ -194,10 +201,11 @@ class Routing:
                 if (n is not best and n.rank < self.rank and n.rank + n.etx <= limit and n.depth <= best.depth
                         and self._usable(n, now)):
                     self.parents.append(n)
-        news = (self.preferred is not self._told_parent
+        # A new depth is news too: it moves the slot our children must sample.
+        news = (self.preferred is not self._told_parent or self.depth != self._told_depth
                 or abs(self.rank - self._told_rank) >= ETX_ONE)
         if news:
-            self._told_parent, self._told_rank = self.preferred, self.rank
+            self._told_parent, self._told_rank, self._told_depth = self.preferred, self.rank, self.depth
         return news
 
     def next_hop(self):
@@ -210,6 +218,36 @@ class Routing:
     def matters(self, n):
         """Whether news from ``n`` can change our parents: it is one, or could become one."""
         return n in self.parents or n.rank + n.etx < self.rank + SLACK or n.parent == self.me
+
+    def detour(self, avoid):
+        """The neighbour of least path cost outside the parent set that could still carry an upward
+        frame (ranked below us, not routing through us, heard within our generation; ``avoid`` is
+        the hop that failed last); None if there is none. The parent set holds no parent deeper
+        than the preferred one (the broadcast slot; paths of 31 hops on the chain), which does not
+        matter for one frame that failed a round: a first-ring router hears only the concentrator's
+        beacons, and its detours are children that route through a better-placed first-ring peer."""
+        best = None
+        best_cost = RANK_INFINITE
+        for n in self.table.values():
+            cost = n.rank + n.etx
+            if cost < best_cost and n.addr != avoid and n not in self.parents and self.is_detour_entry(n):
+                best, best_cost = n, cost
+        return None if best is None else best.addr
+
+    def is_detour(self, addr):
+        n = self.table.get(addr)
+        return n is not None and n not in self.parents and self.is_detour_entry(n)
+
+    def is_detour_entry(self, n):
+        return (n.rank < self.rank and n.version == self.version and n.parent != self.me
+                and n.depth < MAX_HOPS and n.quality >= Q_MIN_PARENT)
+
+    def has_alternative(self, addr):
+        """Whether a parent other than ``addr`` could carry an upward frame."""
+        for n in self.parents:
+            if n.addr != addr:
+                return True
+        return False
 
     def is_parent(self, addr):
         for n in self.parents:
