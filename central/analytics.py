@@ -186,26 +186,11 @@ class MeterStats:
 
 def density_logpdf(z):
     """log of a density estimated from the samples ``z``: a kernel estimate on a grid with a Cauchy mixed in."""
+    z = np.asarray(z, dtype=np.float64)
     if len(z) > KDE_SAMPLES:
         z = np.random.default_rng(0).choice(z, KDE_SAMPLES, replace=False)
-    grid = np.arange(-KDE_RANGE, KDE_RANGE + KDE_STEP / 2, KDE_STEP)
-    if len(z) < MIN_KDE_SAMPLES:
-        density = np.zeros_like(grid)
-    else:
-        spread = min(np.std(z), np.subtract(*np.percentile(z, [75, 25])) / 1.349) or 1.0
-        bandwidth = max(0.9 * spread * len(z) ** -0.2, KDE_STEP)  # Silverman's rule
-        counts = np.histogram(np.clip(z, grid[0], grid[-1]), bins=len(grid),
-                              range=(grid[0] - KDE_STEP / 2, grid[-1] + KDE_STEP / 2))[0]
-        kernel = np.exp(-0.5 * (np.arange(-4 * bandwidth, 4 * bandwidth + KDE_STEP / 2, KDE_STEP) / bandwidth) ** 2)
-        density = np.convolve(counts, kernel / kernel.sum(), mode="same") / (len(z) * KDE_STEP)
-    mixed = (1 - DEFENSIVE_SHARE) * density + DEFENSIVE_SHARE / (np.pi * (1 + grid ** 2))
-    log_mixed = np.log(mixed)
-
-    def logpdf(x):
-        inside = np.interp(x, grid, log_mixed)
-        outside = np.log(DEFENSIVE_SHARE / (np.pi * (1 + x * x)))
-        return np.where(np.abs(x) <= KDE_RANGE, inside, outside)
-    return logpdf
+    density = KernelDensities(z[None, :])
+    return lambda x: density.logpdf(np.asarray(x, dtype=np.float64).reshape(1, -1)).reshape(np.shape(x))
 
 
 class _quiet:
@@ -434,6 +419,9 @@ def _suspects(rise, stats, s, meter_ids):
         deficit, scale = np.empty((len(members), len(days))), np.empty(len(days))
         share = np.empty((len(members), len(days)))
         empty_rate = stats.zero_rate(members)
+        # what each member's own use looks like (before the rise's days), to judge what a
+        # mechanism says its true use was
+        use = UseModel(np.nan_to_num(stats.hourly[members, :days[0]]))
         for j, t in enumerate(days):
             hours = rise.judged[g, t]
             lo, refs = rise.refs[t]
@@ -441,7 +429,8 @@ def _suspects(rise, stats, s, meter_ids):
             scale[j] = HOURS / max(hours.sum(), 1)
             deficit[:, j] = (level - stats.hourly[members, t][:, hours]).sum(axis=1) * scale[j]
             share[:, j] = mechanism_evidence(rise.hourly_rise[g, t, hours], stats.hourly[members, t][:, hours],
-                                             rise.hour_sigma[g, t], empty_rate)
+                                             rise.hour_sigma[g, t], empty_rate,
+                                             use=lambda x, mask, h=np.nonzero(hours)[0]: use.logpdf(x, h, mask))
         # a deficit scaled up from part of a day varies more than a whole day's: by √(24/hours)
         order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members][:, None] * np.sqrt(scale),
                                     logpdf=densities[resource], evidence=share)
@@ -465,7 +454,101 @@ def _suspects(rise, stats, s, meter_ids):
     return out
 
 
-def mechanism_evidence(r, reported, noise, zero_rate):
+class KernelDensities:
+    """One density per row of ``samples`` [rows, n], for many rows at once.
+
+    A Gaussian kernel at Silverman's bandwidth over a histogram on a grid of KDE_STEP
+    within ±KDE_RANGE, with a DEFENSIVE_SHARE of a Cauchy mixed in (so that rare but real
+    values keep a tail); ``logpdf(x)`` [rows, k] interpolates each row's.
+    """
+
+    def __init__(self, samples):
+        rows, n = samples.shape
+        grid = np.arange(-KDE_RANGE, KDE_RANGE + KDE_STEP / 2, KDE_STEP)
+        density = np.zeros((rows, len(grid)))
+        if n >= MIN_KDE_SAMPLES:
+            q75, q25 = np.percentile(samples, [75, 25], axis=1)
+            spread = np.minimum(samples.std(axis=1), (q75 - q25) / 1.349)
+            spread = np.where(spread > 0, spread, 1.0)
+            # Silverman's rule, the kernel never wider than the grid (samples spread far beyond it)
+            bandwidth = np.clip(0.9 * spread * n ** -0.2, KDE_STEP, KDE_RANGE / 8)
+            bins = np.rint((np.clip(samples, grid[0], grid[-1]) - grid[0]) / KDE_STEP).astype(np.int64)
+            counts = np.bincount((bins + len(grid) * np.arange(rows)[:, None]).ravel(),
+                                 minlength=rows * len(grid)).reshape(rows, len(grid)).astype(np.float64)
+            reach = int(np.ceil(4 * bandwidth.max() / KDE_STEP))
+            offsets = np.arange(-reach, reach + 1)
+            weights = np.exp(-0.5 * (offsets[None, :] * KDE_STEP / bandwidth[:, None]) ** 2)
+            weights *= np.abs(offsets)[None, :] * KDE_STEP <= 4 * bandwidth[:, None]  # each row's own reach
+            weights /= weights.sum(axis=1, keepdims=True)
+            padded = np.pad(counts, ((0, 0), (reach, reach)))
+            for j, o in enumerate(offsets):
+                density += weights[:, j:j + 1] * padded[:, reach - o:reach - o + len(grid)]
+            density /= n * KDE_STEP
+        self.grid = grid
+        self.log_mixed = np.log((1 - DEFENSIVE_SHARE) * density + DEFENSIVE_SHARE / (np.pi * (1 + grid ** 2)))
+
+    def logpdf(self, x):
+        pos = np.clip((x - self.grid[0]) / KDE_STEP, 0, len(self.grid) - 1)
+        low = np.minimum(np.floor(pos).astype(np.int64), len(self.grid) - 2)
+        frac = pos - low
+        inside = (1 - frac) * np.take_along_axis(self.log_mixed, low, axis=1) \
+            + frac * np.take_along_axis(self.log_mixed, low + 1, axis=1)
+        outside = np.log(DEFENSIVE_SHARE / (np.pi * (1 + x * x)))
+        return np.where(np.abs(x) <= KDE_RANGE, inside, outside)
+
+
+class UseModel:
+    """Each member's own habits of hourly use, to say how plausible a supposed true day of use is.
+
+    On a log scale (use spreads multiplicatively), an hour's use is the member's usual level
+    of that hour of the day, plus the day's own level (a busy or a quiet day moves every
+    hour alike), plus the hour's own variation: log(x + δ) = μ_h + L + e. From its history:
+    μ_h the median of each hour of the day, each day's level L the median of its hours'
+    deviations, and the densities of L and of e, each standardised by its robust spread,
+    e's a kernel estimate with a Cauchy tail (``density_logpdf``; no family of
+    distributions is assumed), L's a Cauchy (a month gives too few days for more). δ is
+    the meter's resolution (its smallest reading above nothing). A supposed day is scored
+    at its own level (the median of its hours' deviations): what tells a meter that misses
+    a constant is the day's shape (its quiet hours fall most), which no level explains.
+    Consecutive hours of one flat are correlated, so the hours' sum of log densities is
+    tempered by (1 − ρ)/(1 + ρ), ρ the member's lag-1 correlation of e (the effective
+    number of independent hours).
+    """
+
+    def __init__(self, history):
+        # history [members, days, 24]
+        positive = np.where(history > PULSE / 2, history, np.inf).min(axis=(1, 2))
+        self.delta = np.where(np.isfinite(positive), np.maximum(positive, PULSE), PULSE)[:, None]  # [members, 1]
+        y = self._log(history.reshape(len(history), -1)).reshape(history.shape)
+        self.mu = np.median(y, axis=1)  # [members, 24]
+        level = np.median(y - self.mu[:, None, :], axis=2)  # [members, days]
+        self.level, level_spread = _robust(level, axis=1)
+        self.level_spread = np.maximum(level_spread, 0.02)
+        e = y - self.mu[:, None, :] - level[:, :, None]
+        self.spread = np.maximum(MAD_TO_SIGMA * np.median(np.abs(e), axis=(1, 2)), 0.05)  # [members]
+        z = e / self.spread[:, None, None]
+        zc = z - z.mean(axis=(1, 2), keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = (zc[:, :, 1:] * zc[:, :, :-1]).sum(axis=(1, 2)) / (zc * zc).sum(axis=(1, 2))
+        self.temper = (1 - np.clip(np.nan_to_num(rho), 0.0, 0.95)) / (1 + np.clip(np.nan_to_num(rho), 0.0, 0.95))
+        self.densities = KernelDensities(z.reshape(len(z), -1))
+
+    def _log(self, x):
+        return np.log(np.maximum(x, 0) + self.delta)
+
+    def logpdf(self, x, hours, mask):
+        """Log density of each member's use ``x`` [members, len(hours)] in the hours of the day ``hours``, where ``mask``."""
+        dev = self._log(x) - self.mu[:, hours]
+        level = np.nan_to_num(masked_median(dev, mask))
+        z = (dev - level[:, None]) / self.spread[:, None]
+        dens = self.densities.logpdf(z)
+        # the density of x, not of log x: d(log(x + δ))/dx, and the spread's scale
+        hourly = np.where(mask, dens - np.log(np.maximum(x, 0) + self.delta) - np.log(self.spread)[:, None], 0.0)
+        z_level = (level - self.level) / self.level_spread
+        return self.temper * hourly.sum(axis=1) + _cauchy_logpdf(z_level) - np.log(self.level_spread)
+
+
+def mechanism_evidence(r, reported, noise, zero_rate, use=None):
     """Per member, log evidence that the group's hourly rise ``r`` is what its meter failed to register.
 
     The ways a meter is made to under-register are functions of the true load x: a
@@ -481,8 +564,13 @@ def mechanism_evidence(r, reported, noise, zero_rate):
     about two noise deviations. A subtraction also makes the meter read nothing whenever
     the load is below the constant: k such hours of n against the member's own rate of
     empty hours (``zero_rate`` [members], from its history) add the binomial log
-    likelihood ratio k·log((k/n)/rate) + (n − k)·log((1 − k/n)/(1 − rate)). The best
-    mechanism counts; ``reported`` is [members, hours]; returns [members], never below 0.
+    likelihood ratio k·log((k/n)/rate) + (n − k)·log((1 − k/n)/(1 − rate)). And in the hours
+    it counted, its true use would have been reported + c: ``use(x, hours)`` [members] (the
+    log density of a member's day of use on those hours, ``UseModel``) weighs that against
+    "its true use was what it reported" (every member fits a flat rise alike; only the one
+    whose readings fell below its own habits by c makes its true use more plausible).
+    The best mechanism counts; ``reported`` is [members, hours]; returns [members], never
+    below 0.
     """
     if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
         return np.zeros(len(reported))
@@ -510,6 +598,8 @@ def mechanism_evidence(r, reported, noise, zero_rate):
     with np.errstate(divide="ignore", invalid="ignore"):
         empty = np.nan_to_num(k * np.log(k / n / zero_rate)) + np.nan_to_num((n - k) * np.log((1 - k / n) / (1 - zero_rate)))
     subtract += empty
+    if use is not None:
+        subtract += use(reported + c[:, None], counting) - use(reported, counting)
     return np.maximum(np.maximum(share, np.maximum(cap, subtract)), 0.0)
 
 

@@ -172,3 +172,30 @@ def test_a_household_away_is_not_a_stopped_meter_while_its_group_cannot_be_judge
     found = alerts_on(d, ONSET - 1)
     assert not [a for a in found if a["kind"] == "stopped_meter"]
     assert ("data_gap", "WI0") in [(a["kind"], a["point_id"]) for a in found]
+
+
+def test_a_constant_subtraction_is_told_from_members_who_fit_the_flat_rise_alike_by_its_own_habits():
+    # every member counts in every hour, so every one fits a flat hourly rise of c equally;
+    # the thief's readings are its use less c, well below its own habits in its quiet hours,
+    # while c added to an honest member's readings makes them higher than its habits.
+    # Hourly use is gamma-distributed with a day shape (not the synthetic district's lognormal).
+    shape = np.array([3, 3, 3, 3, 3, 4, 6, 8, 6, 4, 4, 4, 4, 4, 4, 5, 6, 8, 10, 10, 9, 7, 5, 4], float) / 5.2
+    margins, margins_without = [], []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        n, days, thief = 12, 21, 11
+        mean = rng.uniform(0.2, 0.6, n)
+        use = mean[:, None, None] * shape[None, None, :] * rng.gamma(4, 1 / 4, (n, days + 1, HOURS)) + 0.03
+        c = 0.4 * mean[thief]
+        today = use[:, -1].copy()
+        today[thief] = np.maximum(today[thief] - c, 0.0)
+        r = c + rng.normal(0, 0.01, HOURS)
+        model = analytics.UseModel(use[:, :-1])
+        with_use = analytics.mechanism_evidence(r, today, 0.01, np.full(n, 0.001),
+                                                use=lambda x, mask: model.logpdf(x, np.arange(HOURS), mask))
+        without = analytics.mechanism_evidence(r, today, 0.01, np.full(n, 0.001))
+        margins.append(with_use[thief] - np.delete(with_use, thief).max())
+        if today[thief].min() > 0.001:  # its meter never read nothing: no empty hours tell it apart
+            margins_without.append(without[thief] - np.delete(without, thief).max())
+    assert sum(m > 0 for m in margins) >= 8 and np.median(margins) > 3  # the thief comes first by its own habits
+    assert margins_without and max(margins_without) < 1e-9  # without them it is only tied

@@ -28,7 +28,8 @@ LOSS = 0.015
 
 def foreign_district(seed, culprit, how):
     """groups, meters and hourly readings; on the last day ``culprit``'s meter registers
-    half its use (``how`` "share": a shunt) or at most its usual lowest third ("cap": a magnet)."""
+    half its use (``how`` "share": a shunt), at most its usual lowest third ("cap": a magnet) or
+    its use less a constant of 0.4 of its mean hour ("subtract": a bypassed fixed load)."""
     rng = np.random.default_rng(seed)
     groups = [dict(group_id="S", parent_id="", level="street", resource="electricity", input_meter_id="SM",
                    loss_pct="1.5")]
@@ -55,6 +56,8 @@ def foreign_district(seed, culprit, how):
         reported[culprit][-24:] *= 0.5
     elif how == "cap":
         reported[culprit][-24:] = np.minimum(reported[culprit][-24:], np.quantile(true[culprit][:-24], 1 / 3))
+    elif how == "subtract":
+        reported[culprit][-24:] = np.maximum(reported[culprit][-24:] - 0.4 * true[culprit][:-24].mean(), 0)
     for house in HOUSES:
         members = sum(v for (h, m), v in zip(flats, true.values()) if h == house)
         true[house + "M"] = members * (1 + LOSS)
@@ -91,7 +94,7 @@ def alerts_through_the_csv_interface(tmp_path, capsys, groups, meters, readings,
     return json.loads(capsys.readouterr().out)["alerts"]
 
 
-@pytest.mark.parametrize("seed, culprit, how", [(11, "B-07", "share"), (12, "B-31", "cap")])
+@pytest.mark.parametrize("seed, culprit, how", [(11, "B-07", "share"), (12, "B-31", "cap"), (16, "B-25", "subtract")])
 def test_the_culprit_of_a_foreign_district_is_named_through_the_csv_interface(tmp_path, capsys, seed, culprit, how):
     alerts = alerts_through_the_csv_interface(tmp_path, capsys, *foreign_district(seed, culprit, how),
                                               START + dt.timedelta(days=DAYS - 1))
