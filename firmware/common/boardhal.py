@@ -21,7 +21,7 @@ from firmware.common.cc1101 import CC1101, SETTLE_US
 from firmware.common.hal import FrameInbox
 from firmware.common.mesh.clock import ticks_add, ticks_diff
 from firmware.common.mesh.mac import ACK_TIMEOUT_MS, wake_preamble_ms
-from protocol.frame import T_ACK, wants_ack
+from protocol.frame import L_MORE, O_HOPS, T_ACK, wants_ack
 
 SPI_HZ = const(4000000)  # CC1101 SPI limit is 6.5 MHz for burst access (datasheet table 22), with margin
 RELAY_PULSE_MS = const(50)  # latching relay coil pulse (typical set/reset time 10 ms, 50 ms covers a low cell)
@@ -58,6 +58,7 @@ class BoardHAL(FrameInbox):
         self._rssi = 0
         self.listening = False
         self._awake_until = clock.ticks_ms()  # the receiver stays on until then (ACK, burst)
+        self._more = 0  # the last frame taken said another follows our acknowledgement (L_MORE)
         radio.reset()
 
     @classmethod
@@ -99,8 +100,16 @@ class BoardHAL(FrameInbox):
     # ---- radio ----------------------------------------------------------------
     def radio_send(self, frame, cca=True):
         sent = self.radio.send(frame, cca, wake_preamble_ms(frame) * 1000)
-        if sent and (wants_ack(frame) or frame[3] & 0x0F == T_ACK):
-            self._stay_awake()  # for its acknowledgement; after ours, for the burst's next frame
+        if sent and wants_ack(frame):
+            self._stay_awake()  # for its acknowledgement
+        elif sent and frame[3] & 0x0F == T_ACK:
+            # After our acknowledgement: awake for the burst's next frame only if the frame said one follows
+            # (L_MORE); else back to sampling at once (listening ACK_TIMEOUT_MS after every frame acknowledged
+            # cost a relay ~27 ms of receiver a frame: balans bench radio, rx_ms_per_received_unicast).
+            if self._more:
+                self._stay_awake()
+            else:
+                self._awake_until = self.clock.ticks_ms()
         return sent
 
     def radio_listen(self):
@@ -177,7 +186,11 @@ class BoardHAL(FrameInbox):
         if frame[3] & 0x0F == T_ACK:
             self._awake_until = self.clock.ticks_ms()  # the exchange is over: back to sampling
         else:
-            self._stay_awake()  # the station answers it, and a burst may follow
+            self._more = frame[O_HOPS] & L_MORE  # another frame follows our acknowledgement
+            if wants_ack(frame):
+                self._awake_until = self.clock.ticks_ms()  # asleep while the station checks it and answers
+            else:
+                self._stay_awake()  # a burst without acknowledgements (F_FOLLOWS) may follow
         return True
 
     def _stay_awake(self):

@@ -190,3 +190,24 @@ def test_a_long_idle_feeds_the_watchdog_within_its_period():
     hal.radio_sleep()  # the longest sleeps: nothing to sample
     hal.idle(60000)
     assert hal.watchdog.fed > 60000 // WATCHDOG_MS
+
+
+def test_after_acknowledging_a_frame_it_sleeps_unless_the_frame_said_another_follows():
+    from protocol.frame import L_MORE, set_link_flags
+    for more in (False, True):
+        hal, emu, clock = board()
+        hal.radio_listen()
+        first = bytearray(frame(kind=T_DATA | F_ACK_REQ))
+        set_link_flags(first, L_MORE if more else 0)
+        emu.incoming(bytes(first), at=clock.us + 1000)
+        assert hal.idle(100) and hal.radio_receive() == bytes(first)
+        clock.sleep_us(3000)  # the station checks it and acknowledges
+        assert hal.radio_send(frame(kind=T_ACK, payload=b"a" * 11), cca=False)
+        on = emu.rx_time_us()
+        follow = frame(payload=b"f" * 39)
+        emu.incoming(follow, at=clock.us + 5000)  # the sender's next frame, right behind, no wake preamble
+        got = hal.idle(ACK_TIMEOUT_MS, SUPERFRAME_MS, (300, 1300), 0)
+        if more:
+            assert got and hal.radio_receive() == follow
+        else:
+            assert not got and emu.rx_time_us() - on < 1000  # back to sampling: no receiver for it

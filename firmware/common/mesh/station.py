@@ -12,9 +12,9 @@ import struct
 
 from protocol.compat import const
 from protocol.errors import ProtocolError
-from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_HAD, L_PREFERRED, MAX_HOPS, O_HOPS, T_ACK,
-                            T_BCAST, T_BEACON, T_JOIN, T_OTA, Frame, ReplayWindow, open_frame, parse_header,
-                            relay_header, seal_frame, set_link_flags)
+from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_HAD, L_MORE, L_PREFERRED, MAX_HOPS,
+                            O_HOPS, T_ACK, T_BCAST, T_BEACON, T_JOIN, T_OTA, Frame, ReplayWindow, open_frame,
+                            parse_header, relay_header, seal_frame, set_link_flags)
 
 from firmware.common.mesh import control
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
@@ -102,6 +102,7 @@ class Station:
         self._told = None  # the preferred parent that acknowledged our L_PREFERRED: it knows we follow it
         self._burst_until = now  # a frame just went through: its receiver is still awake
         self._burst_hop = None
+        self._burst_more = False  # the frame it acknowledged said another follows (L_MORE): it stays awake
         self._beacon_at = None  # a beacon Trickle asked for waits for our children's slot
         self._children_slot = None  # the slot our children sample: while detached, they must hear it
         self._turn = False  # every other beacon goes to another slot (_beacon_slot)
@@ -342,12 +343,30 @@ class Station:
         return self.rand.below(1 << min(job.attempts, RETRY_SPREAD_DOUBLINGS))
 
     def _awake(self, hop, now):
-        """True if ``hop`` acknowledged us a moment ago early in its sample: it is still awake, and one
-        more exchange fits before its slot ends, so a frame to it goes at once (a burst)."""
-        if hop != self._burst_hop or ticks_diff(self._burst_until, now) <= 0:
+        """True if ``hop`` acknowledged us a moment ago early in its sample, after a frame that told it
+        another follows (L_MORE): it is still awake, and one more exchange fits before its slot ends,
+        so a frame to it goes at once (a burst)."""
+        if hop != self._burst_hop or not self._burst_more or ticks_diff(self._burst_until, now) <= 0:
             return False
         wait = unicast_wait(hop, self.net_phase(now))
         return (SUPERFRAME_MS - wait) % SUPERFRAME_MS < SLOT_MS - BURST_TAIL_MS
+
+    def _more_for(self, job):
+        """Whether another queued frame goes to ``job``'s hop: its receiver should stay awake after the ACK.
+
+        Downward frames go along routes; upward ones round robin over the parent set, so only with a
+        single parent is the next one known to go to the same hop.
+        """
+        single = len(self.routing.parents) == 1
+        queue = self.queue
+        for i in range(min(len(queue), LOOKAHEAD)):
+            other = queue[i]
+            if other.up:
+                if job.up and single:
+                    return True
+            elif not job.up and self._hop_for(other) == job.hop:
+                return True
+        return False
 
     def _next_job(self, now):
         """Index of the queued frame to send next, None if none may go yet: the head, or if the head
@@ -426,7 +445,10 @@ class Station:
             struct.pack_into("<HH", job.frame, 5, self.addr, job.hop)
             if job.up:  # tell the parent whether it is our preferred one: it owes us broadcasts
                 preferred = self.routing.preferred
-                set_link_flags(job.frame, L_PREFERRED if preferred is not None and preferred.addr == job.hop else 0)
+                flags = L_PREFERRED if preferred is not None and preferred.addr == job.hop else 0
+            else:
+                flags = job.frame[4] & L_ACK_REQ
+            set_link_flags(job.frame, flags | (L_MORE if self._more_for(job) else 0))
             if self._transmit(job.frame, now):
                 job.waiting = True
                 job.attempts += 1
@@ -606,6 +628,7 @@ class Station:
             self.job = None
             self._burst_until = ticks_add(now, BURST_GAP_MS)
             self._burst_hop = job.hop
+            self._burst_more = bool(job.frame[4] & L_MORE)
             if job.up and rank >= self.routing.rank and self.routing.select(now):
                 self._routing_changed(now)  # the parent now sits below us: reselect
 
