@@ -59,6 +59,9 @@ MIN_SIGMA_SHARE = 2e-4
 # would show the no-load losses as a large share).
 MIN_FULL_HOURS = 6
 THRESHOLD_MIN_HOURS = 12
+# ... unless its hours' mean rise beats every judged hour of the group's earlier days, of
+# which there must be this many (a record among them is then rare by chance: n/(N + n))
+MIN_RECORD_HOURS = 200
 MAX_RISE_DAYS = 3  # the rise's days that score suspects (the recent past of a persistent theft)
 # A day is compared with this many of its most recent days: few enough that an older fault
 # has become the group's normal, enough for a median that one odd day does not move.
@@ -298,7 +301,16 @@ class GroupRise:
             self.hour_sigma[:, t] = spread
         self.input, self.imbalance, self.valid = inp, imb, valid
         limit = np.maximum(RISE_SIGMAS * self.sigma_days, MIN_RISE_SHARE * inp)
-        self.risen = (n_judged >= MIN_FULL_HOURS) & (self.residual > limit) & s.has_input[:, None]
+        # a day with fewer judged hours (other members' lost hours) counts only if the mean of
+        # its hours is beyond every hour of the group's earlier days in the window (a record:
+        # by chance at most n/(N + n) for n hours after N, whatever the hours' distribution)
+        enough = n_judged >= MIN_FULL_HOURS
+        day_max = np.where(self.judged, self.hourly_rise, -np.inf).max(axis=2)  # [groups, days]
+        for t in range(first, D):
+            few = (n_judged[:, t] > 0) & (n_judged[:, t] < MIN_FULL_HOURS)
+            enough[:, t] |= few & (sums[:, t] / np.maximum(n_judged[:, t], 1) > day_max[:, 1:t].max(axis=1)) \
+                & (n_judged[:, 1:t].sum(axis=1) >= MIN_RECORD_HOURS)
+        self.risen = enough & (self.residual > limit) & s.has_input[:, None]
         # threshold: on the measured hours only, so an estimate never raises an alarm
         full_in = (hourly_in * full).sum(axis=2)
         full_imb = (b.imbalance.reshape(G, D, HOURS) * full).sum(axis=2)

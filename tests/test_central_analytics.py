@@ -199,3 +199,20 @@ def test_a_constant_subtraction_is_told_from_members_who_fit_the_flat_rise_alike
             margins_without.append(without[thief] - np.delete(without, thief).max())
     assert sum(m > 0 for m in margins) >= 8 and np.median(margins) > 3  # the thief comes first by its own habits
     assert margins_without and max(margins_without) < 1e-9  # without them it is only tied
+
+
+def test_a_day_judged_on_few_hours_counts_when_its_rise_beats_every_earlier_hour(district):
+    # another member of e17's entrance lost 21 of the onset day's hours, so only 3 hours had
+    # every point measured: e17's bypass still shows, beyond any hour of the group's past;
+    # the same lost hours on a quiet day raise nothing but the data gap
+    row = {m["meter_id"]: i for i, m in enumerate(district.meters)}
+    for k, expect_rise in ((ONSET, True), (ONSET - 1, False)):
+        values = district.values.copy()
+        values[row["e10"], k * HOURS:k * HOURS + 21] = np.nan
+        d = synth.District(district.groups, district.meters, values, [], [], district.day0, HISTORY_DAYS)
+        found = [a for a in alerts_on(d, k) if a["group_id"] == "E0" and a["kind"] != "tamper"]
+        if expect_rise:
+            assert "e17" in [a["point_id"] for a in found if a["kind"] == "suspect"][:3]
+            assert any(a["kind"] == "imbalance" for a in found)
+        else:
+            assert [(a["kind"], a["point_id"]) for a in found] == [("data_gap", "e10")]
