@@ -230,24 +230,21 @@ class Routing:
         best_cost = RANK_INFINITE
         for n in self.table.values():
             cost = n.rank + n.etx
-            if cost < best_cost and n.addr != avoid and n not in self.parents and self.is_detour_entry(n):
+            if cost < best_cost and n.addr != avoid and self._may_detour(n):
                 best, best_cost = n, cost
         return None if best is None else best.addr
 
     def is_detour(self, addr):
         n = self.table.get(addr)
-        return n is not None and n not in self.parents and self.is_detour_entry(n)
+        return n is not None and self._may_detour(n)
 
-    def is_detour_entry(self, n):
-        return (n.rank < self.rank and n.version == self.version and n.parent != self.me
+    def _may_detour(self, n):
+        return (n not in self.parents and n.rank < self.rank and n.version == self.version and n.parent != self.me
                 and n.depth < MAX_HOPS and n.quality >= Q_MIN_PARENT)
 
     def has_alternative(self, addr):
         """Whether a parent other than ``addr`` could carry an upward frame."""
-        for n in self.parents:
-            if n.addr != addr:
-                return True
-        return False
+        return len(self.parents) > (1 if self.is_parent(addr) else 0)
 
     def is_parent(self, addr):
         for n in self.parents:

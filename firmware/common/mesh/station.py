@@ -447,7 +447,7 @@ class Station:
                 preferred = self.routing.preferred
                 flags = L_PREFERRED if preferred is not None and preferred.addr == job.hop else 0
             else:
-                flags = job.frame[4] & L_ACK_REQ
+                flags = job.frame[O_HOPS] & L_ACK_REQ
             set_link_flags(job.frame, flags | (L_MORE if self._more_for(job) else 0))
             if self._transmit(job.frame, now):
                 job.waiting = True
@@ -628,7 +628,7 @@ class Station:
             self.job = None
             self._burst_until = ticks_add(now, BURST_GAP_MS)
             self._burst_hop = job.hop
-            self._burst_more = bool(job.frame[4] & L_MORE)
+            self._burst_more = bool(job.frame[O_HOPS] & L_MORE)
             if job.up and rank >= self.routing.rank and self.routing.select(now):
                 self._routing_changed(now)  # the parent now sits below us: reselect
 
