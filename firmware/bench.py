@@ -259,10 +259,10 @@ def _cpython_hour_ms():
     return sorted(hours)[12] * 1000
 
 
-# A relay acknowledges once it has parsed the header and queued the frame (mesh/station.py
-# _on_unicast), the addressee once the frame's tag checks: a few ms of MicroPython on an MCU.
-# The receiver waits for the ACK up to ACK_TIMEOUT_MS (30 ms), so a slower MCU costs listening.
-ACK_DELAY_US = 3000
+# A relay's MicroPython work between a frame's end and its acknowledgement (parse, queue, seal the ACK):
+# balans bench mcu's frame_in_ack_out on the 80 MHz board, 14-18 ms. The ACK itself goes at ACK_DELAY_MS
+# (mesh/mac.py): the board HAL holds it until then.
+MCU_ACK_WORK_US = 17000
 
 
 def radio(args):
@@ -275,17 +275,18 @@ def radio(args):
     ``rx_saving_ratio``); ``woken_heard``, the share of frames sent with the wake preamble
     towards a sample that arrive, and ``unwoken_heard``, of frames sent without one between
     samples (those must not: the router sleeps); ``rx_ms_per_unicast``, the receiver's time per
-    unicast sent and acknowledged ACK_DELAY_US later, beside what the simulator charges
+    unicast sent and acknowledged ACK_DELAY_MS later, beside what the simulator charges
     (``sim_rx_ms_per_unicast``: ACK_WAIT_S and the ACK's airtime); ``rx_ms_per_received_unicast``,
     the receiver's time per report that arrives with the wake preamble at a sample and is
-    acknowledged ACK_DELAY_US later, beside the simulator's charge (``sim_rx_ms_per_received_unicast``:
-    the frame's airtime with the whole preamble).
+    acknowledged after MCU_ACK_WORK_US of the station's work (at ACK_DELAY_MS), beside the
+    simulator's charge (``sim_rx_ms_per_received_unicast``: the frame's airtime with the whole preamble).
     """
     import random
 
     from firmware.common.boardhal import BoardHAL
     from firmware.common.cc1101 import CC1101
-    from firmware.common.mesh.mac import CYCLE_MS, SLOT_MS, SUPERFRAME_MS, WAKE_PREAMBLE_MS, airtime_us, unicast_phase
+    from firmware.common.mesh.mac import (ACK_DELAY_MS, CYCLE_MS, SLOT_MS, SUPERFRAME_MS, WAKE_PREAMBLE_MS, airtime_us,
+                                          unicast_phase)
     from protocol.frame import F_ACK_REQ, T_ACK, T_DATA, Frame, seal_frame
     from simulator.cc1101 import RTC, CC1101Emu, Clock
     from simulator.energy import ACK_WAIT_S, RX_MA
@@ -334,7 +335,7 @@ def radio(args):
     for n in range(50):
         idle_until(hal, clock, (n + 1) * SUPERFRAME_MS * 1000)
         hal.radio_send(frame(T_DATA | F_ACK_REQ, n), cca=False)
-        emu.incoming(frame(T_ACK, n), at=clock.us + ACK_DELAY_US)
+        emu.incoming(frame(T_ACK, n), at=clock.us + ACK_DELAY_MS * 1000)
         idle_until(hal, clock, clock.us + 60000)
     sampling = emu.rx_time_us() - on_before  # the samples in between included, taken off below
     per_unicast_ms = (sampling - rx_share * clock.us) / 50 / 1000
@@ -349,7 +350,7 @@ def radio(args):
         while clock.us < superframe + SUPERFRAME_MS * 1000:
             if hal.idle(max(1, (superframe + SUPERFRAME_MS * 1000 - clock.us) // 1000), SUPERFRAME_MS, phases, 0):
                 hal.radio_receive()
-                clock.sleep_us(ACK_DELAY_US)
+                clock.sleep_us(MCU_ACK_WORK_US)
                 hal.radio_send(frame(T_ACK, 100 + n), cca=False)
     per_received_ms = (emu.rx_time_us() - rx_share * clock.us) / 50 / 1000
     woken_airtime_ms = airtime_us(frame(T_DATA | F_ACK_REQ, 0)) / 1000
@@ -369,4 +370,66 @@ def radio(args):
     }
 
 
-BENCHMARKS = {"firmware": firmware, "radio": radio}
+# A board's MicroPython speed in pystones a second: 1,521.6 on a SAMD51 Cortex-M4F at 120 MHz under
+# CircuitPython (adafruit/circuitpython commit 568636d: pystone from Python 3.4, 5,000 passes), scaled by
+# clock to the 80 MHz Cortex-M4 whose 8 mA simulator/energy.py charges (MCU_ACTIVE_MA, ~100 uA/MHz).
+BOARD_PYSTONES = 1521.6 * 80 / 120
+# CPython shipped pystone.py in Lib/test up to 3.6; the bench runs it under MicroPython beside the firmware.
+PYSTONE_GLOBS = ("~/.pyenv/versions/3.*/lib/python3.*/test/pystone.py", "/usr/lib/python3*/test/pystone.py",
+                 "/usr/local/lib/python3*/test/pystone.py")
+
+
+def _pystone_dir():
+    import glob
+
+    for pattern in PYSTONE_GLOBS:
+        for path in sorted(glob.glob(os.path.expanduser(pattern))):
+            return os.path.dirname(path)
+    raise RuntimeError("pystone.py not found (CPython 3.0-3.6 Lib/test): " + ", ".join(PYSTONE_GLOBS))
+
+
+def mcu(args):
+    """``balans bench mcu``: a relay's MicroPython work per radio event, on a board, beside the simulator's charge.
+
+    firmware/bench_mcu_micropython.py runs the real stations on the MicroPython unix port (concentrator -
+    relay - leaf) and times the relay's poll() per event, and, in a fresh process, the pystone benchmark;
+    an event's time is counted in pystones, which BOARD_PYSTONES turns into milliseconds on the 80 MHz
+    Cortex-M4 the simulator charges. Three rounds of both, alternated; the median round.
+    Events: ``frame_in_ack_out`` (a report to relay taken and acknowledged: how late its ACK would go,
+    against mac.ACK_DELAY_MS), ``ack_in`` (its parent's acknowledgement opened), ``timer_send`` (a timer
+    wake that forwards the queued report), ``timer_idle`` (a mesh timer wake with nothing to send).
+    ``sim_*``: what simulator/energy.py charges for the same (MCU_FRAME_S, MCU_SEND_S, MCU_WAKE_S).
+    """
+    from firmware.common.mesh.mac import ACK_DELAY_MS
+    from simulator.energy import MCU_FRAME_S, MCU_SEND_S, MCU_WAKE_S
+
+    frames = 20 if getattr(args, "quick", False) else 100
+    where = _pystone_dir()
+
+    def run(*what):
+        proc = subprocess.run([tool("micropython"), str(REPO / "firmware" / "bench_mcu_micropython.py"), str(REPO)]
+                              + [str(w) for w in what], capture_output=True, text=True, timeout=600)
+        if proc.returncode:
+            raise RuntimeError("bench_mcu_micropython.py failed: " + proc.stderr[-500:])
+        return json.loads(proc.stdout.splitlines()[-1])
+
+    rounds = []
+    for _ in range(3):
+        rate = run("pystone", where)["pystones_per_s"]
+        rounds.append((rate, run("events", frames)))
+    rounds.sort(key=lambda r: r[0])
+    rate, us = rounds[1]
+    charged = {"frame_in_ack_out": MCU_FRAME_S + MCU_SEND_S, "ack_in": MCU_FRAME_S,
+               "timer_send": MCU_WAKE_S + MCU_SEND_S, "timer_idle": MCU_WAKE_S}
+    figures = {"host_pystones_per_s": round(rate), "board_pystones_per_s": round(BOARD_PYSTONES)}
+    for name, seconds in charged.items():
+        pystones = us[name] * rate / 1e6
+        figures[name + "_us_host"] = us[name]
+        figures[name + "_pystones"] = round(pystones, 2)
+        figures[name + "_ms"] = round(pystones / BOARD_PYSTONES * 1000, 1)
+        figures["sim_" + name + "_ms"] = round(seconds * 1000, 1)
+    figures["ack_delay_ms"] = ACK_DELAY_MS
+    return figures
+
+
+BENCHMARKS = {"firmware": firmware, "radio": radio, "mcu": mcu}

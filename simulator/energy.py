@@ -12,13 +12,16 @@ SYNTH_MA = 8.4  # frequency synthesiser calibration before each transmission
 SYNTH_S = 0.0008  # its duration (CC1101 FS_CAL ~ 720 us)
 MCU_ACTIVE_MA = 8.0  # a Cortex-M4 running MicroPython
 MCU_SLEEP_UA = 2.0  # stop mode with RTC and RAM retention
-MCU_FRAME_S = 0.020  # MicroPython handling one received frame (parse, CCM, routing)
-MCU_SEND_S = 0.010  # preparing one transmission
-MCU_WAKE_S = 0.005  # one timer wake without a frame
-# Listening for an acknowledgement until its preamble is due: the receiver's turnaround (1 ms) and
-# the CC1101's carrier-sense RX termination (MCSM2.RX_TIME_RSSI ends RX when no carrier is sensed,
-# ~1 ms at 38.4 kBaud) with margin; an ACK that comes is charged as a received frame (receive()).
-# Before, 9 ms were charged here and the ACK's 8 ms airtime again on reception.
+# MicroPython's work on the 80 MHz Cortex-M4 that MCU_ACTIVE_MA stands for, measured (balans bench mcu:
+# the real stations on the MicroPython unix port, timed in pystones, and a board's published pystone
+# rate; docs/benchmarks.md), with margin. Before, 20 ms, 10 ms and 5 ms were estimates.
+MCU_FRAME_S = 0.014  # taking one received frame apart: an ACK opened (its CCM) 12-13 ms, a report to relay less
+MCU_SEND_S = 0.005  # preparing one transmission: sealing an ACK 4-5 ms (a report to relay, 2 ms)
+MCU_WAKE_S = 0.005  # one timer wake without a frame: the mesh's 1-1.2 ms, kept at 5 ms for the application's ticks
+# Listening for an acknowledgement from ACK_GUARD_MS before it is due (mesh/mac.py ACK_DELAY_MS: the
+# board's receiver sleeps through the addressee's work) until its preamble or, none, the CC1101's
+# carrier-sense RX termination; an ACK that comes is charged as a received frame (receive()). Before,
+# 9 ms were charged here and the ACK's 8 ms airtime again on reception.
 ACK_WAIT_S = 0.003
 CELL_MAH = 4000.0  # ER18505, 3.6 V Li-SOCl2 bobbin cell
 USABLE = 0.85  # capacity left above the cut-off at the end of life

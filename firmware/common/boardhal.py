@@ -6,8 +6,10 @@
 The mesh MAC (firmware/common/mesh/mac.py) expects a sleeping router to be reachable at its
 samples: ``idle`` keeps the MCU and the transceiver asleep between them, wakes the receiver
 at each for SETTLE_US, and stays on only when a carrier is there (a sender's wake preamble).
-After it transmits, and after a frame came in, the receiver stays on for ACK_TIMEOUT_MS,
-so the acknowledgement (or the next frame of a burst) is heard. Modules on one cell depend
+An acknowledgement goes ACK_DELAY_MS after the frame it answers; after sending a frame that
+asks for one, the receiver sleeps until ACK_GUARD_MS before that and listens only while the
+ACK comes (mesh/mac.py). After acknowledging a frame that said another follows (L_MORE) it
+stays on for ACK_TIMEOUT_MS, for the burst's next frame. Modules on one cell depend
 on this: the receiver on all the time draws 15.7 mA, a cell's 3400 mAh in nine days.
 
 Like firmware/common/benchhal.py it does not inherit the HAL class (its bytecode would be
@@ -20,7 +22,7 @@ from protocol.compat import const
 from firmware.common.cc1101 import CC1101, SETTLE_US
 from firmware.common.hal import FrameInbox
 from firmware.common.mesh.clock import ticks_add, ticks_diff
-from firmware.common.mesh.mac import ACK_TIMEOUT_MS, wake_preamble_ms
+from firmware.common.mesh.mac import ACK_DELAY_MS, ACK_GUARD_MS, ACK_TIMEOUT_MS, wake_preamble_ms
 from protocol.frame import L_MORE, O_HOPS, T_ACK, wants_ack
 
 SPI_HZ = const(4000000)  # CC1101 SPI limit is 6.5 MHz for burst access (datasheet table 22), with margin
@@ -59,6 +61,9 @@ class BoardHAL(FrameInbox):
         self.listening = False
         self._awake_until = clock.ticks_ms()  # the receiver stays on until then (ACK, burst)
         self._more = 0  # the last frame taken said another follows our acknowledgement (L_MORE)
+        self._taken_at = self._awake_until  # when the last frame came in: our ACK to it goes ACK_DELAY_MS later
+        self._ack_at = None  # a frame we sent waits for its ACK: the receiver listens from then
+        self._sampling = False  # idle was given phases: a router that sleeps between its samples
         radio.reset()
 
     @classmethod
@@ -99,10 +104,18 @@ class BoardHAL(FrameInbox):
 
     # ---- radio ----------------------------------------------------------------
     def radio_send(self, frame, cca=True):
+        ack = frame[3] & 0x0F == T_ACK
+        if ack:  # at ACK_DELAY_MS after the frame it answers, when that frame's sender listens
+            wait = ticks_diff(ticks_add(self._taken_at, ACK_DELAY_MS), self.clock.ticks_ms())
+            if wait > 0:
+                self.clock.sleep_ms(wait)
         sent = self.radio.send(frame, cca, wake_preamble_ms(frame) * 1000)
         if sent and wants_ack(frame):
-            self._stay_awake()  # for its acknowledgement
-        elif sent and frame[3] & 0x0F == T_ACK:
+            # Asleep until its acknowledgement is due: listening from the frame's end drew 15.7 mA for the
+            # addressee's ACK_DELAY_MS of parsing and sealing (balans bench radio, rx_ms_per_unicast).
+            self._ack_at = ticks_add(self.clock.ticks_ms(), ACK_DELAY_MS - ACK_GUARD_MS)
+            self._awake_until = self.clock.ticks_ms()
+        elif sent and ack:
             # After our acknowledgement: awake for the burst's next frame only if the frame said one follows
             # (L_MORE); else back to sampling at once (listening ACK_TIMEOUT_MS after every frame acknowledged
             # cost a relay ~27 ms of receiver a frame: balans bench radio, rx_ms_per_received_unicast).
@@ -130,6 +143,7 @@ class BoardHAL(FrameInbox):
         """
         clock = self.clock
         end = ticks_add(clock.ticks_ms(), ms)
+        self._sampling = bool(phases)
         while True:
             self.watchdog_feed()  # idle may last longer than the watchdog's period; it always returns
             now = clock.ticks_ms()
@@ -138,6 +152,12 @@ class BoardHAL(FrameInbox):
                 if left <= 0:
                     return False
                 clock.sleep_ms(min(left, FEED_MS))
+                continue
+            if self._ack_at is not None and phases:  # (the concentrator listens all the time anyway)
+                if self._wait_ack(now, left):
+                    return True
+                if left <= 0:
+                    return False
                 continue
             if not phases or ticks_diff(self._awake_until, now) > 0:
                 self.radio.listen()
@@ -176,6 +196,25 @@ class BoardHAL(FrameInbox):
             clock.sleep_us(200)
         return self._take_frame()
 
+    def _wait_ack(self, now, left):
+        """The acknowledgement's window (``_ack_at``): asleep before it, then listening until an ACK came
+        or, ACK_GUARD_MS after it was due, no carrier is there. True if a frame came in."""
+        since = ticks_diff(now, self._ack_at)
+        if since < 0:
+            self.radio.sleep()
+            if left > 0:
+                self.clock.sleep_ms(min(-since, left))
+            return False
+        self.radio.listen()
+        if self._take_frame():
+            return True
+        if since > 2 * ACK_GUARD_MS and not self.radio.carrier():
+            self._ack_at = None  # no acknowledgement began in its window: back to sampling
+            self.radio.sleep()
+        elif left > 0:
+            self.clock.sleep_ms(1)
+        return False
+
     def _take_frame(self):
         radio = self.radio
         if not radio.gdo0() or not radio.receive():
@@ -183,14 +222,20 @@ class BoardHAL(FrameInbox):
         frame = bytes(radio.frame[:radio.length])
         if len(self.rx) < RX_QUEUE:
             self.rx.append((frame, radio.rssi))
+        self._taken_at = self.clock.ticks_ms()
         if frame[3] & 0x0F == T_ACK:
-            self._awake_until = self.clock.ticks_ms()  # the exchange is over: back to sampling
-        else:
+            self._ack_at = None  # the exchange is over: back to sampling
+        elif wants_ack(frame):
             self._more = frame[O_HOPS] & L_MORE  # another frame follows our acknowledgement
-            if wants_ack(frame):
-                self._awake_until = self.clock.ticks_ms()  # asleep while the station checks it and answers
-            else:
-                self._stay_awake()  # a burst without acknowledgements (F_FOLLOWS) may follow
+        else:
+            self._stay_awake()  # a burst without acknowledgements (F_FOLLOWS) may follow
+            return True
+        self._awake_until = self._taken_at
+        if self._sampling:
+            # Asleep while the station checks the frame and answers, not from the next idle on: the receiver
+            # stayed on through that MicroPython work (10-14 ms a frame: balans bench mcu), which the
+            # simulator does not charge (balans bench radio, rx_ms_per_received_unicast).
+            radio.sleep()
         return True
 
     def _stay_awake(self):

@@ -132,21 +132,44 @@ def test_the_receiver_is_on_a_fraction_of_a_percent_between_samples():
     assert 0.0003 < share < 0.002, share
 
 
-def test_after_sending_it_stays_on_for_the_acknowledgement_and_no_longer():
+def test_after_sending_it_sleeps_until_the_acknowledgement_is_due_and_listens_only_while_it_comes():
+    from firmware.common.mesh.mac import ACK_DELAY_MS, ACK_GUARD_MS, airtime_us
     hal, emu, clock = board()
+    FAR = (900, 1900)  # samples well after these exchanges
     hal.radio_listen()
     assert hal.radio_send(frame(kind=T_DATA | F_ACK_REQ), cca=False)
     ack = frame(kind=T_ACK, payload=b"a" * 11)
-    emu.incoming(ack, at=clock.us + 20000)  # the receiver's MCU checks the frame first
-    assert hal.idle(ACK_TIMEOUT_MS, SUPERFRAME_MS, (300, 1300), 0)
-    assert hal.radio_receive() == ack
     on = emu.rx_time_us()
-    hal.idle(200, SUPERFRAME_MS, (300, 1300), 0)  # no sample is due: the receiver sleeps
+    emu.incoming(ack, at=clock.us + ACK_DELAY_MS * 1000)  # the addressee acknowledges at its time
+    assert hal.idle(ACK_TIMEOUT_MS, SUPERFRAME_MS, FAR, 0)
+    assert hal.radio_receive() == ack
+    # on from ACK_GUARD_MS before the ACK to its end, not while the addressee checked the frame
+    assert emu.rx_time_us() - on <= (ACK_GUARD_MS + 1) * 1000 + airtime_us(ack)
+    on = emu.rx_time_us()
+    hal.idle(200, SUPERFRAME_MS, FAR, 0)  # no sample is due: the receiver sleeps
     assert emu.rx_time_us() - on < 200
+    # No acknowledgement, or one later than its window (a slow addressee): on for the window, then asleep.
+    assert hal.radio_send(frame(kind=T_DATA | F_ACK_REQ), cca=False)
+    emu.incoming(frame(kind=T_ACK, payload=b"c" * 11), at=clock.us + (ACK_DELAY_MS + 3 * ACK_GUARD_MS) * 1000)
+    on = emu.rx_time_us()
+    assert not hal.idle(ACK_TIMEOUT_MS, SUPERFRAME_MS, FAR, 0)
+    assert emu.rx_time_us() - on <= (2 * ACK_GUARD_MS + 2) * 1000
     # A frame that asks for no acknowledgement (a broadcast) leaves the receiver asleep at once.
     assert hal.radio_send(frame(kind=T_DATA), cca=False)
-    emu.incoming(frame(kind=T_ACK, payload=b"b" * 11), at=clock.us + 5000)
-    assert not hal.idle(ACK_TIMEOUT_MS, SUPERFRAME_MS, (300, 1300), 0)
+    emu.incoming(frame(kind=T_ACK, payload=b"b" * 11), at=clock.us + ACK_DELAY_MS * 1000)
+    assert not hal.idle(ACK_TIMEOUT_MS, SUPERFRAME_MS, FAR, 0)
+
+
+def test_an_acknowledgement_waits_for_its_time_after_the_frame_it_answers():
+    from firmware.common.mesh.mac import ACK_DELAY_MS
+    hal, emu, clock = board()
+    hal.radio_listen()
+    emu.incoming(frame(kind=T_DATA | F_ACK_REQ), at=clock.us + 1000)
+    assert hal.idle(100) and hal.radio_receive()
+    taken = clock.us
+    clock.sleep_us(4000)  # the station parsed it and sealed the ACK sooner than its time
+    assert hal.radio_send(frame(kind=T_ACK, payload=b"a" * 11), cca=False)
+    assert len(emu.sent) == 1 and clock.us - taken >= ACK_DELAY_MS * 1000
 
 
 def test_pulses_relay_sensors_clock_and_link():

@@ -33,7 +33,7 @@ RETRY_SPREAD_DOUBLINGS = const(2)  # a retry waits 0-1, then 0-3 samples more: <
 ROOT_RETRY_MS = const(40)  # a frame and its ACK to the always-listening concentrator
 LOOKAHEAD = const(16)  # queued downward frames compared for the soonest hop
 BURST_GAP_MS = const(3)  # silence after which woken receivers go back to sleep
-BURST_TAIL_MS = const(35)  # one more exchange (frame + ACK) must fit before the slot ends
+BURST_TAIL_MS = const(50)  # one more exchange (frame 14 ms, ACK_DELAY_MS, ACK 10 ms) must fit before the slot ends
 SAME_HOP_ATTEMPTS = const(3)  # attempts at one parent before an upward frame turns to the next
 # A join answer's attempts per hop (other frames: MAX_ATTEMPTS). On a cold start a relay's sample is
 # contested by its parent's answers and its children's requests, hidden from each other; an answer
