@@ -362,6 +362,37 @@ def test_a_new_preferred_parent_hears_of_it_on_the_next_upward_frame():
     air.run(20000)
     assert first == [new.addr] and 3 in air.stations[new.addr].followers
 
+def test_a_neighbour_without_a_route_gets_one_beacon_per_gap_and_no_trickle_restart():
+    from firmware.common.mesh.control import RANK_INFINITE
+    from firmware.common.mesh.station import ANSWER_GAP_MS
+    from protocol.frame import T_BEACON
+
+    air = joined(DIAMOND)
+    parent, child = air.stations[3], air.stations[4]
+    parent.trickle.stop()  # a restart would show as a running timer
+    answers = []
+
+    def note(sender, receiver, frame):
+        if sender == 3 and receiver == 4 and frame[3] & 0x0F == T_BEACON:
+            answers.append(air.now)
+        return False
+    air.lose = note
+
+    def ask():  # the child lost its route and says so: rank infinite (RPL's DIS)
+        r = child.routing
+        r.preferred, r.parents, r.rank = None, [], RANK_INFINITE
+        child._send_beacon(air.now)
+        air.run(2 * SUPERFRAME_MS)
+
+    ask()
+    assert len(answers) == 1
+    ask()
+    assert len(answers) == 1  # asked again within ANSWER_GAP_MS
+    air.run(ANSWER_GAP_MS)
+    ask()
+    assert len(answers) == 2 and not parent.trickle.running()
+
+
 def test_a_frame_with_another_queued_for_the_same_hop_says_so_and_the_last_does_not():
     air = joined(DIAMOND)
     root = air.root

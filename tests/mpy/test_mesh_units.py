@@ -4,7 +4,7 @@ from firmware.common.mesh.control import RANK_INFINITE
 from firmware.common.mesh.duty import LIMIT_MS, DutyCycle
 from firmware.common.mesh.mac import CONTENTION_MS, CYCLE_MS, SLOT_MS, SUPERFRAME_MS, slot_wait, unicast_phase, unicast_wait
 from protocol.frame import CONCENTRATOR
-from firmware.common.mesh.routing import Routing
+from firmware.common.mesh.routing import HYSTERESIS, SIGNIFICANT, Routing
 from firmware.common.mesh.trickle import Trickle
 
 
@@ -27,18 +27,28 @@ def test_ticks_wrap():
     assert ticks_diff(a, (1 << 30) - 5) == 10
 
 
+def fire_times(tr, start, end, step=10):
+    """Ticks in [start, end) at which the timer, polled every ``step`` ms, said to send."""
+    return [t for t in range(start, end, step) if tr.poll(t)]
+
+
 def test_trickle_fires_then_backs_off():
     tr = Trickle(Rand(7))
     tr.reset(0)
-    fired = []
-    t = 0
-    while t < 20000:
-        if tr.poll(t):
-            fired.append(t)
-        t += 10
+    fired = fire_times(tr, 0, 20000)
     assert 1000 <= fired[0] < 2000
     assert tr.interval > tr.imin
     assert len(fired) < 6
+
+
+def test_trickle_capped_by_its_reset_keeps_a_short_interval_until_the_next_reset():
+    tr = Trickle(Rand(7))
+    tr.reset(0, 8 * tr.imin)  # a module without a route keeps asking
+    fired = fire_times(tr, 0, 200000)
+    assert tr.interval == 8 * tr.imin and len(fired) >= 200000 // (8 * tr.imin) - 1
+    tr.reset(200000)
+    fire_times(tr, 200000, 4 * tr.imax, 1000)
+    assert tr.interval == tr.imax
 
 
 def test_routing_prefers_the_cheaper_parent_and_refuses_its_child():
@@ -51,6 +61,29 @@ def test_routing_prefers_the_cheaper_parent_and_refuses_its_child():
     assert r.preferred.addr == 1
     assert r.rank < RANK_INFINITE
     assert not r.is_parent(4)  # names us as its parent
+
+
+def test_routing_news_is_a_new_depth_or_a_significant_rank_change_not_a_parent_switch():
+    r = Routing(5)
+    r.version = 0
+
+    def neighbour(addr, rank, depth):
+        n = r.heard(addr, -60, 0, rank)
+        n.rank, n.version, n.parent, n.depth = rank, 0, 0, depth
+        return n
+    a = neighbour(1, 128, 1)
+    assert r.select(0)  # attached
+    b = neighbour(2, 128, 1)
+    a.rank = 128 + HYSTERESIS + 8
+    assert not r.select(0) and r.preferred is b  # a new parent at the same depth and rank: the next beacon
+    b.rank += SIGNIFICANT
+    a.rank += SIGNIFICANT
+    assert r.select(0)  # our rank rose by more than SIGNIFICANT
+    neighbour(3, 0, 0)
+    assert r.select(0) and r.depth == 1  # a hop nearer: our children's slot moves
+    for addr in (1, 2, 3):
+        r.forget(addr)
+    assert r.select(0) and r.rank == RANK_INFINITE  # detached
 
 
 def test_unicasts_aim_at_the_receivers_own_phase_broadcasts_at_its_depth_slot():

@@ -102,8 +102,8 @@ class MeshNode(Station):
             self._routing_changed(now)
 
     def _routing_changed(self, now):
+        Station._routing_changed(self, now)
         r = self.routing
-        self.trickle.reset(now)
         if r.preferred is not None and not self.joined and self._join_at is None:
             self._join_at = ticks_add(now, self.rand.below(JOIN_SPREAD_MS))
             self._join_pause = JOIN_RETRY_MS

@@ -40,6 +40,14 @@ SAME_HOP_ATTEMPTS = const(3)  # attempts at one parent before an upward frame tu
 # given up costs its module a new request after 3-6 minutes and a new round trip (30-hop chain: two
 # answers in five were dropped after five attempts). The retries wait in the queue (Job.not_before).
 ANSWER_ATTEMPTS = const(7)
+# A neighbour without a route (its beacon's rank is infinite: RPL's DIS) gets one beacon from us, and at
+# most one per this gap, not a Trickle reset: in the rural scenario every detached module made its ~200
+# neighbours restart at Imin, ~10 beacons each that every module sampling their slots received
+# (367 resets a day on seed 1; a leaf heard 6,300 beacons a day).
+ANSWER_GAP_MS = const(30000)
+# Without a route we ask at least this often (Trickle capped at it), as rpl-lite sends a DIS every 30 s:
+# with one answer per ask, a module at the edge of its only neighbour's range needs many asks.
+ASK_MS = const(32000)
 FORMER_BEACONS = const(3)  # beacons to our former children's slot after our depth changed (_beacon_slot)
 MAX_FOLLOWERS = const(64)  # children that chose us as preferred parent: each gets broadcasts acknowledged
 # A follower whose last copy found it already had the broadcast (L_HAD on its ACK) gets the next copy this
@@ -104,6 +112,7 @@ class Station:
         self._burst_hop = None
         self._burst_more = False  # the frame it acknowledged said another follows (L_MORE): it stays awake
         self._beacon_at = None  # a beacon Trickle asked for waits for our children's slot
+        self._answered_at = None  # when we last answered a neighbour without a route (ANSWER_GAP_MS)
         self._children_slot = None  # the slot our children sample: while detached, they must hear it
         self._turn = False  # every other beacon goes to another slot (_beacon_slot)
         self._former_slot = None  # the slot our children sampled before our depth changed
@@ -128,8 +137,7 @@ class Station:
             self._receive(buf, hal.radio_rssi(), hal.ticks_ms())
         now = hal.ticks_ms()
         if self.trickle.poll(now):
-            self._beacon_at = ticks_add(now, slot_wait(self._beacon_slot(), self.net_phase(now))
-                                        + self.rand.below(JITTER_MS))
+            self._beacon_soon(now)
         if self._beacon_at is not None and ticks_diff(now, self._beacon_at) >= 0:
             self._beacon_at = None
             if not self._send_beacon(now):  # the slot was busy: the same slot next superframe
@@ -263,6 +271,11 @@ class Station:
             if n.rank != control.RANK_INFINITE and n.depth < depth:
                 depth = n.depth
         return depth
+
+    def _beacon_soon(self, now):
+        """One beacon in its slot (``_beacon_slot``) of this superframe or the next."""
+        self._beacon_at = ticks_add(now, slot_wait(self._beacon_slot(), self.net_phase(now))
+                                    + self.rand.below(JITTER_MS))
 
     def _send_beacon(self, now):
         r = self.routing
@@ -549,8 +562,8 @@ class Station:
         return best
 
     def _routing_changed(self, now):
-        """The preferred parent or the rank changed: tell the neighbourhood soon."""
-        self.trickle.reset(now)
+        """Attached, detached, a new depth or a significant rank change: tell the neighbourhood soon."""
+        self.trickle.reset(now, ASK_MS if self.routing.rank == control.RANK_INFINITE else 0)
 
     # ---- receiving ----------------------------------------------------------
 
@@ -644,8 +657,8 @@ class Station:
             # A full table has no room for a node without a route, but its request is answered all
             # the same: the concentrator (24 entries, tens of children) ignored a child that had
             # written its link off, and that child listened 6 minutes for a parent at 15.7 mA.
-            if rank == control.RANK_INFINITE and self.routing.rank != control.RANK_INFINITE:
-                self.trickle.reset(now)
+            if rank == control.RANK_INFINITE:
+                self._answer(now)
             return
         n.version = version
         n.parent = parent
@@ -658,10 +671,18 @@ class Station:
         self._solicited(n, now)
 
     def _solicited(self, n, now):
-        """A neighbour without a route advertises rank infinite: answer soon (RPL's DIS)."""
-        if n.rank == control.RANK_INFINITE and self.routing.rank != control.RANK_INFINITE \
-                and n.parent != self.addr:
-            self.trickle.reset(now)
+        """A neighbour without a route advertises rank infinite (RPL's DIS): answer it unless it was our child."""
+        if n.rank == control.RANK_INFINITE and n.parent != self.addr:
+            self._answer(now)
+
+    def _answer(self, now):
+        """One beacon soon for a neighbour without a route, at most one per ANSWER_GAP_MS."""
+        if self.routing.rank == control.RANK_INFINITE or self._beacon_at is not None:
+            return
+        if self._answered_at is not None and ticks_diff(now, self._answered_at) < ANSWER_GAP_MS:
+            return
+        self._answered_at = now
+        self._beacon_soon(now)
 
     def _on_unicast(self, buf, f, rssi, now):
         key = (f.src, f.counter)

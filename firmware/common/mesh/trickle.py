@@ -16,6 +16,7 @@ class Trickle:
         self.imax = imin_ms << doublings
         self.k = k
         self.interval = 0  # 0: stopped
+        self._cap = self.imax  # the longest interval until the next reset (reset's imax_ms)
         self._start = 0
         self._fire = 0
         self._fired = False
@@ -24,8 +25,12 @@ class Trickle:
     def running(self):
         return self.interval > 0
 
-    def reset(self, now):
-        """Something changed: advertise soon (RFC 6206 section 4.2 rule 6)."""
+    def reset(self, now, imax_ms=0):
+        """Something changed: advertise soon (RFC 6206 section 4.2 rule 6).
+
+        ``imax_ms`` caps the intervals until the next reset (0: Imax).
+        """
+        self._cap = imax_ms or self.imax
         if self.interval != self.imin or not self.running():
             self._begin(now, self.imin)
 
@@ -59,5 +64,5 @@ class Trickle:
             self._fired = True
             send = self.k == 0 or self.heard < self.k
         if ticks_diff(now, ticks_add(self._start, self.interval)) >= 0:
-            self._begin(now, min(self.interval * 2, self.imax))
+            self._begin(now, min(self.interval * 2, self._cap))
         return send
