@@ -56,6 +56,7 @@ HOPS_MASK = const(0x1F)  # the hop count; 30 fits
 L_ACK_REQ = const(0x80)  # this hop must acknowledge: a broadcast's copy to one child
 L_PREFERRED = const(0x40)  # the sender chose this receiver as its preferred parent
 L_HAD = const(0x40)  # on an ACK of a broadcast's copy: the child had the broadcast already (from the flood)
+L_ELSEWHERE = const(0x80)  # on an ACK of a broadcast's copy: the child's preferred parent is another now
 # Another frame for this receiver follows right behind (IEEE 802.15.4's frame pending): it stays awake
 # after its acknowledgement. Without it the receiver goes back to sampling at once; before, the board
 # HAL listened 30 ms after every ACK it sent, ~27 ms x 15.7 mA a received frame (balans bench radio).

@@ -8,6 +8,7 @@ the WOR figure is the datasheet's average for one RX poll a second.
 TX_MA = 29.2  # CC1101 TX at +10 dBm, 433 MHz
 RX_MA = 15.7  # CC1101 RX, 38.4 kBaud, near sensitivity
 WOR_UA = 9.8  # CC1101 wake-on-radio, one RX poll per second (RC oscillator, RSSI early exit)
+SECOND_SAMPLE_UA = WOR_UA / 2  # a dense router's second broadcast sample: one more poll every 2 s superframe
 SYNTH_MA = 8.4  # frequency synthesiser calibration before each transmission
 SYNTH_S = 0.0008  # its duration (CC1101 FS_CAL ~ 720 us)
 MCU_ACTIVE_MA = 8.0  # a Cortex-M4 running MicroPython
@@ -40,6 +41,7 @@ class Meter:
         self._settled_mas = 0.0  # charge drawn before it
         self.by = {}  # what the charge went to (breakdown_ua) -> mA*s since boot
         self._settled_by = {}
+        self._second_since = None  # world time since which it samples a second broadcast slot (booked up to it)
 
     def _book(self, what, mas):
         self.by[what] = self.by.get(what, 0.0) + mas
@@ -47,8 +49,22 @@ class Meter:
     def drawn_mas(self):
         return self.tx_mas + self.rx_mas + self.mcu_mas + self.search_mas
 
+    def second_sample(self, now, on):
+        """From ``now`` it samples a second broadcast slot (mac.broadcast_depths), or no longer."""
+        self._book_second(now)
+        self._second_since = now if on else None
+
+    def _book_second(self, now):
+        """Charge the second broadcast sample up to ``now``."""
+        if self._second_since is not None:
+            mas = (now - self._second_since) * SECOND_SAMPLE_UA / 1000.0
+            self.rx_mas += mas
+            self._book("idle: second broadcast sample", mas)
+            self._second_since = now
+
     def settle(self, now):
         """Start the steady-state window: what was drawn so far (the cold start) is booked apart."""
+        self._book_second(now)
         self.settled_at = now
         self._settled_mas = self.drawn_mas()
         self._settled_by = dict(self.by)
@@ -90,6 +106,7 @@ class Meter:
         seconds = now - self.settled_at
         if seconds <= 0:
             return {}
+        self._book_second(now)
         out = {"idle: wake-on-radio and MCU asleep": RX_MA * 1000.0 if self.always_on else WOR_UA + MCU_SLEEP_UA}
         for what, mas in self.by.items():
             ua = (mas - self._settled_by.get(what, 0.0)) * 1000.0 / seconds
@@ -102,6 +119,7 @@ class Meter:
         seconds = now - self.settled_at
         if seconds <= 0:
             return 0.0
+        self._book_second(now)
         base_ua = RX_MA * 1000.0 if self.always_on else WOR_UA + MCU_SLEEP_UA
         return base_ua + (self.drawn_mas() - self._settled_mas) * 1000.0 / seconds
 

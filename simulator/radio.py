@@ -20,7 +20,7 @@ import numpy as np
 
 TX_DBM = 10.0  # 10 mW e.r.p., the band's limit (ERC/REC 70-03 annex 1)
 NOISE_DBM = -117.0  # thermal + noise figure in the 38.4 kBaud filter: 1 % PER at -104 dBm
-CCA_DBM = -100.0  # carrier sense threshold: louder than this and the channel is busy
+CCA_DBM = -107.0  # carrier sense threshold: louder than this and the channel is busy
 HEARD_DBM = -125.0  # links weaker than this on average are never evaluated
 SLOW_DB = 3.0  # spread of the slow variation
 SLOW_STEP_S = 600.0  # the slow variation moves in 10-minute steps

@@ -23,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-from firmware.common.mesh.mac import CYCLE_MS, PHY_OVERHEAD, SLOT_MS, airtime_us, wake_preamble_ms
+from firmware.common.mesh.mac import CYCLE_MS, PHY_OVERHEAD, SLOT_MS, airtime_us, broadcast_depths, wake_preamble_ms
 from firmware.common.mesh.node import MeshNode
 from firmware.common.mesh.root import MeshRoot
 from protocol.frame import BROADCAST, T_ACK, wants_ack
@@ -109,6 +109,7 @@ class World:
         self.nodes = [Node(self, i, i) for i in range(len(loss_db))]
         self.by_addr = {n.addr: n for n in self.nodes}
         self.hears_broadcast_at = [-1] * len(self.nodes)  # the broadcast slot each samples; -1: always on
+        self.hears_second_at = [None] * len(self.nodes)  # the second slot a dense router samples (mac.py)
         self.interference_boost = 0.0
         self.frames_by_kind = {}
         self.losses = {}  # why unicasts did not reach their addressee: cause -> count (diagnosis)
@@ -171,12 +172,22 @@ class World:
                 self.feed_pulses(node)
             app.tick()
             node.app_due = None
-        node.mesh.poll()
-        if not node.is_root and node.mesh.routing.preferred is None:
+        mesh = node.mesh
+        mesh.poll()
+        second = None
+        if not node.is_root and mesh.routing.preferred is None:
             node.searching_since = self.now  # no parent: the receiver stays on until one is found
             self.hears_broadcast_at[node.index] = -1
+        elif node.is_root:
+            self.hears_broadcast_at[node.index] = -1
         else:
-            self.hears_broadcast_at[node.index] = -1 if node.is_root else slot_of(node.mesh.routing.depth)
+            depths = broadcast_depths(mesh.routing.depth, mesh.dense())
+            self.hears_broadcast_at[node.index] = slot_of(depths[0])
+            if len(depths) > 1:
+                second = slot_of(depths[1])
+        if second != self.hears_second_at[node.index]:
+            self.hears_second_at[node.index] = second
+            node.meter.second_sample(self.now, second is not None)
         if node.joined_at is None and not node.is_root and node.mesh.joined:
             node.joined_at = self.now
             self.emit("joined", node=node)
@@ -248,8 +259,8 @@ class World:
             # Beacons and broadcasts reach the routers that sample the slot they were sent in;
             # the concentrator and routers still searching for a parent listen all the time.
             slot = tx.slot
-            hears = self.hears_broadcast_at
-            receivers = [r for r in ch.audience[sender] if hears[r] == slot or hears[r] < 0]
+            hears, second = self.hears_broadcast_at, self.hears_second_at
+            receivers = [r for r in ch.audience[sender] if hears[r] == slot or hears[r] < 0 or second[r] == slot]
         else:
             target = self.by_addr.get(tx.link_dst)
             receivers = [target.index] if target is not None and sender in ch.neighbours[target.index] else []

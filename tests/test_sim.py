@@ -72,6 +72,18 @@ def test_meter_breaks_the_steady_state_current_down_by_what_it_went_to():
     assert {"tx ack", "mcu handling a frame", "mcu preparing a transmission", "mcu timer wake"} <= set(parts)
 
 
+def test_meter_charges_a_second_broadcast_sample_only_while_it_lasts():
+    from simulator.energy import SECOND_SAMPLE_UA
+
+    m = Meter()
+    m.second_sample(0.0, True)  # dense from the start: the cold start's share is booked apart
+    m.settle(3600.0)
+    m.second_sample(3600.0 + 43200, False)  # half the steady-state day, then no longer
+    parts = m.breakdown_ua(3600.0 + 86400)
+    assert parts["idle: second broadcast sample"] == pytest.approx(SECOND_SAMPLE_UA / 2)
+    assert m.average_ua(3600.0 + 86400) == pytest.approx(Meter().average_ua(86400) + SECOND_SAMPLE_UA / 2)
+
+
 def test_simulate_prints_the_busiest_relays_charge_by_what_it_went_to(capsys):
     assert main(["simulate", "--scenario", "chain", "--nodes", "8", "--days", "0.1", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)

@@ -315,7 +315,7 @@ def test_after_its_depth_changed_a_router_beacons_in_its_former_childrens_slot()
 
 
 def test_a_child_that_had_the_broadcast_says_so_and_its_next_copy_waits_for_the_flood():
-    from firmware.common.mesh.station import COPY_DELAY_MS
+    from firmware.common.mesh.station import COPY_DELAY_MS, HAD
     from protocol.frame import L_HAD, T_ACK
 
     air = joined(DIAMOND)
@@ -335,13 +335,66 @@ def test_a_child_that_had_the_broadcast_says_so_and_its_next_copy_waits_for_the_
     air.run(60000)
     had = parent.followers[4]
     assert any(flags & L_HAD for flags in acks) == had  # the flood beat the copy, or it did not
-    parent.followers[4] = True  # as after a broadcast the flood brought
+    parent.followers[4] = HAD  # as after a broadcast the flood brought
     del copies[:], got[:]
     start = air.now
     air.root.downlink.broadcast(b"\x14two")
     air.run(60000)
     assert air.broadcasts[4] == [b"\x14one", b"\x14two"]
     assert copies and copies[0] - start >= COPY_DELAY_MS
+
+
+def test_a_former_preferred_parent_hears_it_is_no_more_and_sends_only_a_late_backup_copy():
+    from firmware.common.mesh.station import BACKUP_DELAY_MS, ELSEWHERE, FRESH
+    from protocol.frame import L_ELSEWHERE, T_ACK
+
+    air = joined(DIAMOND)
+    node = air.stations[3]
+    other = 1 if node.routing.preferred.addr == 2 else 2
+    former = air.stations[other]
+    former.followers[3] = FRESH  # 3 named it its preferred parent once, and since then only the other
+    acks, copies = [], []
+
+    def note(sender, receiver, frame):
+        link_dst = frame[7] | frame[8] << 8
+        if sender == 3 and frame[3] & 0x0F == T_ACK and link_dst == other:
+            acks.append(frame[4])
+        if sender == other and frame[3] & 0x0F == T_BCAST and link_dst == 3:
+            copies.append(air.now)
+        return False
+    air.lose = note
+    air.root.downlink.broadcast(b"\x14one")
+    air.run(60000)
+    assert acks and all(flags & L_ELSEWHERE for flags in acks) and former.followers[3] == ELSEWHERE
+    del copies[:]
+    start = air.now
+    air.root.downlink.broadcast(b"\x14two")
+    air.run(BACKUP_DELAY_MS + 60000)
+    assert air.broadcasts[3] == [b"\x14one", b"\x14two"]
+    assert copies and copies[0] - start >= BACKUP_DELAY_MS  # a backup, after the rush
+    r = node.routing
+    r.preferred, r.parents, r._next = r.table[other], [r.table[other]], 0
+    assert node.uplink.send(b"back", urgent=True)
+    air.run(20000)
+    assert former.followers[3] == FRESH  # named its preferred parent again: copies go at once
+
+
+def test_a_router_that_hears_many_routers_a_level_up_samples_a_second_broadcast_slot():
+    from firmware.common.mesh.mac import DENSE_FORWARDERS, SECOND_SLOT, broadcast_depths
+
+    first = range(1, DENSE_FORWARDERS + 1)
+    crowded, sparse = DENSE_FORWARDERS + 1, DENSE_FORWARDERS + 2
+    links = [(0, a) for a in first] + [(a, crowded) for a in first] + [(1, sparse), (2, sparse)]
+    air = joined(links)
+    for a, dense in ((crowded, True), (sparse, False), (1, False)):
+        node = air.stations[a]
+        assert node.dense() == dense
+        depth = node.routing.depth
+        assert broadcast_depths(depth, dense) == ((depth, depth + SECOND_SLOT) if dense else (depth,))
+    assert air.stations[crowded].routing.depth == 2
+    air.root.downlink.broadcast(b"\x14all")
+    air.run(60000)
+    assert all(air.broadcasts.get(a) == [b"\x14all"] for a in air.stations if a)
 
 
 def test_a_new_preferred_parent_hears_of_it_on_the_next_upward_frame():

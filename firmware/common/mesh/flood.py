@@ -1,8 +1,12 @@
 """Broadcast: flooding in the MAC's depth-staggered slots, and an acknowledged copy to each child.
 
 A node that hears a new broadcast forwards it in the next slot, where the
-routers one hop deeper sample the channel, and repeats it a random 1 to
-REPEAT_SPREAD superframes later (SENDS times in all). Routers sample only
+routers one hop deeper sample the channel, and repeats it in a random one of
+the next 2 x REPEAT_SPREAD slots those routers sample (SENDS times in all):
+their own, and the second slot that dense routers also sample (mac.py), so
+the forwarders a dense router hears part over two slots and three
+superframes (rural, 240 modules: a second-ring module hears a median of 15
+first-ring forwarders). Routers sample only
 their own slot, so a node cannot hear its peers forward and suppression
 (Trickle's k) has nothing to count. Forwarders of one depth that cannot hear
 each other collide at the children they share (rural, 240 modules: ~26 first-
@@ -22,7 +26,7 @@ from protocol.compat import const
 from firmware.common.mesh.clock import ticks_diff
 
 SENDS = const(2)  # flooded transmissions per node per broadcast
-REPEAT_SPREAD = const(3)  # a repeat goes 1..3 superframes after the previous copy
+REPEAT_SPREAD = const(3)  # a repeat goes within the 3 superframes after the previous copy
 JITTER_MS = const(25)  # spread of forwarders' starts inside a slot
 REMEMBER = const(8)  # broadcasts kept for duplicate counting
 

@@ -16,6 +16,9 @@ cycle-long preamble: about 2 mAs instead of 40 (docs/mesh.md has the budget).
 - Second cycle: beacons and broadcasts. A router at depth d samples at
   d * SLOT_MS; a node that hears a broadcast forwards it in the next slot,
   where its children sample, so a wave crosses 30 hops in 30 slots (3 s).
+  A router that hears DENSE_FORWARDERS or more routers one level up also
+  samples the slot of depth d + SECOND_SLOT (``broadcast_depths``): all of
+  them forward into its slot at once, and there the flood mostly collides.
 
 The concentrator is mains powered and always listening: frames to it go at once.
 """
@@ -42,6 +45,16 @@ ACK_GUARD_MS = const(2)  # both ends count whole ms ticks, and the ACK's transmi
 CONTENTION_MS = const(10)  # senders to one receiver spread their start; later ones hear the first (CCA)
 MAX_ATTEMPTS = const(5)  # transmissions per hop: first try and four retries
 CCA_RETRIES = const(4)  # busy channel: back off and listen again this many times
+# Routers one level up (the flood's forwarders into our slot) from which a router samples a second broadcast
+# slot. Measured (240 modules): a second-ring module hears a median of 15 first-ring routers in rural and 21
+# in the block, each heard forwarder of its slot overlapping five to ten others (rural seed 1: of 176 second-
+# ring modules in the first flooded slot, 100 heard a forwarder 15 dB above the noise and none 10 dB above
+# the rest); on the 30-hop chain a router hears the 8 of the house before, whose flood gets through.
+DENSE_FORWARDERS = const(9)
+# The second sample's slot is that of the depth this much deeper: half a cycle after the first, free where
+# trees are shallow (block, rural: depths up to 4), and on the chain five houses away from the routers
+# whose first slot it is.
+SECOND_SLOT = const(5)
 HASH_MUL = const(40503)  # Knuth's 16-bit multiplicative hash: consecutive addresses land far apart
 
 
@@ -94,3 +107,9 @@ def unicast_wait(addr, net_phase_ms):
 def slot_wait(depth, net_phase_ms):
     """Milliseconds from now until routers at ``depth`` sample for beacons and broadcasts (second cycle)."""
     return ((depth * SLOT_MS) % CYCLE_MS + CYCLE_MS - net_phase_ms) % SUPERFRAME_MS
+
+
+def broadcast_depths(depth, dense):
+    """The depths whose broadcast slots a router at ``depth`` samples: its own, and if ``dense`` (it hears
+    DENSE_FORWARDERS or more routers one level up) the second slot too."""
+    return (depth, depth + SECOND_SLOT) if dense else (depth,)

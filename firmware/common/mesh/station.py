@@ -12,8 +12,8 @@ import struct
 
 from protocol.compat import const
 from protocol.errors import ProtocolError
-from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_HAD, L_MORE, L_PREFERRED, MAX_HOPS,
-                            O_HOPS, T_ACK, T_BCAST, T_BEACON, T_JOIN, T_OTA, Frame, ReplayWindow, open_frame,
+from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_ELSEWHERE, L_HAD, L_MORE, L_PREFERRED,
+                            MAX_HOPS, O_HOPS, T_ACK, T_BCAST, T_BEACON, T_JOIN, T_OTA, Frame, ReplayWindow, open_frame,
                             parse_header, relay_header, seal_frame, set_link_flags)
 
 from firmware.common.mesh import control
@@ -21,8 +21,8 @@ from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.counter import FrameCounter
 from firmware.common.mesh.duty import DutyCycle
 from firmware.common.mesh.flood import JITTER_MS, REPEAT_SPREAD, Flood
-from firmware.common.mesh.mac import (ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, MAX_ATTEMPTS, SLOT_MS,
-                                      SUPERFRAME_MS, airtime_ms, slot_wait, unicast_wait)
+from firmware.common.mesh.mac import (ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, DENSE_FORWARDERS, MAX_ATTEMPTS,
+                                      SECOND_SLOT, SLOT_MS, SUPERFRAME_MS, airtime_ms, slot_wait, unicast_wait)
 from firmware.common.mesh.routing import Routing
 from firmware.common.mesh.trickle import Trickle
 
@@ -55,6 +55,15 @@ MAX_FOLLOWERS = const(64)  # children that chose us as preferred parent: each ge
 # or not, and the copies to children the flood missed go first (rural seed 1: of 1,463 copies acknowledged
 # in a day, 1,269 found the child holding the broadcast already).
 COPY_DELAY_MS = const(6000)
+# A follower whose ACK said its preferred parent is another now (L_ELSEWHERE) gets its next copy this much
+# later, as a backup after the rush: a child that changed parents named none of the others its preferred
+# until its next upward frame, up to an hour, and such stale followers got 285 of a broadcast's 411 copies
+# (rural seed 1); dropping them outright left children without the broadcast (reach 0.9969 -> 0.9927).
+BACKUP_DELAY_MS = const(60000)
+# What a follower's last copy found (Station.followers), which sets when its next copy goes
+FRESH = const(0)  # it did not have the broadcast yet, or it is new: at once
+HAD = const(1)  # the flood had reached it (L_HAD): COPY_DELAY_MS
+ELSEWHERE = const(2)  # its preferred parent is another (L_ELSEWHERE): BACKUP_DELAY_MS
 # A frame whose attempts all failed waits out the fade and gets another round: a first-ring relay's five
 # attempts to the concentrator go within half a second, all inside one slow fade (rural seed 1: 51 of 91
 # reports dropped were given up so).
@@ -99,8 +108,8 @@ class Station:
         self.flood = Flood()
         self.bcast_window = ReplayWindow(max_sources=4)
         self.routes = {}  # destination -> next hop downward
-        # children whose upward frames name us their preferred parent (L_PREFERRED) -> whether the last
-        # broadcast's copy found it had the broadcast already (L_HAD)
+        # children whose upward frames name us their preferred parent (L_PREFERRED) -> what the last
+        # broadcast's copy found (FRESH, HAD, ELSEWHERE)
         self.followers = {}
         self.recent = []  # (src, counter) of unicasts taken lately
         self.queue = []  # Job waiting for the radio
@@ -175,6 +184,16 @@ class Station:
     def net_phase(self, now):
         return (now + self.phase_offset) % SUPERFRAME_MS
 
+    def dense(self):
+        """True if we hear DENSE_FORWARDERS or more routers one level up: their flood into our slot mostly
+        collides, and we sample a second broadcast slot (mac.broadcast_depths)."""
+        depth = self.routing.depth - 1
+        n = 0
+        for m in self.routing.table.values():
+            if m.depth == depth and m.rank != control.RANK_INFINITE:
+                n += 1
+        return n >= DENSE_FORWARDERS
+
     def _sync(self, phase, frame, now):
         """Align the cycle with a frame sealed at ``phase`` by the neighbour we follow."""
         self.phase_offset = (phase + airtime_ms(frame) - now) % SUPERFRAME_MS
@@ -199,26 +218,26 @@ class Station:
     def _spread(self, b, now):
         """Send the flooded copy of broadcast ``b`` if it is due."""
         if b.sends_left and ticks_diff(now, b.at) >= 0:
-            # A repeat goes a random 1..REPEAT_SPREAD superframes on, so that forwarders hidden from
-            # each other that collided in this slot part; a copy the channel or the budget refused
-            # tries the same slot in the next superframe.
-            spread = 1
+            # A repeat goes at a random one of our children's next 2 x REPEAT_SPREAD broadcast slots (their
+            # own and the dense ones' second, mac.SECOND_SLOT), so that forwarders hidden from each other
+            # that collided in this slot part; a copy the channel or the budget refused tries the next slot.
+            k = 0
             if self._transmit(b.frame, now):
                 b.sends_left -= 1
-                spread += self.rand.below(REPEAT_SPREAD)
-            b.at = self._flood_slot(now, spread)
+                k = self.rand.below(2 * REPEAT_SPREAD)
+            b.at = self._flood_slot(now, k)
 
     def _start_broadcast(self, counter, frame, now):
         """Spread a broadcast that is new to us: flooded in our children's slot, and an acknowledged
         copy to each child whose preferred parent we are, at its own sample (flood.py)."""
         b = self.flood.start(counter, frame, self._flood_slot(now))
-        for child, had in self.followers.items():
+        for child, state in self.followers.items():
             copy = bytearray(frame)
             struct.pack_into("<H", copy, 7, child)
             set_link_flags(copy, L_ACK_REQ)
-            if had:
+            if state != FRESH:
                 job = Job(copy, False, child)
-                job.at = ticks_add(now, COPY_DELAY_MS)
+                job.at = ticks_add(now, COPY_DELAY_MS if state == HAD else BACKUP_DELAY_MS)
                 self.paused.append(job)  # bounded by MAX_FOLLOWERS
             else:
                 self.enqueue(copy, False, True, child)  # retried like any unicast; the queue aims at its sample
@@ -226,10 +245,14 @@ class Station:
             b.sends_left = 0  # nobody routes through us: every deeper node has a parent that forwards
         return b
 
-    def _flood_slot(self, now, superframes=1):
-        """Tick to send a broadcast copy: our children's slot, ``superframes`` from now, jittered."""
-        wait = slot_wait(self.routing.depth + 1, self.net_phase(now)) or SUPERFRAME_MS
-        return ticks_add(now, wait + (superframes - 1) * SUPERFRAME_MS + self.rand.below(JITTER_MS))
+    def _flood_slot(self, now, k=0):
+        """Tick to send a broadcast copy: the ``k``-th of our children's broadcast slots from now, counting
+        their own slot and the second slot of the dense ones (mac.broadcast_depths), jittered."""
+        phase = self.net_phase(now)
+        own = slot_wait(self.routing.depth + 1, phase) or SUPERFRAME_MS
+        second = slot_wait(self.routing.depth + 1 + SECOND_SLOT, phase) or SUPERFRAME_MS
+        wait = (min(own, second) if k % 2 == 0 else max(own, second)) + k // 2 * SUPERFRAME_MS
+        return ticks_add(now, wait + self.rand.below(JITTER_MS))
 
     def _beacon_slot(self):
         """The depth slot our beacon goes out in, by turns (``_turn``).
@@ -471,8 +494,14 @@ class Station:
             if job.busy > CCA_RETRIES:
                 job.attempts += 1
                 self._attempt_failed(job, now, False)
-            else:
+            elif job.up:
                 self._schedule(job, now)
+            else:
+                # Downward, the busy hop's next sample is a superframe away: the frame waits for it in the
+                # queue while frames to hops that sample sooner go (a first-ring parent's broadcast copies
+                # to its ten children waited 2 s behind each busy one).
+                self.job = None
+                self.queue.insert(0, job)
             return
 
     def _attempt_failed(self, job, now, link_fault=True):
@@ -528,8 +557,10 @@ class Station:
             self.queue.insert(0, job)
             return
         if job.child is not None:
-            # A broadcast's copy waits its backoff behind the other children's copies, not in front:
-            # a first-ring parent has ten of them, and one child out of reach held the rest for seconds.
+            # A broadcast's copy waits its backoff behind the other children's copies, not in front, and in
+            # the queue (Job.not_before), not as the job in hand: a first-ring parent has ten of them, and
+            # one child out of reach held the rest for seconds.
+            job.not_before = ticks_add(now, self._retry_spread(job) * SUPERFRAME_MS)
             self.job = None
             self.queue.append(job)
             return
@@ -637,7 +668,8 @@ class Station:
             self.acked += 1
             self.routing.link_result(job.hop, True)
             if job.child is not None and job.child in self.followers:
-                self.followers[job.child] = bool(link_flags & L_HAD)
+                self.followers[job.child] = (ELSEWHERE if link_flags & L_ELSEWHERE else
+                                             HAD if link_flags & L_HAD else FRESH)
             if job.up and job.frame[O_HOPS] & L_PREFERRED:
                 self._told = n if n is not None else self.routing.table.get(job.hop)
             self.job = None
@@ -717,8 +749,9 @@ class Station:
         if f.dst != CONCENTRATOR:
             return
         if f.link_flags & L_PREFERRED:
-            if f.link_src not in self.followers and len(self.followers) < MAX_FOLLOWERS:
-                self.followers[f.link_src] = False
+            state = self.followers.get(f.link_src)
+            if state == ELSEWHERE or state is None and len(self.followers) < MAX_FOLLOWERS:
+                self.followers[f.link_src] = FRESH  # (back) with us: its copies go at once again
         else:
             self.followers.pop(f.link_src, None)
 
@@ -783,11 +816,14 @@ class Station:
         if f.src != CONCENTRATOR:
             return
         ack = f.link_dst == self.addr and f.link_flags & L_ACK_REQ  # our parent's copy to us
+        pref = self.routing.preferred
+        elsewhere = 0 if pref is not None and pref.addr == f.link_src else L_ELSEWHERE
         if self.flood.find(f.counter) is not None:
             if ack:
                 # We have it (flooded, or our acknowledgement was lost): stop the retries, and say so, so
-                # that the parent sends our next copy after the flood has had its chance (COPY_DELAY_MS).
-                self._ack(f, now, L_HAD)
+                # that the parent sends our next copy after the flood has had its chance (COPY_DELAY_MS);
+                # a parent that is no longer our preferred one hears that too (L_ELSEWHERE).
+                self._ack(f, now, L_HAD | elsewhere)
             return
         fr = self._open(buf, self.net_key)
         if fr is None or fr.src != CONCENTRATOR:
@@ -797,7 +833,7 @@ class Station:
         except ProtocolError:
             return
         if ack:
-            self._ack(f, now)
+            self._ack(f, now, elsewhere)
         frame = bytearray(buf)
         try:
             relay_header(frame, self.addr, BROADCAST)
