@@ -284,3 +284,30 @@ def test_a_rise_goes_on_the_next_day_while_its_own_rise_stays_positive(district)
             assert "e17" in [a["point_id"] for a in found if a["kind"] == "suspect"][:3]
         else:
             assert found == []
+
+
+def test_a_household_away_is_not_a_stopped_meter_when_its_group_rose_by_chance_under_5_deviations(district):
+    # w20's household is away (its water meter reads nothing, the house's input sees that too)
+    # on a day the house's input, counting 100 L, reads a little more than usual: the house's
+    # imbalance rises by more than half w20's usual use and by 3-5 deviations, which households
+    # away meet by chance on some of their many days: not a rise, so no stopped meter
+    values = district.values.copy()
+    row = {m["meter_id"]: i for i, m in enumerate(district.meters)}
+    k = ONSET - 1
+    day = slice(k * HOURS, (k + 1) * HOURS)
+    values[row["WI0"], day] -= values[row["w20"], day]
+    values[row["w20"], day] = 0.0
+    values[row["WI0"], day] += 0.29 / HOURS
+    values[row["WI0"]] = np.diff(np.round(np.cumsum(values[row["WI0"]]) / 0.1) * 0.1, prepend=0.0)
+    d = synth.District(district.groups, district.meters, values, [], [], district.day0, HISTORY_DAYS)
+    model = from_lists(d.groups, d.meters)
+    cols = slice((k - HISTORY_DAYS) * HOURS, (k + 1) * HOURS)
+    window = Window(model, d.day0 + k - HISTORY_DAYS, values[:, cols], d.quality()[:, cols])
+    b = analytics.Balances(analytics.Structure(model), window)
+    stats = analytics.MeterStats(window)
+    rise = analytics.GroupRise(b, b.structure, stats)
+    g = b.structure.group_ids.index("W0")
+    z = rise.residual[g, -1] / rise.sigma_days[g, -1]
+    assert 3 < z < analytics.RISE_SIGMAS and rise.residual[g, -1] > 0.5 * stats.forecast[row["w20"]]
+    found = find_alerts(model, window, [], balances=b)
+    assert not [a for a in found if a["kind"] == "stopped_meter"]
