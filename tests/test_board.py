@@ -150,7 +150,7 @@ def test_the_listen_plan_follows_the_mac_once_the_board_has_a_parent():
     assert board_module.listen_plan(mesh) == (0, (), 0)  # no parent yet: the receiver stays on
     f.world.run(600)
     period, phases, offset = board_module.listen_plan(mesh)
-    assert mesh.routing.preferred is not None and period == SUPERFRAME_MS and offset == mesh.phase_offset
+    assert mesh.routing.preferred is not None and period == SUPERFRAME_MS and offset == mesh.cycle.offset(mesh.hal.ticks_ms())
     now = f.node.hal.ticks_ms()
     net_phase = mesh.net_phase(now)
     # BoardHAL.idle samples where a sender aims: at the unicast phase and in the depth's slot.

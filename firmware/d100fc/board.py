@@ -126,7 +126,7 @@ def listen_plan(node):
     phases = [unicast_phase(node.addr)]
     for depth in broadcast_depths(routing.depth, node.dense()):
         phases.append((depth * SLOT_MS) % CYCLE_MS + CYCLE_MS)
-    return SUPERFRAME_MS, tuple(phases), node.phase_offset
+    return SUPERFRAME_MS, tuple(phases), node.cycle.offset(node.hal.ticks_ms())
 
 
 def _config(root):

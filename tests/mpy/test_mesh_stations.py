@@ -228,7 +228,7 @@ def test_the_concentrator_sends_to_a_child_still_awake_from_the_last_exchange_fi
     root = air.root
     now = air.now
     # child 1 sampled 5 ms ago and acknowledged a moment ago a frame that said another follows
-    root.phase_offset = (unicast_phase(1) + 5 - now) % SUPERFRAME_MS
+    root.cycle.base = (unicast_phase(1) + 5 - now) % SUPERFRAME_MS
     root._burst_hop, root._burst_until, root._burst_more = 1, now + 2, True  # it was told more follows
     root.queue = [Job(bytearray(sealed_down(d, T_DATA, b"x", 12 * 10 ** 6 + d, 0, d)), False) for d in (2, 1)]
     assert root._next_job(now) == 1

@@ -1,6 +1,7 @@
 # The mesh firmware's building blocks on real MicroPython: duty cycle, Trickle, routing, MAC timing.
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.control import RANK_INFINITE
+from firmware.common.mesh.cycle import MAX_ERROR_MS, Cycle
 from firmware.common.mesh.duty import LIMIT_MS, DutyCycle
 from firmware.common.mesh.mac import CONTENTION_MS, CYCLE_MS, SLOT_MS, SUPERFRAME_MS, slot_wait, unicast_phase, unicast_wait
 from protocol.frame import CONCENTRATOR
@@ -49,6 +50,22 @@ def test_trickle_capped_by_its_reset_keeps_a_short_interval_until_the_next_reset
     tr.reset(200000)
     fire_times(tr, 200000, 4 * tr.imax, 1000)
     assert tr.interval == tr.imax
+
+
+def test_the_cycle_learns_the_parents_clock_rate_and_keeps_its_phase_between_syncs():
+    ppm = 40  # the parent's crystal runs this much faster than ours
+    c = Cycle()
+
+    def parents_offset(now):  # the network's offset from our ticks, as the parent's frames show it
+        return (now * ppm // 1000000) % SUPERFRAME_MS
+    for now in range(0, 4 * 1800000, 1800000):  # a sync every 30 minutes
+        c.sync(7, parents_offset(now), now)
+    later = 3 * 1800000 + 3600000  # an hour after the last sync: 144 ms of drift unlearnt
+    assert abs(c.offset(later) - parents_offset(later)) <= 3
+    c.sync(8, parents_offset(later), later)  # another parent, another crystal: its rate is learnt anew
+    assert c.rate == 0 and c.offset(later) == parents_offset(later)
+    c.sync(8, (parents_offset(later + 1800000) + 2 * MAX_ERROR_MS) % SUPERFRAME_MS, later + 1800000)
+    assert c.rate == 0  # a jump (the parent restarted) is taken, not learnt from
 
 
 def test_routing_prefers_the_cheaper_parent_and_refuses_its_child():

@@ -28,7 +28,7 @@ from protocol.frame import CONCENTRATOR, F_FOLLOWS, T_ACK
 
 BITRATE = const(38400)  # CC1101 at 38.4 kBaud: -104 dBm sensitivity (datasheet SWRS061)
 PHY_OVERHEAD = const(10)  # 4 preamble + 4 sync + 2 CRC bytes around each frame
-WAKE_PREAMBLE_MS = const(11)  # +-3 ms rendezvous error (drift tracked per neighbour) + half the contention window
+WAKE_PREAMBLE_MS = const(11)  # +-3 ms rendezvous error (the parent's clock rate learnt: cycle.py) + half the contention window
 CYCLE_MS = const(1000)  # receiver's channel-sample period
 SUPERFRAME_MS = const(2000)  # two cycles: frames go up in the first, down in the second
 SLOT_MS = const(100)  # depth stagger: a 64-byte broadcast (19 ms) and its jitter fit in a slot

@@ -96,7 +96,7 @@ class MeshNode(Station):
         elif n.version == r.version and n.rank >= r.rank:
             self.trickle.consistent()
         if n is r.preferred:
-            self._sync(phase, buf, now)
+            self._sync(n.addr, phase, buf, now)
         self._solicited(n, now)
         if (newer or r.matters(n)) and r.select(now) or newer:
             self._routing_changed(now)

@@ -28,7 +28,7 @@ SIGNIFICANT = const(512)  # rpl-lite's RPL_SIGNIFICANT_CHANGE_THRESHOLD: 4 ETX o
 SLACK = const(120)  # parent set: path cost within 0.94 ETX of the best (< ETX_ONE keeps it loop-free)
 MAX_NEIGHBOURS = const(24)
 HOLD_MS = const(8000)  # detached: four Trickle Imin for our poisoned rank to reach our descendants
-TTL_MS = const(7200000)  # a neighbour unheard for two hours is forgotten (beacons: <= 34 min)
+TTL_MS = const(7200000)  # a neighbour unheard for two hours is forgotten (beacons: every 34-68 min when calm)
 
 
 def _from_rssi(rssi):

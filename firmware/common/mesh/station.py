@@ -19,6 +19,7 @@ from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_ELS
 from firmware.common.mesh import control
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.counter import FrameCounter
+from firmware.common.mesh.cycle import Cycle
 from firmware.common.mesh.duty import DutyCycle
 from firmware.common.mesh.flood import JITTER_MS, REPEAT_SPREAD, Flood
 from firmware.common.mesh.mac import (ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, DENSE_FORWARDERS, MAX_ATTEMPTS,
@@ -126,7 +127,7 @@ class Station:
         self._turn = False  # every other beacon goes to another slot (_beacon_slot)
         self._former_slot = None  # the slot our children sampled before our depth changed
         self._former_left = 0  # beacons still owed to that slot
-        self.phase_offset = 0  # network cycle phase = (ticks + offset) % CYCLE_MS
+        self.cycle = Cycle()  # the network's superframe phase, followed from our preferred parent
         self.sent = self.relayed = self.dropped = self.retries = self.duty_refused = self.acked = 0
         self.queue_full = 0  # frames refused for lack of queue space (a relay then does not acknowledge)
         self.received = 0  # frames heard, whoever they were for: the module's DIAG reports it
@@ -182,7 +183,7 @@ class Station:
     # ---- time ---------------------------------------------------------------
 
     def net_phase(self, now):
-        return (now + self.phase_offset) % SUPERFRAME_MS
+        return self.cycle.phase(now)
 
     def dense(self):
         """True if we hear DENSE_FORWARDERS or more routers one level up: their flood into our slot mostly
@@ -194,9 +195,9 @@ class Station:
                 n += 1
         return n >= DENSE_FORWARDERS
 
-    def _sync(self, phase, frame, now):
-        """Align the cycle with a frame sealed at ``phase`` by the neighbour we follow."""
-        self.phase_offset = (phase + airtime_ms(frame) - now) % SUPERFRAME_MS
+    def _sync(self, src, phase, frame, now):
+        """Align the cycle with a frame sealed at ``phase`` by ``src``, the neighbour we follow."""
+        self.cycle.sync(src, (phase + airtime_ms(frame) - now) % SUPERFRAME_MS, now)
 
     # ---- sending ------------------------------------------------------------
 
@@ -660,7 +661,7 @@ class Station:
         if n is not None:
             n.version = self.routing.version  # it acknowledged within our network generation
             if n is self.routing.preferred:
-                self._sync(phase, buf, now)
+                self._sync(n.addr, phase, buf, now)
                 if depth + 1 != self.routing.depth and self.routing.select(now):
                     # Our preferred parent moved (an ACK is often the only news: we sample our own depth's
                     # slot, and a parent that came hops nearer beacons in slots we do not sample). Before,

@@ -5,7 +5,7 @@ from protocol.compat import const
 from firmware.common.mesh.clock import ticks_add, ticks_diff
 
 IMIN_MS = const(2000)  # a cold network learns routes one hop per ~1.5 s
-DOUBLINGS = const(10)  # Imax = 2 s * 1024 = 34 min: <= 42 beacons a day when nothing changes
+DOUBLINGS = const(11)  # Imax = 2 s * 2048 = 68 min: <= 21 beacons a day when nothing changes
 REDUNDANCY = const(0)  # k = 0: never suppressed (as Contiki-NG): routers hear only the level above, not their peers
 
 
