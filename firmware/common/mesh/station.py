@@ -247,10 +247,15 @@ class Station:
         return b
 
     def _flood_slot(self, now, k=0):
-        """Tick to send a broadcast copy: the ``k``-th of our children's broadcast slots from now, counting
-        their own slot and the second slot of the dense ones (mac.broadcast_depths), jittered."""
+        """Tick to send a broadcast copy, jittered: our children's own slot (``k`` 0), else the ``k``-th of
+        their broadcast slots from now, counting their own and the dense ones' second slot
+        (mac.broadcast_depths). The concentrator's children hear one router a level up and are never
+        dense: its copies go to their own slot only (block seed 8: its first copy went to the second
+        slot, and 13 of its 68 children missed a broadcast)."""
         phase = self.net_phase(now)
         own = slot_wait(self.routing.depth + 1, phase) or SUPERFRAME_MS
+        if k == 0 or self.routing.depth == 0:
+            return ticks_add(now, own + (k + 1) // 2 * SUPERFRAME_MS + self.rand.below(JITTER_MS))
         second = slot_wait(self.routing.depth + 1 + SECOND_SLOT, phase) or SUPERFRAME_MS
         wait = (min(own, second) if k % 2 == 0 else max(own, second)) + k // 2 * SUPERFRAME_MS
         return ticks_add(now, wait + self.rand.below(JITTER_MS))
