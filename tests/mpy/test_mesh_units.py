@@ -58,10 +58,10 @@ def test_the_cycle_learns_the_parents_clock_rate_and_keeps_its_phase_between_syn
 
     def parents_offset(now):  # the network's offset from our ticks, as the parent's frames show it
         return (now * ppm // 1000000) % SUPERFRAME_MS
-    for now in range(0, 4 * 1800000, 1800000):  # a sync every 30 minutes
+    for now in range(0, 9 * 1800000, 1800000):  # a sync every 30 minutes
         c.sync(7, parents_offset(now), now)
-    later = 3 * 1800000 + 3600000  # an hour after the last sync: 144 ms of drift unlearnt
-    assert abs(c.offset(later) - parents_offset(later)) <= 3
+    later = 8 * 1800000 + 3600000  # an hour after the last sync: 144 ms of drift unlearnt
+    assert abs(c.offset(later) - parents_offset(later)) <= 5  # the rate's unit, 2^-20 (0.95 ppm): 3.4 ms an hour
     c.sync(8, parents_offset(later), later)  # another parent, another crystal: its rate is learnt anew
     assert c.rate == 0 and c.offset(later) == parents_offset(later)
     c.sync(8, (parents_offset(later + 1800000) + 2 * MAX_ERROR_MS) % SUPERFRAME_MS, later + 1800000)

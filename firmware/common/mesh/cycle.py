@@ -49,6 +49,9 @@ class Cycle:
                 predicted = self._anchor_offset + (span * self.rate >> RATE_SHIFT)
                 error = (offset - predicted + HALF_MS) % SUPERFRAME_MS - HALF_MS
                 if -MAX_ERROR_MS < error < MAX_ERROR_MS:
-                    self.rate += (error << RATE_SHIFT) // span
+                    # Half the measured step: on the 30-hop chain each module follows a parent that is itself
+                    # correcting, and the whole step made the corrections ring down the chain (broadcast p95
+                    # over 10 seeds: 6.4 s without the rate, 8.2 s with the whole step, 7.1 s with half).
+                    self.rate += (error << RATE_SHIFT) // span // 2
                 self._anchor_at, self._anchor_offset = now, offset
         self.base, self._at = offset, now
