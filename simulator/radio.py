@@ -23,8 +23,8 @@ NOISE_DBM = -117.0  # thermal + noise figure in the 38.4 kBaud filter: 1 % PER a
 # Carrier sense threshold: louder than this and the channel is busy. The CC1101's CARRIER_SENSE_ABS_THR at
 # its lowest step (-7 dB from the MAGN_TARGET point, taken as -100 dBm), 10 dB above the noise floor: at -100
 # dBm, rural's flood forwarders and copy senders, which collide at -100 to -115 dBm, did not hear each other
-# (rural, 4 seeds: broadcast p95 23.6 -> 18.6 s). The board's driver (firmware/common/cc1101.py) still leaves
-# AGCCTRL1 at its reset value: it needs 0x49 to match.
+# (rural, 4 seeds: broadcast p95 23.6 -> 18.6 s). The board's driver (firmware/common/cc1101.py) sets
+# AGCCTRL1 to 0x49 to match.
 CCA_DBM = -107.0
 HEARD_DBM = -125.0  # links weaker than this on average are never evaluated
 SLOW_DB = 3.0  # spread of the slow variation

@@ -78,6 +78,7 @@ SETTINGS = (
     (0x17, 0x3C),  # MCSM1: CCA unless below threshold and not receiving; stay in RX after RX, IDLE after TX
     (0x18, 0x18),  # MCSM0: calibrate on IDLE -> RX/TX
     (0x19, 0x16), (0x1B, 0x43),  # FOCCFG, AGCCTRL2 (preset)
+    (0x1C, 0x49),  # AGCCTRL1: carrier sense at 7 dB below MAGN_TARGET, about -107 dBm (the simulator's CCA_DBM)
     (0x21, 0x56), (0x22, 0x10),  # FREND1, FREND0: PATABLE[0] is the power
     (0x23, 0xE9), (0x24, 0x2A), (0x25, 0x00), (0x26, 0x1F),  # FSCAL3..0 (preset)
     (0x2C, 0x81), (0x2D, 0x35), (0x2E, 0x09),  # TEST2..0 (preset)
