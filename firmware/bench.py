@@ -285,14 +285,14 @@ def radio(args):
 
     from firmware.common.boardhal import BoardHAL
     from firmware.common.cc1101 import CC1101
-    from firmware.common.mesh.mac import (ACK_DELAY_MS, CYCLE_MS, SLOT_MS, SUPERFRAME_MS, WAKE_PREAMBLE_MS, airtime_us,
+    from firmware.common.mesh.mac import (ACK_DELAY_MS, SUPERFRAME_MS, WAKE_PREAMBLE_MS, airtime_us, slot_phase,
                                           unicast_phase)
     from protocol.frame import F_ACK_REQ, T_ACK, T_DATA, Frame, seal_frame
     from simulator.cc1101 import RTC, CC1101Emu, Clock
     from simulator.energy import ACK_WAIT_S, RX_MA
 
     addr, depth, key = 0x0042, 3, bytes(16)
-    phases = (unicast_phase(addr), (depth * SLOT_MS) % CYCLE_MS + CYCLE_MS)
+    phases = (unicast_phase(addr), slot_phase(depth))
     rng = random.Random(1)
     seconds = 600 if getattr(args, "quick", False) else 3600
 

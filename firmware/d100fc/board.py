@@ -21,7 +21,7 @@ the MAC's samples (``listen_plan``); the tests in the simulator.
 import json
 
 from firmware.common.mesh.clock import ticks_diff
-from firmware.common.mesh.mac import CYCLE_MS, SLOT_MS, SUPERFRAME_MS, broadcast_depths, unicast_phase
+from firmware.common.mesh.mac import SUPERFRAME_MS, broadcast_depths, slot_phase, unicast_phase
 from firmware.common.mesh.node import MeshNode
 from firmware.common.ota import transfer
 from firmware.common.ota.manifest import CLASS_D100FC
@@ -125,7 +125,7 @@ def listen_plan(node):
         return 0, (), 0
     phases = [unicast_phase(node.addr)]
     for depth in broadcast_depths(routing.depth, node.dense()):
-        phases.append((depth * SLOT_MS) % CYCLE_MS + CYCLE_MS)
+        phases.append(slot_phase(depth))
     return SUPERFRAME_MS, tuple(phases), node.cycle.offset(node.hal.ticks_ms())
 
 

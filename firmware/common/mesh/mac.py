@@ -104,9 +104,14 @@ def unicast_wait(addr, net_phase_ms):
     return (unicast_phase(addr) - net_phase_ms) % SUPERFRAME_MS
 
 
+def slot_phase(depth):
+    """Where in the superframe routers at ``depth`` sample for beacons and broadcasts (second cycle)."""
+    return (depth * SLOT_MS) % CYCLE_MS + CYCLE_MS
+
+
 def slot_wait(depth, net_phase_ms):
-    """Milliseconds from now until routers at ``depth`` sample for beacons and broadcasts (second cycle)."""
-    return ((depth * SLOT_MS) % CYCLE_MS + CYCLE_MS - net_phase_ms) % SUPERFRAME_MS
+    """Milliseconds from now until routers at ``depth`` sample for beacons and broadcasts."""
+    return (slot_phase(depth) - net_phase_ms) % SUPERFRAME_MS
 
 
 def broadcast_depths(depth, dense):
