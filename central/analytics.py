@@ -323,9 +323,11 @@ class GroupRise:
         self.risen = enough & (self.residual > limit) & s.has_input[:, None]
         # a rise goes on while the day's own rise is positive by CONTINUE_SIGMAS and the days'
         # sum keeps MIN_RISE_SHARE of their input: a persistent theft may take less on its next
-        # day (a magnet's cap reached in fewer hours), and its suspects are then ranked on both
+        # day (a magnet's cap reached in fewer hours), and its suspects are then ranked on both.
+        # Judged on any hours: their deviation, scaled to the hours, is rough in its far tail (what
+        # MIN_FULL_HOURS guards a new rise against), not at 1 deviation
         for t in range(first + 1, D):
-            self.risen[:, t] |= self.risen[:, t - 1] & enough[:, t] & (
+            self.risen[:, t] |= self.risen[:, t - 1] & (n_judged[:, t] > 0) & (
                 self.residual[:, t] > CONTINUE_SIGMAS * self.sigma_days[:, t]) & (
                 self.residual[:, t - 1] + self.residual[:, t] > MIN_RISE_SHARE * (inp[:, t - 1] + inp[:, t]))
         # threshold: on the measured hours only, so an estimate never raises an alarm
@@ -511,8 +513,8 @@ def _suspects(rise, stats, s, meter_ids):
             scale[j] = HOURS / max(hours.sum(), 1)
             deficit[:, j] = (level - stats.hourly[members, t][:, hours]).sum(axis=1) * scale[j]
             share[:, j] = mechanism_evidence(rise.hourly_rise[g, t, hours], stats.hourly[members, t][:, hours],
-                                             rise.hour_sigma[g, t], empty_rate,
-                                             use=lambda x, mask, h=np.nonzero(hours)[0]: use.logpdf(x, h, mask))
+                                             rise.hour_sigma[g, t], empty_rate, use=use.subtraction(
+                                                 stats.hourly[members, t], stats.raw_quality[members, t] == MEASURED))
         # a deficit scaled up from part of a day varies more than a whole day's: by √(24/hours)
         order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members][:, None] * np.sqrt(scale),
                                     logpdf=densities[resource], evidence=share)
@@ -618,6 +620,19 @@ class UseModel:
     def _log(self, x):
         return np.log(np.maximum(x, 0) + self.delta)
 
+    def subtraction(self, day, measured):
+        """c -> [members]: log evidence that each member's ``day`` [members, 24] missed c in every hour it counted.
+
+        Its true use would then have been its reading plus c in those hours: how plausible that
+        day is under the member's habits, against the day as read, on every hour its meter
+        measured, whether or not the group's balance could be judged in that hour (a day judged
+        on few hours, other members' lost hours, still shows the member's own shape).
+        """
+        hours = np.arange(HOURS)
+        counting = measured & (day > PULSE)
+        as_read = self.logpdf(day, hours, counting)
+        return lambda c: self.logpdf(day + c[:, None] * counting, hours, counting) - as_read
+
     def logpdf(self, x, hours, mask):
         """Log density of each member's use ``x`` [members, len(hours)] in the hours of the day ``hours``, where ``mask``."""
         dev = self._log(x) - self.mu[:, hours]
@@ -647,10 +662,10 @@ def mechanism_evidence(r, reported, noise, zero_rate, use=None):
     the load is below the constant: k such hours of n against the member's own rate of
     empty hours (``zero_rate`` [members], from its history) add the binomial log
     likelihood ratio k·log((k/n)/rate) + (n − k)·log((1 − k/n)/(1 − rate)). And in the hours
-    it counted, its true use would have been reported + c: ``use(x, hours)`` [members] (the
-    log density of a member's day of use on those hours, ``UseModel``) weighs that against
-    "its true use was what it reported" (every member fits a flat rise alike; only the one
-    whose readings fell below its own habits by c makes its true use more plausible).
+    it counted, its true use would have been reported + c: ``use(c)`` [members] (the log
+    density of a member's day of use with c added in every hour it counted, against the day
+    as read: ``UseModel.subtraction``) weighs that (every member fits a flat rise alike; only
+    the one whose readings fell below its own habits by c makes its true use more plausible).
     The best mechanism counts; ``reported`` is [members, hours]; returns [members], never
     below 0.
     """
@@ -681,7 +696,7 @@ def mechanism_evidence(r, reported, noise, zero_rate, use=None):
         empty = np.nan_to_num(k * np.log(k / n / zero_rate)) + np.nan_to_num((n - k) * np.log((1 - k / n) / (1 - zero_rate)))
     subtract += empty
     if use is not None:
-        subtract += use(reported + c[:, None], counting) - use(reported, counting)
+        subtract += use(c)
     return np.maximum(np.maximum(share, np.maximum(cap, subtract)), 0.0)
 
 
