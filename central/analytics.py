@@ -15,8 +15,9 @@ work on districts of any size and shape:
   sum (its hours' variances and adjacent hours' covariances, ``hour_correlation``,
   calibrated on the earlier days' sums by ``qn_spread``) and ``MIN_RISE_SHARE`` of the
   input; a risen group stays risen the next day while that day's own rise is at least
-  ``CONTINUE_SIGMAS``. An older fault that makes the group's imbalance follow one member's use is
-  fitted on the days before and taken out first (``older_faults``).
+  ``CONTINUE_SIGMAS``. Older faults that make the group's imbalance follow a member's use (up to
+  ``OLDER_FAULTS``) are fitted on the days before and taken out first, each from its own
+  onset (``older_faults``).
 - **suspect**: in a group whose imbalance rose, every member's deficit is measured exactly
   as the rise is (the same hours against the same reference days), over the days of the
   rise, and scored by the log-likelihood ratio of "its true use was what it reported plus
@@ -93,7 +94,8 @@ TAMPER_EVENTS = ("magnet", "tamper", "cover_open")
 # the rise's hour-to-hour variance on the reference days: an older fault of that member,
 # not noise, then sets the group's spread.
 OLDER_FAULT_SHARE = 0.5
-OLDER_FAULT_CHUNK = 100_000  # member rows fitted at a time, so a million meters stay within memory
+OLDER_FAULTS = 2  # members taken out at most, one after the other: a group may have had two faults before
+OLDER_FAULT_CHUNK = 20_000  # member rows fitted at a time (two weeks of hours each), so a million meters stay within memory
 
 
 def alerts(store, day, history_days=HISTORY_DAYS):
@@ -378,45 +380,73 @@ def _hourly_rise(excess, full, t):
 
 
 def older_faults(rise, judged, stats, s, first):
-    """[groups, days, 24]: the part of each group's hourly rise that follows one member's own use.
+    """[groups, days, 24]: the part of each group's hourly rise that follows its members' own use.
 
     An older fault of a member (a shunt, a magnet, a bypassed phase) makes the group's
     imbalance move with that member's use, hour by hour and day by day: once it is the
     group's normal it is no rise, but its spread buries a new theft's. Over the
     ``REF_DAYS`` days before the days scored (so a new fault is never fitted away), each
-    member's deviation from its own median of each hour (x − median) is fitted to the
-    group's hourly rise (r ≈ β·(x − median), least squares). The member whose fit removes
-    the most is taken out from those days on if it removes at least ``OLDER_FAULT_SHARE``
-    of the rise's sum of squares there: then that member's use, not noise, is what the
-    group's imbalance does, and the new theft is judged without it. An honest member's
-    class error explains a sliver, so quiet groups are left as they are.
+    member's deviation from its own median of the same hour on its ``REF_DAYS`` days before
+    (as each day's rise is the group's excess less the median of its recent days: a fixed
+    median would leave β times the drift of that median in every day) is fitted to the
+    group's hourly rise (r ≈ β·deviation, least squares). The member whose fit removes the
+    most is taken out if it removes at least ``OLDER_FAULT_SHARE`` of the rise's sum of
+    squares there: then that member's use, not noise, is what the group's imbalance does,
+    and the new theft is judged without it. Then the next member on what is left, up to
+    ``OLDER_FAULTS`` (a group may have had two faults before). Each is taken out from its
+    own onset on, the day from which taking it out gains the most in all (CUSUM of the
+    days' gains): the earlier days that calibrate the group's spread are quiet too, and the
+    days before the fault get no member's noise added. An honest member's class error
+    explains a sliver, so quiet groups are left as they are.
     """
     lo = max(first - REF_DAYS, 1)
     n = len(s.member_m)
     out = np.zeros_like(rise)
     if n == 0 or first - lo < MIN_REF_DAYS:
         return out  # too few days before the scored ones to tell a fault's pattern from chance
-    gain, beta, median = np.zeros(n), np.zeros(n), np.zeros((n, HOURS))
-    for a in range(0, n, OLDER_FAULT_CHUNK):  # bounded memory on a million meters
-        part = slice(a, a + OLDER_FAULT_CHUNK)
-        g, m = s.member_g[part], s.member_m[part]
-        x = np.nan_to_num(stats.hourly[m, lo:first])
-        median[part] = np.median(x, axis=1)
-        dev = np.where(judged[g, lo:first], x - median[part, None, :], 0.0)
-        cross = (dev * rise[g, lo:first]).sum(axis=(1, 2))
-        beta[part] = cross / np.maximum((dev * dev).sum(axis=(1, 2)), PULSE ** 2)
-        gain[part] = cross * beta[part]
-    total = (np.where(judged[:, lo:first], rise[:, lo:first], 0.0) ** 2).sum(axis=(1, 2))
-    # a meter that misses energy makes the imbalance rise with its use: β > 0
-    telling = (beta > 0) & (gain >= OLDER_FAULT_SHARE * total[s.member_g])
-    # per group the member whose fit removes the most (pairs are sorted by group)
-    pick = np.lexsort((np.where(telling, gain, -1.0), s.member_g))
-    chosen = pick[np.r_[s.member_g[pick][1:] != s.member_g[pick][:-1], True]]
-    chosen = chosen[telling[chosen]]
-    g, m = s.member_g[chosen], s.member_m[chosen]
-    out[g, lo:] = beta[chosen, None, None] * (np.nan_to_num(stats.hourly[m, lo:]) - median[chosen, None, :]) \
-        * judged[g, lo:]
+    taken = np.zeros(n, dtype=bool)
+    since = max(lo - REF_DAYS, 0)
+    fitted = np.arange(n)  # the members fitted: then only those of groups where one was taken out
+    for _ in range(OLDER_FAULTS):
+        left = np.where(judged[:, lo:first], rise[:, lo:first] - out[:, lo:first], 0.0)
+        gain, beta = np.zeros(n), np.zeros(n)
+        for a in range(0, len(fitted), OLDER_FAULT_CHUNK):  # bounded memory on a million meters
+            part = fitted[a:a + OLDER_FAULT_CHUNK]
+            g, m = s.member_g[part], s.member_m[part]
+            dev = _recent_deviation(np.nan_to_num(stats.hourly[m, since:first]), lo - since)
+            dev = np.where(judged[g, lo:first], dev, 0.0)
+            cross = (dev * left[g]).sum(axis=(1, 2))
+            beta[part] = cross / np.maximum((dev * dev).sum(axis=(1, 2)), PULSE ** 2)
+            gain[part] = cross * beta[part]
+        total = (left ** 2).sum(axis=(1, 2))
+        # a meter that misses energy makes the imbalance rise with its use: β > 0
+        telling = (beta > 0) & (gain >= OLDER_FAULT_SHARE * total[s.member_g]) & ~taken
+        if not telling.any():
+            break
+        # per group the member whose fit removes the most (pairs are sorted by group)
+        pick = np.lexsort((np.where(telling, gain, -1.0), s.member_g))
+        chosen = pick[np.r_[s.member_g[pick][1:] != s.member_g[pick][:-1], True]]
+        chosen = chosen[telling[chosen]]
+        taken[chosen] = True
+        g, m = s.member_g[chosen], s.member_m[chosen]
+        fitted = np.nonzero(np.isin(s.member_g, g))[0]
+        part = np.zeros((len(chosen),) + rise.shape[1:])
+        part[:, 1:] = beta[chosen, None, None] * _recent_deviation(np.nan_to_num(stats.hourly[m]), 1) * judged[g, 1:]
+        # its onset: the day from which taking it out gains the most, up to the fitted days
+        before = rise[g, :first] - out[g, :first]
+        daily = ((before ** 2) - (before - part[:, :first]) ** 2).sum(axis=2)
+        gains = np.cumsum(daily[:, ::-1], axis=1)[:, ::-1][:, 1:lo + 1]  # the days from j on, j = 1 … lo
+        onset = 1 + np.argmax(gains, axis=1)
+        part[np.arange(rise.shape[1])[None, :] < onset[:, None]] = 0.0
+        out[g] += part
     return out
+
+
+def _recent_deviation(x, start):
+    """x [rows, days, 24] → [rows, days − start, 24]: each day from ``start`` on, less the median
+    of the same hour on its ``REF_DAYS`` days before (as few as there are)."""
+    return np.stack([x[:, u] - np.median(x[:, max(u - REF_DAYS, 0):u], axis=1)
+                     for u in range(start, x.shape[1])], axis=1)
 
 
 def hour_correlation(rise, judged):

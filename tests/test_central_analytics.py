@@ -138,14 +138,17 @@ def test_the_misses_name_each_culprit_not_in_the_top_3_and_who_came_instead():
 
 
 def test_an_older_fault_that_follows_a_members_use_is_taken_out_of_the_rise():
-    # group 0: member 1's shunt hides 40 % of its use, so the group's hourly rise follows
-    # that member's own ups and downs; group 1: noise only. Only group 0's is taken out.
+    # group 0: member 1's shunt hides 40 % of its use, so the group's hourly rise (each day
+    # against the median of its REF_DAYS days before) follows that member's own ups and downs
+    # against its recent days; group 1: noise only. Only group 0's is taken out.
     from types import SimpleNamespace
 
     rng = np.random.default_rng(7)
     days = 12
     use = rng.gamma(2.0, 0.25, (4, days, HOURS))
-    member_dev = use[1] - np.median(use[1, 1:days - 3], axis=0)
+    member_dev = np.zeros((days, HOURS))
+    for u in range(1, days):
+        member_dev[u] = use[1, u] - np.median(use[1, max(u - analytics.REF_DAYS, 0):u], axis=0)
     noise = rng.normal(0, 0.01, (2, days, HOURS))
     rise = noise + np.stack((0.4 * member_dev, np.zeros((days, HOURS))))
     judged = np.ones((2, days, HOURS), dtype=bool)
@@ -346,3 +349,47 @@ def test_a_constant_subtraction_on_a_day_judged_on_one_hour_is_told_by_the_membe
                      if a["kind"] == "suspect" and a["group_id"] == "E%d" % entrance]
             first += named[:1] == ["e%d" % thief]
     assert first >= 8
+
+
+def _rise_following(use, member, share, since=1):
+    """A group's hourly rise that follows ``member``'s use against its REF_DAYS days before, from day ``since``."""
+    days = use.shape[1]
+    dev = np.zeros((days, HOURS))
+    for u in range(max(since, 1), days):
+        dev[u] = use[member, u] - np.median(use[member, max(u - analytics.REF_DAYS, 0):u], axis=0)
+    return share * dev
+
+
+def test_two_older_faults_in_one_group_are_both_taken_out():
+    # members 1 and 3 of one group each hide part of their use (a shunt and a bypassed phase);
+    # taking out only the larger would leave the other's ups and downs as the group's spread
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(11)
+    days = 16
+    use = rng.gamma(2.0, 0.25, (5, days, HOURS))
+    rise = rng.normal(0, 0.01, (1, days, HOURS)) + _rise_following(use, 1, 0.6) + _rise_following(use, 3, 0.3)
+    judged = np.ones((1, days, HOURS), dtype=bool)
+    judged[:, 0] = False
+    s = SimpleNamespace(member_g=np.zeros(5, dtype=np.int64), member_m=np.arange(5))
+    out = analytics.older_faults(rise, judged, SimpleNamespace(hourly=use), s, first=days - 3)
+    left = rise[0, -3:] - out[0, -3:]
+    assert np.std(left) < 0.1 * np.std(rise[0, -3:])
+
+
+def test_an_older_fault_is_taken_out_from_its_own_onset():
+    # member 2's shunt began on day 9 of 20: the days before it (which calibrate the group's
+    # spread) get none of that member's noise, the days after it lose its pattern
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(12)
+    days, onset = 20, 9
+    use = rng.gamma(2.0, 0.25, (4, days, HOURS))
+    rise = rng.normal(0, 0.01, (1, days, HOURS)) + _rise_following(use, 2, 0.5, since=onset)
+    judged = np.ones((1, days, HOURS), dtype=bool)
+    judged[:, 0] = False
+    s = SimpleNamespace(member_g=np.zeros(4, dtype=np.int64), member_m=np.arange(4))
+    out = analytics.older_faults(rise, judged, SimpleNamespace(hourly=use), s, first=days - 3)
+    assert not out[0, :onset - 1].any()
+    left = rise[0, onset + 1:] - out[0, onset + 1:]
+    assert np.std(left) < 0.2 * np.std(rise[0, onset + 1:])
