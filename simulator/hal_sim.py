@@ -43,6 +43,11 @@ class SimHAL(FrameInbox, HAL):
 
     def set_unix_time(self, seconds):
         self._rtc_offset = seconds - (self.world.epoch + self.local_seconds())
+        # The application's next tick was asked on the old clock; the board asks again after every
+        # step (d100fc/board.py), and so must the world: a time sync that set the clock 6 s forward
+        # closed the hour 6 s late, and that hour's register took the pulses of the next
+        # (balans demo --modules 7 --seed 7: the street's input 5 pulses above its members).
+        self.node.app_due = None
 
     # ---- radio --------------------------------------------------------------
     def radio_send(self, frame, cca=True):

@@ -136,3 +136,29 @@ def test_bench_radio_measures_the_receivers_time_per_received_unicast():
     assert low <= f["rx_ms_per_received_unicast"] <= f["sim_rx_ms_per_received_unicast"]
     # a sender's receiver sleeps until its ACK is due instead of listening through the addressee's work
     assert f["rx_ms_per_unicast"] <= f["sim_rx_ms_per_unicast"] + 1
+
+
+def test_a_clock_set_forward_closes_the_hour_on_the_new_clock():
+    from simulator.network import District
+
+    d = District("block", 3, 0.05, seed=1)
+    node = d.world.nodes[1]
+    closed = []
+    new_hour = node.app._new_hour
+
+    def close_hour(now):
+        closed.append(node.hal.unix_seconds())
+        new_hour(now)
+
+    def step_forward(world, node):  # as a time sync does, from inside the node's step
+        node.hal.set_unix_time(node.hal.unix_seconds() + 6)
+        world.reschedule(node)
+
+    node.app._new_hour = close_hour
+    d.world.at(3000.0, step_forward, node)
+    try:
+        d.run()
+    finally:
+        d.close()
+    boundary = (d.world.epoch // 3600 + 1) * 3600
+    assert closed and boundary <= closed[0] < boundary + 1  # not 6 s late on its own clock
