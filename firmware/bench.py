@@ -285,6 +285,7 @@ def radio(args):
 
     from firmware.common.boardhal import BoardHAL
     from firmware.common.cc1101 import CC1101
+    from firmware.common.mesh.control import ACK_LEN
     from firmware.common.mesh.mac import (ACK_DELAY_MS, SUPERFRAME_MS, WAKE_PREAMBLE_MS, airtime_us, slot_phase,
                                           unicast_phase)
     from protocol.frame import F_ACK_REQ, T_ACK, T_DATA, Frame, seal_frame
@@ -304,7 +305,7 @@ def radio(args):
         return hal, emu, clock
 
     def frame(kind, n):
-        f = Frame(0x4242, kind, 7, addr, n, bytes(39 if kind == T_DATA else 11))
+        f = Frame(0x4242, kind, 7, addr, n, bytes(39 if kind == T_DATA else ACK_LEN))
         return bytes(seal_frame(f, key))
 
     def idle_until(hal, clock, end_us):

@@ -107,13 +107,18 @@ def _nonce(buf):
     return n
 
 
-def _aad(buf):
-    """Authenticated header bytes: everything but hops and the link addresses."""
-    return bytes(buf[1:4]) + bytes(buf[9:17])
+def _aad(buf, bound=b""):
+    """Authenticated header bytes: everything but hops and the link addresses; then ``bound``."""
+    return bytes(buf[1:4]) + bytes(buf[9:17]) + bound
 
 
-def seal_frame(frame, key):
-    """Encode and encrypt ``frame`` under ``key``; return the bytes for the air (a new bytearray)."""
+def seal_frame(frame, key, bound=b""):
+    """Encode and encrypt ``frame`` under ``key``; return the bytes for the air (a new bytearray).
+
+    ``bound``: bytes the frame vouches for without carrying them (authenticated after the header):
+    an acknowledgement names the frame it acknowledges so, and only that frame's sender, who knows
+    them, can open it.
+    """
     n = len(frame.payload)
     if n > PAYLOAD_MAX:
         raise ProtocolError("payload of %d bytes exceeds %d" % (n, PAYLOAD_MAX))
@@ -130,7 +135,7 @@ def seal_frame(frame, key):
     buf = bytearray(HEADER_LEN + n + TAG_LEN)
     struct.pack_into(_HDR, buf, 0, len(buf) - 1, frame.net_id, frame.ftype, frame.hops,
                      frame.link_src, frame.link_dst, frame.src, frame.dst, frame.counter)
-    key_cipher(key).seal_into(_nonce(buf), _aad(buf), frame.payload, buf, HEADER_LEN)
+    key_cipher(key).seal_into(_nonce(buf), _aad(buf, bound), frame.payload, buf, HEADER_LEN)
     return buf
 
 
@@ -159,12 +164,13 @@ def parse_header(buf):
     return f
 
 
-def open_frame(buf, key, expected_net_id=None):
-    """Parse, authenticate and decrypt ``buf``; return a Frame with plaintext payload."""
+def open_frame(buf, key, expected_net_id=None, bound=b""):
+    """Parse, authenticate and decrypt ``buf``, sealed with ``bound`` (seal_frame); return a Frame with
+    plaintext payload."""
     frame = parse_header(buf)
     if expected_net_id is not None and frame.net_id != expected_net_id:
         raise ProtocolError("frame of network %04x, expected %04x" % (frame.net_id, expected_net_id))
-    frame.payload = bytes(key_cipher(key).open(_nonce(buf), _aad(buf), frame.payload))
+    frame.payload = bytes(key_cipher(key).open(_nonce(buf), _aad(buf, bound), frame.payload))
     return frame
 
 

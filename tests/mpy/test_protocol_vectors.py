@@ -5,6 +5,7 @@ import json
 
 from protocol import frame, ids, messages, obis
 from protocol.ccm import CCM
+from protocol.errors import ProtocolError
 
 VECTORS_PATH = __file__.rsplit("/", 2)[0] + "/vectors/protocol.json"
 
@@ -29,15 +30,23 @@ def test_frames_known_answers():
         key = unhex(v["key"])
         f = frame.Frame(v["net_id"], v["ftype"], v["src"], v["dst"], v["counter"], unhex(v["payload"]),
                         v["hops"], v["link_src"], v["link_dst"])
-        wire = frame.seal_frame(f, key)
+        bound = unhex(v["bound"])
+        wire = frame.seal_frame(f, key, bound)
         assert bytes(wire) == unhex(v["wire"]), v["name"]
-        got = frame.open_frame(unhex(v["wire"]), key, v["net_id"])
+        got = frame.open_frame(unhex(v["wire"]), key, v["net_id"], bound)
         for name in ("net_id", "ftype", "src", "dst", "counter", "hops", "link_src", "link_dst"):
             assert getattr(got, name) == v[name], (v["name"], name)
         assert got.payload == f.payload
         relayed = frame.relay_header(wire, 0x0033, 0x0044)
         assert bytes(relayed) == unhex(v["relayed_by_0033_to_0044"]), v["name"]
-        assert frame.open_frame(relayed, key).payload == f.payload
+        assert frame.open_frame(relayed, key, None, bound).payload == f.payload
+        if bound:  # the bound bytes are authenticated: another frame's acknowledgement does not open
+            try:
+                frame.open_frame(relayed, key, None, bound[:-1] + bytes([bound[-1] ^ 1]))
+            except ProtocolError:
+                pass
+            else:
+                raise AssertionError(v["name"] + ": opened with other bound bytes")
 
 
 def message_from(v):

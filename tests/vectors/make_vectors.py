@@ -68,7 +68,7 @@ MESSAGES = [
 ]
 
 FRAMES = [
-    # (name, key, Frame)
+    # (name, key, Frame[, bound: bytes authenticated after the header, not sent])
     ("hourly report, first hop", MODULE_KEY,
      frame.Frame(0x1234, frame.T_DATA | frame.F_ACK_REQ, 0x002A, frame.CONCENTRATOR, 1, HOURLY.encode())),
     ("hourly report after 3 hops", MODULE_KEY,
@@ -82,6 +82,9 @@ FRAMES = [
                  messages.GroupCmd(12, 0x0100, 1, 900).encode())),
     ("per-hop ack, empty payload", NETWORK_KEY,
      frame.Frame(0x1234, frame.T_ACK, 0x0011, 0x002A, 5, b"")),
+    ("per-hop ack of the 3-hop report: rank 300, depth 2, phase 1500; acked src 002a, counter 2 bound",
+     NETWORK_KEY, frame.Frame(0x1234, frame.T_ACK, 0x0011, 0x002A, 6, bytes.fromhex("2c0102dc05")),
+     bytes.fromhex("2a0002000000")),
     ("largest frame: 64 bytes", MODULE_KEY,
      frame.Frame(0xFFFF, frame.T_OTA, 0x0001, 0x0002, 0x01020304, bytes(range(frame.PAYLOAD_MAX)))),
 ]
@@ -107,12 +110,13 @@ def ccm_vectors():
 
 def frame_vectors():
     out = []
-    for name, key, f in FRAMES:
-        wire = frame.seal_frame(f, key)
+    for name, key, f, *bound in FRAMES:
+        bound = bound[0] if bound else b""
+        wire = frame.seal_frame(f, key, bound)
         relayed = frame.relay_header(bytearray(wire), 0x0033, 0x0044)
         out.append({"name": name, "key": hexs(key), "net_id": f.net_id, "ftype": f.ftype, "src": f.src,
                     "dst": f.dst, "counter": f.counter, "hops": f.hops, "link_src": f.link_src,
-                    "link_dst": f.link_dst, "payload": hexs(f.payload), "wire": hexs(wire),
+                    "link_dst": f.link_dst, "payload": hexs(f.payload), "bound": hexs(bound), "wire": hexs(wire),
                     "relayed_by_0033_to_0044": hexs(relayed)})
     return out
 

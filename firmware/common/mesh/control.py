@@ -2,7 +2,7 @@
 acknowledgements under the network key, join requests and answers under the module key.
 
 BEACON  (T_BEACON, to BROADCAST)   version u8, depth u8, rank u16, parent u16, phase u16
-ACK     (T_ACK, to the link sender) acked src u16, acked counter u32, rank u16, depth u8, phase u16
+ACK     (T_ACK, to the link sender) rank u16, depth u8, phase u16; bound (not sent): acked src u16, counter u32
 JOIN    (T_JOIN, up to CONCENTRATOR) parent u16, rank u16, depth u8
 ANSWER  (T_JOIN, down to the module) status u8, version u8
 
@@ -11,6 +11,9 @@ MinHopRankIncrease 128), RANK_INFINITE when the sender has no route.
 ``phase`` is the sender's position in the MAC superframe (ms) when it sealed the
 frame: receivers align their rendezvous with it. ``version`` is the
 concentrator's boot generation: a new one rebuilds the network (global repair).
+An ACK names the frame it acknowledges (its origin and counter) as associated data of its tag
+(frame.seal_frame's ``bound``), not in its payload: the sender waiting for that ACK knows them, and
+6 bytes less on air in every acknowledgement (a relay sends and hears one per frame it carries).
 """
 
 import struct
@@ -22,11 +25,12 @@ RANK_INFINITE = const(0xFFFF)
 ETX_ONE = const(128)  # one perfect hop
 
 BEACON_FMT = "<BBHHH"
-ACK_FMT = "<HIHBH"
+ACK_FMT = "<HBH"
+ACKED_FMT = "<HI"  # the acknowledged frame: src, counter (bound, not sent)
 JOIN_FMT = "<HHB"
 ANSWER_FMT = "<BB"
 BEACON_LEN = const(8)
-ACK_LEN = const(11)
+ACK_LEN = const(5)
 JOIN_LEN = const(5)
 ANSWER_LEN = const(2)
 

@@ -33,7 +33,7 @@ CYCLE_MS = const(1000)  # receiver's channel-sample period
 SUPERFRAME_MS = const(2000)  # two cycles: frames go up in the first, down in the second
 SLOT_MS = const(100)  # depth stagger: a 64-byte broadcast (19 ms) and its jitter fit in a slot
 TURNAROUND_MS = const(1)  # RX->TX switch of the receiver before it acknowledges
-ACK_TIMEOUT_MS = const(40)  # ACK_DELAY_MS + a 36-byte ACK (9.6 ms), with margin (was 30: the ACK at once)
+ACK_TIMEOUT_MS = const(40)  # ACK_DELAY_MS + a 30-byte ACK (8.3 ms), with margin (was 30: the ACK at once)
 # The acknowledgement starts ACK_DELAY_MS after the end of the frame it answers, not as soon as the
 # addressee's MCU has it ready: parsing the frame and sealing the ACK take it 14-18 ms of MicroPython on
 # the 80 MHz board (balans bench mcu, frame_in_ack_out; a collection of its 64 KB heap adds a few ms), and a

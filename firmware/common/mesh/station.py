@@ -34,7 +34,7 @@ RETRY_SPREAD_DOUBLINGS = const(2)  # a retry waits 0-1, then 0-3 samples more: <
 ROOT_RETRY_MS = const(40)  # a frame and its ACK to the always-listening concentrator
 LOOKAHEAD = const(16)  # queued downward frames compared for the soonest hop
 BURST_GAP_MS = const(3)  # silence after which woken receivers go back to sleep
-BURST_TAIL_MS = const(50)  # one more exchange (frame 14 ms, ACK_DELAY_MS, ACK 10 ms) must fit before the slot ends
+BURST_TAIL_MS = const(50)  # one more exchange (frame 14 ms, ACK_DELAY_MS, ACK 8 ms) must fit before the slot ends
 SAME_HOP_ATTEMPTS = const(3)  # attempts at one parent before an upward frame turns to the next
 # A join answer's attempts per hop (other frames: MAX_ATTEMPTS). On a cold start a relay's sample is
 # contested by its parent's answers and its children's requests, hidden from each other; an answer
@@ -314,9 +314,9 @@ class Station:
 
     def _ack(self, f, now, flags=0):
         r = self.routing
-        payload = struct.pack(control.ACK_FMT, f.src, f.counter, r.rank, r.depth, self.net_phase(now))
+        payload = struct.pack(control.ACK_FMT, r.rank, r.depth, self.net_phase(now))
         frame = seal_frame(Frame(self.net_id, T_ACK, self.addr, f.link_src, self.counter.take(), payload),
-                           self.net_key)
+                           self.net_key, struct.pack(control.ACKED_FMT, f.src, f.counter))
         if flags:
             set_link_flags(frame, flags)
         # No carrier sense: the sender listens for us right now; deferring would miss its window
@@ -604,9 +604,9 @@ class Station:
 
     # ---- receiving ----------------------------------------------------------
 
-    def _open(self, buf, key):
+    def _open(self, buf, key, bound=b""):
         try:
-            return open_frame(buf, key, self.net_id)
+            return open_frame(buf, key, self.net_id, bound)
         except ProtocolError:
             return None
 
@@ -620,7 +620,7 @@ class Station:
         kind = f.kind
         if kind == T_ACK:
             if f.link_dst == self.addr:
-                self._on_ack(buf, f.link_flags, rssi, now)
+                self._on_ack(buf, f, rssi, now)
         elif kind == T_BEACON:
             self._on_beacon(buf, rssi, now)
         elif kind == T_BCAST:
@@ -641,9 +641,9 @@ class Station:
         n.depth = depth
         return n
 
-    def _open_control(self, buf, fmt, length):
+    def _open_control(self, buf, fmt, length, bound=b""):
         """A network-key control frame and its fields, or (None, None) if it does not check out."""
-        fr = self._open(buf, self.net_key)
+        fr = self._open(buf, self.net_key, bound)
         if fr is None:
             return None, None
         try:
@@ -651,11 +651,17 @@ class Station:
         except ProtocolError:
             return None, None
 
-    def _on_ack(self, buf, link_flags, rssi, now):
-        fr, fields = self._open_control(buf, control.ACK_FMT, control.ACK_LEN)
+    def _on_ack(self, buf, f, rssi, now):
+        # An ACK names the frame it acknowledges only in its tag (control.ACKED_FMT): it opens only as the
+        # acknowledgement of the frame we wait for, from the hop we sent it to.
+        job = self.job
+        if job is None or not job.waiting or f.src != job.hop:
+            return
+        fr, fields = self._open_control(buf, control.ACK_FMT, control.ACK_LEN,
+                                        struct.pack(control.ACKED_FMT, job.src, job.counter))
         if fr is None:
             return
-        src, counter, rank, depth, phase = fields
+        rank, depth, phase = fields
         n = self._neighbour_says(fr, rssi, now, rank, depth)
         if n is not None:
             n.version = self.routing.version  # it acknowledged within our network generation
@@ -669,21 +675,19 @@ class Station:
                     self._routing_changed(now)
         # The acknowledgement counts even from a neighbour the full table has no room for (the
         # concentrator's tens of children): it names our frame, which makes a replay harmless.
-        job = self.job
-        if job is not None and job.waiting and fr.src == job.hop and src == job.src and counter == job.counter:
-            self.acked += 1
-            self.routing.link_result(job.hop, True)
-            if job.child is not None and job.child in self.followers:
-                self.followers[job.child] = (ELSEWHERE if link_flags & L_ELSEWHERE else
-                                             HAD if link_flags & L_HAD else FRESH)
-            if job.up and job.frame[O_HOPS] & L_PREFERRED:
-                self._told = n if n is not None else self.routing.table.get(job.hop)
-            self.job = None
-            self._burst_until = ticks_add(now, BURST_GAP_MS)
-            self._burst_hop = job.hop
-            self._burst_more = bool(job.frame[O_HOPS] & L_MORE)
-            if job.up and rank >= self.routing.rank and self.routing.select(now):
-                self._routing_changed(now)  # the parent now sits below us: reselect
+        self.acked += 1
+        self.routing.link_result(job.hop, True)
+        if job.child is not None and job.child in self.followers:
+            self.followers[job.child] = (ELSEWHERE if f.link_flags & L_ELSEWHERE else
+                                         HAD if f.link_flags & L_HAD else FRESH)
+        if job.up and job.frame[O_HOPS] & L_PREFERRED:
+            self._told = n if n is not None else self.routing.table.get(job.hop)
+        self.job = None
+        self._burst_until = ticks_add(now, BURST_GAP_MS)
+        self._burst_hop = job.hop
+        self._burst_more = bool(job.frame[O_HOPS] & L_MORE)
+        if job.up and rank >= self.routing.rank and self.routing.select(now):
+            self._routing_changed(now)  # the parent now sits below us: reselect
 
     def _on_beacon(self, buf, rssi, now):
         fr, fields = self._open_control(buf, control.BEACON_FMT, control.BEACON_LEN)
