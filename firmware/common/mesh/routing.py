@@ -28,7 +28,17 @@ SIGNIFICANT = const(512)  # rpl-lite's RPL_SIGNIFICANT_CHANGE_THRESHOLD: 4 ETX o
 SLACK = const(120)  # parent set: path cost within 0.94 ETX of the best (< ETX_ONE keeps it loop-free)
 MAX_NEIGHBOURS = const(24)
 HOLD_MS = const(8000)  # detached: four Trickle Imin for our poisoned rank to reach our descendants
-TTL_MS = const(7200000)  # a neighbour unheard for two hours is forgotten (beacons: every 34-68 min when calm)
+# A neighbour unheard for this long is no parent: five Imax (trickle.py, 68 min). A router hears a
+# neighbour's beacon only in its own depth's slot, which gets every other one of them (the rest go a hop
+# deeper): one in 68-136 minutes when calm. At two hours (chosen when Imax was 34 minutes) the parents
+# we sent nothing to expired between two beacons, the round robin narrowed to the preferred parent, and
+# the ACKs kept it alone fresh (30-hop chain seed 6: a house's 8 routers left with one parent each for
+# hours, one relay carried 3,500 frames a day, 113 uA).
+TTL_MS = const(20480000)
+# The preferred parent is given up after two hours unheard, as every neighbour was before: a leaf with 18
+# parents sends to each about once in 18 hours, so a dead relay's children kept it as their preferred
+# parent (their broadcast copies and slot) for the long TTL (block, 24 modules, fault death).
+PREFERRED_TTL_MS = const(7200000)
 
 
 def _from_rssi(rssi):
@@ -140,8 +150,11 @@ class Routing:
 
     def _usable(self, n, now, q_min=Q_MIN_PARENT):
         return (n.rank < self._ceiling and n.version == self.version and n.parent != self.me
-                and n.depth < MAX_HOPS and n.quality >= q_min
-                and ticks_diff(now, n.heard) < TTL_MS)
+                and n.depth < MAX_HOPS and n.quality >= q_min and self._fresh(n, now))
+
+    def _fresh(self, n, now):
+        """Heard lately enough to be a parent: TTL_MS, PREFERRED_TTL_MS for the preferred one."""
+        return ticks_diff(now, n.heard) < (PREFERRED_TTL_MS if n is self.preferred else TTL_MS)
 
     def _best(self, now, q_min):
         """The neighbour of least path cost among those usable as a parent, and its cost."""
@@ -151,7 +164,7 @@ class Routing:
         for n in self.table.values():
             cost = n.rank + n.etx
             if (cost < best_cost and n.rank < ceiling and n.version == version and n.parent != me
-                    and n.depth < MAX_HOPS and n.quality >= q_min and ticks_diff(now, n.heard) < TTL_MS):
+                    and n.depth < MAX_HOPS and n.quality >= q_min and self._fresh(n, now)):
                 best, best_cost = n, cost
         return best, best_cost
 
