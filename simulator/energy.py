@@ -15,9 +15,10 @@ MCU_ACTIVE_MA = 8.0  # a Cortex-M4 running MicroPython
 MCU_SLEEP_UA = 2.0  # stop mode with RTC and RAM retention
 # MicroPython's work on the 80 MHz Cortex-M4 that MCU_ACTIVE_MA stands for, measured (balans bench mcu:
 # the real stations on the MicroPython unix port, timed in pystones, and a board's published pystone
-# rate; docs/benchmarks.md), with margin. Before, 20 ms, 10 ms and 5 ms were estimates.
-MCU_FRAME_S = 0.014  # taking one received frame apart: an ACK opened (its CCM) 12-13 ms, a report to relay less
-MCU_SEND_S = 0.005  # preparing one transmission: sealing an ACK 4-5 ms (a report to relay, 2 ms)
+# rate; docs/benchmarks.md), with margin. Before session 6, 20 ms, 10 ms and 5 ms were estimates; 14 ms
+# and 5 ms until session 7, whose CCM (protocol/ccm.py) takes a byte in one step instead of four.
+MCU_FRAME_S = 0.011  # taking one received frame apart: an ACK opened 9.5-9.9 ms, a report to relay less
+MCU_SEND_S = 0.003  # preparing one transmission: a report taken and its ACK sealed 13.0-13.4 ms in all
 MCU_WAKE_S = 0.005  # one timer wake without a frame: the mesh's 1-1.2 ms, kept at 5 ms for the application's ticks
 # Listening for an acknowledgement from ACK_GUARD_MS before it is due (mesh/mac.py ACK_DELAY_MS: the
 # board's receiver sleeps through the addressee's work) until its preamble or, none, the CC1101's
