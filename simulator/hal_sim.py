@@ -28,7 +28,13 @@ class SimHAL(FrameInbox, HAL):
         return (self.world.now if t is None else t) * self.rate
 
     def ticks_ms(self):
-        return int(self.world.now * self.rate * 1000.0 + self._tick_offset_ms) % TICKS_PERIOD
+        # While its radio still sends (a frame, an acknowledgement due ACK_DELAY_MS after the frame it answers)
+        # the node's time is the end of that: on a board radio_send returns only then, so what the station
+        # does next (a beacon's phase, a frame aimed at a sample) happens after it.
+        t = self.world.now
+        if self.node.busy_until > t:
+            t = self.node.busy_until
+        return int(t * self.rate * 1000.0 + self._tick_offset_ms) % TICKS_PERIOD
 
     def ticks_at(self, times):
         """Tick counts at true times ``times`` (a numpy array of world seconds), as ints."""
@@ -50,8 +56,8 @@ class SimHAL(FrameInbox, HAL):
         self.node.app_due = None
 
     # ---- radio --------------------------------------------------------------
-    def radio_send(self, frame, cca=True):
-        return self.world.transmit(self.node, bytes(frame), cca)
+    def radio_send(self, frame, cca=True, preamble_ms=None):
+        return self.world.transmit(self.node, bytes(frame), cca, preamble_ms)
 
     def radio_listen(self):
         self.listening = True

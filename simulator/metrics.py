@@ -104,6 +104,7 @@ class Recorder:
         latencies.sort()
         busiest = max(modules, key=lambda n: n.mesh.relayed)
         life = [battery_years(n.meter.average_ua(w.now)) for n in alive]
+        weakest = max(alive, key=lambda n: n.meter.average_ua(w.now))
         acked = sum(n.mesh.acked for n in w.nodes)
         attempts = acked + sum(n.mesh.retries + n.mesh.dropped for n in w.nodes)
         total = sum(w.frames_by_kind.values()) or 1
@@ -139,6 +140,7 @@ class Recorder:
             "unicast_losses": {"%s/%s" % (_KIND_NAMES.get(k, k), cause): v
                                for (k, cause), v in sorted(w.losses.items())},
             "busiest": _station_counters(busiest, w.now),
+            "weakest": _station_counters(weakest, w.now),  # the module whose battery lasts least
         }
 
 

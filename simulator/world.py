@@ -23,10 +23,13 @@ import tempfile
 
 import numpy as np
 
-from firmware.common.mesh.mac import CYCLE_MS, PHY_OVERHEAD, SLOT_MS, airtime_us, broadcast_depths, wake_preamble_ms
+from firmware.common.cc1101 import SETTLE_US
+from firmware.common.mesh.clock import TICKS_PERIOD
+from firmware.common.mesh.mac import (ACK_DELAY_MS, ACK_GUARD_MS, ACK_TIMEOUT_MS, PHY_OVERHEAD, SUPERFRAME_MS, airtime_us,
+                                      wake_preamble_ms)
 from firmware.common.mesh.node import MeshNode
 from firmware.common.mesh.root import MeshRoot
-from protocol.frame import BROADCAST, T_ACK, wants_ack
+from protocol.frame import BROADCAST, L_MORE, O_HOPS, T_ACK, wants_ack
 from simulator import radio
 from simulator.energy import Meter
 from simulator.hal_sim import SimHAL
@@ -37,11 +40,13 @@ NET_ID = 0x4241
 PPM = 20.0  # crystal tolerance
 AIR_MEMORY_S = 0.2  # transmissions older than this cannot overlap a new one
 MIN_WAKE_S = 0.001
-
-
-def slot_of(depth):
-    """The broadcast slot routers at ``depth`` sample (mac.slot_wait): depths ten apart share one."""
-    return depth * SLOT_MS % CYCLE_MS // SLOT_MS
+SAMPLE_MS = SETTLE_US / 1000.0  # a sleeping receiver's sample: a wake preamble must be on the air at its end
+ACK_DELAY_S = ACK_DELAY_MS / 1000.0  # an acknowledgement starts this long after the frame it answers (mac.py)
+ACK_LATE_S = (ACK_DELAY_MS + ACK_GUARD_MS) / 1000.0  # later than this its addressee no longer listens
+# After acknowledging a frame that said another follows (L_MORE), a board stays awake ACK_TIMEOUT_MS past its
+# ACK (boardhal.py); after a frame that asks for no ACK, ACK_TIMEOUT_MS past the frame. 10 ms: a 36-byte ACK.
+BURST_AWAKE_S = (ACK_DELAY_MS + 10 + ACK_TIMEOUT_MS) / 1000.0
+FOLLOW_AWAKE_S = ACK_TIMEOUT_MS / 1000.0
 
 
 def derive_key(seed, label, addr):
@@ -50,11 +55,12 @@ def derive_key(seed, label, addr):
 
 
 class Tx:
-    def __init__(self, sender, start, end, frame):
+    def __init__(self, sender, start, end, frame, preamble_ms):
         self.sender = sender
         self.start = start
         self.end = end
         self.frame = frame
+        self.preamble_ms = preamble_ms  # its wake preamble, first on the air
         self.kind = frame[3] & 0x0F
         self.link_dst = frame[7] | (frame[8] << 8)
 
@@ -76,6 +82,7 @@ class Node:
         self.wake_at = math.inf
         self.busy_until = 0.0
         self.last_tx = (0.0, 0.0)  # its latest transmission, for half-duplex
+        self.awake_until = 0.0  # its receiver stays on after a frame of a burst (boardhal.py)
         self.minute_tx = {}  # minute -> seconds on air
         self.pulse_handlers = {}
         self.sources = []
@@ -108,8 +115,7 @@ class World:
         self.air = []
         self.nodes = [Node(self, i, i) for i in range(len(loss_db))]
         self.by_addr = {n.addr: n for n in self.nodes}
-        self.hears_broadcast_at = [-1] * len(self.nodes)  # the broadcast slot each samples; -1: always on
-        self.hears_second_at = [None] * len(self.nodes)  # the second slot a dense router samples (mac.py)
+        self.samples = [()] * len(self.nodes)  # the phases each samples at (Station.sample_phases); (): always on
         self.interference_boost = 0.0
         self.frames_by_kind = {}
         self.losses = {}  # why unicasts did not reach their addressee: cause -> count (diagnosis)
@@ -134,7 +140,7 @@ class World:
         node.app = app_factory(node) if app_factory else None
         node.app_due = None
         if not node.is_root:  # without a parent yet its receiver stays on (a reboot forgets the old depth's slot)
-            self.hears_broadcast_at[node.index] = -1
+            self.samples[node.index] = ()
             node.searching_since = self.now
         self.reschedule(node)
 
@@ -174,20 +180,13 @@ class World:
             node.app_due = None
         mesh = node.mesh
         mesh.poll()
-        second = None
-        if not node.is_root and mesh.routing.preferred is None:
+        samples = mesh.sample_phases()
+        if not samples and not node.is_root:
             node.searching_since = self.now  # no parent: the receiver stays on until one is found
-            self.hears_broadcast_at[node.index] = -1
-        elif node.is_root:
-            self.hears_broadcast_at[node.index] = -1
-        else:
-            depths = broadcast_depths(mesh.routing.depth, mesh.dense())
-            self.hears_broadcast_at[node.index] = slot_of(depths[0])
-            if len(depths) > 1:
-                second = slot_of(depths[1])
-        if second != self.hears_second_at[node.index]:
-            self.hears_second_at[node.index] = second
-            node.meter.second_sample(self.now, second is not None)
+        dense = len(samples) > 2  # a second broadcast slot (mac.broadcast_depths)
+        if dense != (len(self.samples[node.index]) > 2):
+            node.meter.second_sample(self.now, dense)
+        self.samples[node.index] = samples
         if node.joined_at is None and not node.is_root and node.mesh.joined:
             node.joined_at = self.now
             self.emit("joined", node=node)
@@ -201,7 +200,8 @@ class World:
         ms = node.mesh.wakeup_in_ms()
         if ms is not None:
             wait = ms / 1000.0 / rate
-            best = self.now + (wait if wait > MIN_WAKE_S else MIN_WAKE_S)
+            # counted from the node's own time: past its radio's work in hand (hal_sim.SimHAL.ticks_ms)
+            best = max(self.now, node.busy_until) + (wait if wait > MIN_WAKE_S else MIN_WAKE_S)
         app = node.app
         if app is not None:
             if node.app_due is None:  # the application asked at its last tick; ask again after each
@@ -218,11 +218,19 @@ class World:
 
     # ---- the air --------------------------------------------------------------------
 
-    def transmit(self, node, frame, cca=True):
-        """A node's radio sends ``frame``: False if ``cca`` and the channel is busy (carrier sense)."""
+    def transmit(self, node, frame, cca=True, preamble_ms=None):
+        """A node's radio sends ``frame`` after a wake preamble of ``preamble_ms`` (None: the frame's shortest):
+        False if ``cca`` and the channel is busy (carrier sense)."""
         if not node.alive:
             return False
-        start = max(self.now, node.busy_until)
+        # An acknowledgement goes ACK_DELAY_MS after the frame it answers, as the board sends it (mac.py).
+        ack = frame[3] & 0x0F == T_ACK
+        start = max(self.now + (ACK_DELAY_S if ack else 0.0), node.busy_until)
+        if ack and start > self.now + ACK_LATE_S:
+            # Still sending an earlier one: the frame's sender gave up listening ACK_GUARD_MS after it was due,
+            # and a late ACK would set its clock wrong. The board does not send it either (boardhal.py).
+            self._refused(frame, "late")
+            return False
         ch = self.channel
         for tx in self.air if cca else ():
             if tx.start <= start < tx.end and tx.sender != node.index:
@@ -233,17 +241,15 @@ class World:
         if cca and ch.outside_burst_dbm(0.0, self.interference_boost) is not None:
             self._refused(frame, "cca_outside")
             return False  # outside interference on the channel right now
-        duration = airtime_us(frame) / 1e6
-        tx = Tx(node.index, start, start + duration, frame)
-        # the broadcast slot it went in: from the sender's phase of the cycle (the slot the
-        # firmware aimed at), not from its depth (a node without a route aims at others' slots)
-        mesh = node.mesh
-        tx.slot = (mesh.net_phase(node.hal.ticks_ms()) - CYCLE_MS) // SLOT_MS
+        if preamble_ms is None:
+            preamble_ms = wake_preamble_ms(frame)
+        duration = airtime_us(frame, preamble_ms) / 1e6
+        tx = Tx(node.index, start, start + duration, frame, preamble_ms)
         self.air.append(tx)
         node.busy_until = tx.end
-        node.last_tx = (tx.start, tx.end)
+        node.last_tx = (self.now, tx.end)  # it does not listen while its radio waits to send (boardhal.radio_send)
         what = "tx ack" if tx.kind == T_ACK else "tx broadcast" if tx.link_dst == BROADCAST else "tx unicast"
-        node.meter.transmit(duration, wants_ack(frame), what, wake_preamble_ms(frame) / 1000.0)
+        node.meter.transmit(duration, wants_ack(frame), what, preamble_ms / 1000.0)
         minute = int(start // 60)
         node.minute_tx[minute] = node.minute_tx.get(minute, 0.0) + duration
         self.frames_by_kind[tx.kind] = self.frames_by_kind.get(tx.kind, 0) + 1
@@ -256,14 +262,18 @@ class World:
         ch = self.channel
         sender = tx.sender
         if tx.link_dst == BROADCAST:
-            # Beacons and broadcasts reach the routers that sample the slot they were sent in;
-            # the concentrator and routers still searching for a parent listen all the time.
-            slot = tx.slot
-            hears, second = self.hears_broadcast_at, self.hears_second_at
-            receivers = [r for r in ch.audience[sender] if hears[r] == slot or hears[r] < 0 or second[r] == slot]
+            heard = [r for r in ch.audience[sender]]
         else:
             target = self.by_addr.get(tx.link_dst)
-            receivers = [target.index] if target is not None and sender in ch.neighbours[target.index] else []
+            heard = [target.index] if target is not None and sender in ch.neighbours[target.index] else []
+        receivers, woke = [], []  # who listens when the frame starts, and how far into it each woke
+        for r in heard:
+            w = self._wakes(r, tx)
+            if w is not None:
+                receivers.append(r)
+                woke.append(w)
+            elif tx.link_dst != BROADCAST:
+                self._lost(tx, "asleep")
         if not receivers:
             return
         start, end = tx.start, tx.end
@@ -273,10 +283,12 @@ class World:
         nbytes = len(tx.frame) + PHY_OVERHEAD
         duration = end - start
         what = "rx ack" if tx.kind == T_ACK else "rx broadcast" if tx.link_dst == BROADCAST else "rx unicast"
-        preamble = wake_preamble_ms(tx.frame) / 1000.0
+        awake = tx.end + (BURST_AWAKE_S if tx.frame[O_HOPS] & L_MORE else 0.0) if wants_ack(tx.frame) else \
+            tx.end + FOLLOW_AWAKE_S
+        preamble = tx.preamble_ms / 1000.0
         nodes = self.nodes
         power = ch.power
-        for r in receivers:
+        for r, w in zip(receivers, woke):
             rn = nodes[r]
             if not rn.alive or not rn.hal.listening:
                 continue
@@ -294,12 +306,38 @@ class World:
             burst = ch.outside_burst_dbm(duration, self.interference_boost)
             if burst is not None:
                 others.append(burst)
-            rn.meter.receive(duration, what, preamble)
+            rn.meter.receive(duration - w, what, preamble - w)  # its receiver is on from its sample
             if ch.received(signal, others, nbytes):
+                if tx.kind != T_ACK and awake > rn.awake_until:
+                    rn.awake_until = awake
                 rn.hal.rx.append((tx.frame, int(round(signal))))
                 self.run_node(rn)
             else:
                 self._lost(tx, "outside" if burst is not None else "collision" if len(others) else "weak")
+
+    def _wakes(self, r, tx):
+        """Seconds into ``tx`` at which receiver ``r``'s receiver is on, None if it sleeps through the frame.
+
+        0 if it listens all along: it always listens (the concentrator, a module without a parent), it is
+        awake after a frame of a burst, or the frame has no wake preamble (acknowledgements, a burst's next
+        frame: they go to a listening receiver). Otherwise it must sample while the wake preamble is on the
+        air: the sample's carrier check ends inside the preamble (boardhal.BoardHAL._sample).
+        """
+        phases = self.samples[r]
+        preamble_ms = tx.preamble_ms
+        if not phases or not preamble_ms:
+            return 0.0
+        rn = self.nodes[r]
+        if rn.awake_until > tx.start:
+            return 0.0
+        hal = rn.hal
+        ticks = tx.start * hal.rate * 1000.0 + hal._tick_offset_ms  # its clock when the frame starts
+        position = (ticks + rn.mesh.cycle.offset(int(ticks) % TICKS_PERIOD)) % SUPERFRAME_MS
+        for p in phases:
+            ahead = (p + SAMPLE_MS - position) % SUPERFRAME_MS  # from the frame's start to the sample's end
+            if ahead <= preamble_ms:
+                return max(0.0, ahead - SAMPLE_MS) / 1000.0
+        return None
 
     def _refused(self, frame, cause):
         key = (frame[3] & 0x0F, cause)

@@ -32,7 +32,9 @@ FEED_MS = const(15000)  # the longest sleep between two feeds
 BATTERY_DIVIDER = const(2)  # the cell's voltage is halved to fit the ADC's range
 ADC_FULL_MV = const(3300)  # read_u16() = 65535 at the ADC's reference
 RX_QUEUE = const(4)  # frames held for radio_receive between two polls; more is a burst the MAC does not send
-SYNC_WAIT_US = const(14000)  # a carrier at a sample: the sync word follows within the wake preamble (11 ms) + 3 ms
+# A carrier at a sample: the sync word follows within the longest wake preamble (mac.WAKE_PREAMBLE_MS and twice
+# station.MAX_GUARD_MS) + 3 ms.
+SYNC_WAIT_US = const(254000)
 Y2000 = const(946684800)  # seconds from 1970 to 2000, the epoch of some ports' RTC
 
 # The reference board's pins; a board's config.json "pins" overrides any of them.
@@ -103,13 +105,17 @@ class BoardHAL(FrameInbox):
         self.rtc.datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
 
     # ---- radio ----------------------------------------------------------------
-    def radio_send(self, frame, cca=True):
+    def radio_send(self, frame, cca=True, preamble_ms=None):
         ack = frame[3] & 0x0F == T_ACK
         if ack:  # at ACK_DELAY_MS after the frame it answers, when that frame's sender listens
             wait = ticks_diff(ticks_add(self._taken_at, ACK_DELAY_MS), self.clock.ticks_ms())
+            if wait < -ACK_GUARD_MS:
+                return False  # too late: its sender stopped listening, and the ACK's phase would set its clock wrong
             if wait > 0:
                 self.clock.sleep_ms(wait)
-        sent = self.radio.send(frame, cca, wake_preamble_ms(frame) * 1000)
+        if preamble_ms is None:
+            preamble_ms = wake_preamble_ms(frame)
+        sent = self.radio.send(frame, cca, preamble_ms * 1000)
         if sent and wants_ack(frame):
             # Asleep until its acknowledgement is due: listening from the frame's end drew 15.7 mA for the
             # addressee's ACK_DELAY_MS of parsing and sealing (balans bench radio, rx_ms_per_unicast).
@@ -189,8 +195,8 @@ class BoardHAL(FrameInbox):
             radio.sleep()
             return False
         t0 = clock.ticks_us()
-        while not radio.gdo0():  # a wake preamble: wait for its sync word
-            if clock.ticks_diff(clock.ticks_us(), t0) > SYNC_WAIT_US:
+        while not radio.gdo0():  # a wake preamble: wait for its sync word while the carrier lasts
+            if clock.ticks_diff(clock.ticks_us(), t0) > SYNC_WAIT_US or not radio.carrier():
                 radio.sleep()
                 return False
             clock.sleep_us(200)

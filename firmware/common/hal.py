@@ -34,8 +34,9 @@ class HAL:
         raise NotImplementedError
 
     # ---- radio ----------------------------------------------------------------
-    def radio_send(self, frame, cca=True):
-        """Transmit one frame (<= 64 bytes). Returns False if ``cca`` and the channel was busy."""
+    def radio_send(self, frame, cca=True, preamble_ms=None):
+        """Transmit one frame (<= 64 bytes) after a wake preamble of ``preamble_ms`` (None: the frame's
+        shortest, mesh.mac.wake_preamble_ms). Returns False if ``cca`` and the channel was busy."""
         raise NotImplementedError
 
     def radio_receive(self):

@@ -21,7 +21,7 @@ the MAC's samples (``listen_plan``); the tests in the simulator.
 import json
 
 from firmware.common.mesh.clock import ticks_diff
-from firmware.common.mesh.mac import SUPERFRAME_MS, broadcast_depths, slot_phase, unicast_phase
+from firmware.common.mesh.mac import SUPERFRAME_MS
 from firmware.common.mesh.node import MeshNode
 from firmware.common.ota import transfer
 from firmware.common.ota.manifest import CLASS_D100FC
@@ -115,18 +115,13 @@ def main(hal=None):
 def listen_plan(node):
     """When the receiver must sample, as BoardHAL.idle takes it: (period, phases, offset).
 
-    The MAC's samples per superframe (firmware/common/mesh/mac.py): unicasts at the
-    node's own phase, beacons and broadcasts in its depth's slot, and a dense router's
-    second broadcast slot. No phases while the node has no parent: it listens all the
-    time until one is found.
+    The MAC's samples per superframe (Station.sample_phases); no phases while the node
+    has no parent: it listens all the time until one is found.
     """
-    routing = node.routing
-    if routing.preferred is None:
+    phases = node.sample_phases()
+    if not phases:
         return 0, (), 0
-    phases = [unicast_phase(node.addr)]
-    for depth in broadcast_depths(routing.depth, node.dense()):
-        phases.append(slot_phase(depth))
-    return SUPERFRAME_MS, tuple(phases), node.cycle.offset(node.hal.ticks_ms())
+    return SUPERFRAME_MS, phases, node.cycle.offset(node.hal.ticks_ms())
 
 
 def _config(root):

@@ -42,7 +42,7 @@ class AirHAL:
     def radio_listen(self):
         pass
 
-    def radio_send(self, frame, cca=True):
+    def radio_send(self, frame, cca=True, preamble_ms=None):
         self.air.carry(self.addr, bytes(frame))
         return True
 

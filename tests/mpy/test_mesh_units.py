@@ -1,9 +1,10 @@
 # The mesh firmware's building blocks on real MicroPython: duty cycle, Trickle, routing, MAC timing.
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.control import RANK_INFINITE
-from firmware.common.mesh.cycle import MAX_ERROR_MS, Cycle
+from firmware.common.mesh.cycle import MAX_ERROR_MS, SYNC_ERROR_MS, UNKNOWN_RATE_PPM, Cycle
 from firmware.common.mesh.duty import LIMIT_MS, DutyCycle
-from firmware.common.mesh.mac import CONTENTION_MS, CYCLE_MS, SLOT_MS, SUPERFRAME_MS, slot_wait, unicast_phase, unicast_wait
+from firmware.common.mesh.mac import (CLOCK_ERROR_MS, CONTENTION_MS, CYCLE_MS, SAMPLE_LEAD_MS, SLOT_MS, SUPERFRAME_MS,
+                                      WAKE_PREAMBLE_MS, guarded_preamble_ms, slot_wait, unicast_phase, unicast_wait)
 from protocol.frame import CONCENTRATOR
 from firmware.common.mesh.routing import HYSTERESIS, SIGNIFICANT, Routing
 from firmware.common.mesh.trickle import Trickle
@@ -52,20 +53,33 @@ def test_trickle_capped_by_its_reset_keeps_a_short_interval_until_the_next_reset
     assert tr.interval == tr.imax
 
 
-def test_the_cycle_learns_the_parents_clock_rate_and_keeps_its_phase_between_syncs():
-    ppm = 40  # the parent's crystal runs this much faster than ours
+def test_the_cycle_learns_the_networks_clock_rate_and_keeps_its_phase_between_syncs():
+    ppm = 40  # the network's clock runs this much faster than ours
     c = Cycle()
 
-    def parents_offset(now):  # the network's offset from our ticks, as the parent's frames show it
-        return (now * ppm // 1000000) % SUPERFRAME_MS
-    for now in range(0, 9 * 1800000, 1800000):  # a sync every 30 minutes
-        c.sync(7, parents_offset(now), now)
+    def parents_offset(now, jitter=0):  # the network's offset from our ticks, as the parent's frames show it
+        return (now * ppm // 1000000 + jitter) % SUPERFRAME_MS
+    assert c.error_ms(0) == SYNC_ERROR_MS
+    for i, now in enumerate(range(0, 9 * 1800000, 1800000)):  # a sync every 30 minutes, each 1 ms off or not
+        c.sync(parents_offset(now, i % 2), now)
     later = 8 * 1800000 + 3600000  # an hour after the last sync: 144 ms of drift unlearnt
-    assert abs(c.offset(later) - parents_offset(later)) <= 5  # the rate's unit, 2^-20 (0.95 ppm): 3.4 ms an hour
-    c.sync(8, parents_offset(later), later)  # another parent, another crystal: its rate is learnt anew
-    assert c.rate == 0 and c.offset(later) == parents_offset(later)
-    c.sync(8, (parents_offset(later + 1800000) + 2 * MAX_ERROR_MS) % SUPERFRAME_MS, later + 1800000)
-    assert c.rate == 0  # a jump (the parent restarted) is taken, not learnt from
+    assert abs(c.offset(later) - parents_offset(later)) <= 5  # the rate's unit (0.95 ppm: 3.4 ms an hour) and 1 ms
+    assert c.error_ms(later) >= abs(c.offset(later) - parents_offset(later))  # the guard covers what is left
+    assert c.error_ms(later) < 20  # and is far below the unlearnt rate's 144 ms
+    rate = c.rate
+    c.sync(parents_offset(later), later)
+    assert c.rate == rate and c.offset(later) == parents_offset(later)
+    jump = later + 1800000
+    c.sync((parents_offset(jump) + 2 * MAX_ERROR_MS) % SUPERFRAME_MS, jump)
+    assert c.rate == rate  # a jump (the parent restarted) is taken, not learnt from
+    assert c.offset(jump) == (parents_offset(jump) + 2 * MAX_ERROR_MS) % SUPERFRAME_MS
+
+
+def test_an_unlearnt_rate_guards_for_two_crystals_drift():
+    c = Cycle()
+    c.sync(100, 0)
+    c.sync(101, 60000)  # a minute later: too short a span to learn from
+    assert c.rate == 0 and c.error_ms(60000 + 100000) == SYNC_ERROR_MS + 100 * UNKNOWN_RATE_PPM // 1000
 
 
 def test_routing_prefers_the_cheaper_parent_and_refuses_its_child():
@@ -108,10 +122,30 @@ def test_unicasts_aim_at_the_receivers_own_phase_broadcasts_at_its_depth_slot():
         for addr in (1, 2, 77, 240):
             wait = unicast_wait(addr, phase)
             assert 0 <= wait < SUPERFRAME_MS
-            assert (phase + wait) % SUPERFRAME_MS == unicast_phase(addr) < CYCLE_MS
+            assert (phase + wait + SAMPLE_LEAD_MS) % SUPERFRAME_MS == unicast_phase(addr) < CYCLE_MS
         down = slot_wait(3, phase)
-        assert 0 <= down < SUPERFRAME_MS and (phase + down) % SUPERFRAME_MS == CYCLE_MS + 3 * SLOT_MS
+        assert 0 <= down < SUPERFRAME_MS
+        assert (phase + down + SAMPLE_LEAD_MS) % SUPERFRAME_MS == CYCLE_MS + 3 * SLOT_MS
     assert unicast_wait(CONCENTRATOR, 123) == 0
+
+
+def test_the_wake_preamble_covers_the_sample_from_anywhere_in_the_contention_window():
+    """A frame started at any point of the window (unicast_wait, guarded by ``guard``) has its preamble on
+    the air when the receiver's sample ends, for a receiver up to CLOCK_ERROR_MS + guard either way."""
+    frame = bytearray(20)
+    frame[3] = 1
+    frame[7] = 9  # to router 9: a sleeping receiver
+    sample = unicast_phase(9)
+    settle = 1  # the sample's carrier check, cc1101.SETTLE_US rounded up
+    for guard in (0, 1, 7, 32):
+        preamble = guarded_preamble_ms(frame, guard)
+        assert preamble == WAKE_PREAMBLE_MS + 2 * guard
+        start = (unicast_wait(9, 0 + guard)) % SUPERFRAME_MS  # as Station._schedule aims, from phase 0
+        for jitter in range(CONTENTION_MS):
+            for error in range(-CLOCK_ERROR_MS - guard, CLOCK_ERROR_MS + guard + 1):
+                ends = sample + error + settle  # where the receiver's check ends, in the sender's phase
+                assert start + jitter <= ends <= start + jitter + preamble, (guard, jitter, error)
+    assert guarded_preamble_ms(bytes([0, 0, 0, 2]) + bytes(16), 9) == 0  # an ACK: its receiver listens
 
 
 def test_consecutive_addresses_sample_far_apart():
@@ -120,3 +154,17 @@ def test_consecutive_addresses_sample_far_apart():
     gaps = [b - a for a, b in zip(phases, phases[1:])]
     assert max(gaps) < 5 * CYCLE_MS // 240  # spread over the whole cycle, no crowded corner
     assert len(set(unicast_phase(a) for a in range(1, 9))) == 8  # one house's modules never share a phase
+
+
+def test_a_parent_that_moved_widens_the_guard_until_it_settles():
+    """Our parent moves when its own parent sets its clock: what we missed by bounds the drift at once."""
+    c = Cycle()
+    for now in range(0, 4 * 600000, 600000):  # learnt: the network runs as fast as we do
+        c.sync(500, now)
+    settled = c.error_ms(4 * 600000)
+    c.sync(520, 4 * 600000)  # 20 ms off after ten minutes: the parent jumped
+    after_jump = c.error_ms(5 * 600000)
+    assert settled < 18 <= after_jump  # the next ten minutes are guarded for as much again
+    for now in range(5 * 600000, 15 * 600000, 600000):
+        c.sync(520, now)
+    assert c.error_ms(15 * 600000) < settled  # and the guard narrows as the parent keeps still

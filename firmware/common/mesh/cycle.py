@@ -1,33 +1,50 @@
 """Following the network's cycle: the phase of its superframe, and our clock's rate against it.
 
-Every router samples at times set by the network's superframe (mac.py), learnt from the parent
-it follows: its beacons and acknowledgements carry the phase they were sent at. Two crystals of
-+-20 ppm part by up to 40 ppm, 82 ms over a 34-minute beacon interval, where a wake preamble
-covers +-3 ms (mac.WAKE_PREAMBLE_MS) and a broadcast slot 100 ms. So the rate between the two
-clocks is learnt from syncs at least MIN_SPAN_MS apart and applied between them, as ContikiMAC's
-phase lock and WirelessHART's time keeping do; a parent's clock after ours has learnt it drifts
-only by what the crystals change with temperature and age.
+Every router samples at times set by the network's superframe (mac.py), learnt from its preferred
+parent: its beacons and acknowledgements carry the phase they were sent at. Two crystals of
++-20 ppm part by up to 40 ppm, 144 ms an hour, where a wake preamble covers +-3 ms
+(mac.WAKE_PREAMBLE_MS). So the network's rate against our clock is learnt and applied between
+syncs, as ContikiMAC's phase lock and WirelessHART's time keeping do, and what may still be wrong
+(``error_ms``) widens the sender's wake preamble (WiseMAC's guard: station.Station._guard).
+
+The rate is measured end to end: the network's offset from our ticks, unwrapped, over the whole
+span since the first sync (the anchor). The offset a parent shows does not
+depend on our own rate, so no correction of ours feeds back into the next measurement (a step-wise
+estimate that corrected by the error seen at each sync rang down the 30-hop chain: each module
+followed a parent that was itself correcting), and the resolution of a sync (SYNC_ERROR_MS) weighs
+less the longer the span. The network's rate is the same whichever parent shows it.
 """
 
 from protocol.compat import const
 
-from firmware.common.mesh.clock import ticks_diff
+from firmware.common.mesh.clock import ticks_add, ticks_diff
 from firmware.common.mesh.mac import SUPERFRAME_MS
 
 RATE_SHIFT = const(20)  # the rate in units of 2^-20 (0.95 ppm)
-MIN_SPAN_MS = const(600000)  # 10 min: a timestamp off by its 1 ms resolution moves the rate <= 1.7 ppm
+SYNC_ERROR_MS = const(2)  # a sync's own error: whole-ms ticks at both ends, the frame's airtime rounded (measured <= 1.4)
+UNKNOWN_RATE_PPM = const(40)  # before a rate is learnt: two crystals of +-20 ppm
+FLOOR_PPM = const(2)  # a learnt rate still wanders: temperature (a tuning-fork crystal's 0.035 ppm/K^2) and ageing
+MIN_SPAN_MS = const(300000)  # 5 min: the rate then is within 2 x SYNC_ERROR_MS / span = 13 ppm, and improves with the span
+MAX_SPAN_MS = const(21600000)  # 6 h: the anchor moves up so that the rate follows a crystal's temperature
+MAX_JITTER_MS = const(60)  # a larger miss is a parent that restarted, not one that moves
 MAX_ERROR_MS = const(250)  # beyond: the parent's cycle jumped (it restarted, or ours did): taken, not learnt from
-HALF_MS = const(1000)  # SUPERFRAME_MS / 2: errors wrap into (-1 s, +1 s]
+HALF_MS = const(1000)  # SUPERFRAME_MS / 2: offsets wrap into (-1 s, +1 s]
+
+
+def wrap(ms):
+    """A difference of phases, in (-HALF_MS, +HALF_MS]."""
+    return (ms + HALF_MS) % SUPERFRAME_MS - HALF_MS
 
 
 class Cycle:
     def __init__(self):
         self.base = 0  # offset at the last sync: network phase = (ticks + offset) % SUPERFRAME_MS
-        self.rate = 0  # the parent's clock against ours, in 2^-RATE_SHIFT
+        self.rate = 0  # the network's clock against ours, in 2^-RATE_SHIFT
+        self.drift_ppm = UNKNOWN_RATE_PPM  # how far the rate may still be off (error_ms)
+        self.jitter_ms = 0  # how far our parent has moved at a sync lately (error_ms)
         self._at = None  # tick of the last sync
-        self._src = None  # whom we follow: a new parent's crystal is another
-        self._anchor_at = 0  # the sync the rate is next measured from, and its offset
-        self._anchor_offset = 0
+        self._anchor_at = 0  # the sync the rate is measured from
+        self._moved = 0  # the offset's unwrapped change since the anchor, ms
 
     def offset(self, now):
         """The offset to add to our ticks for the network's phase at tick ``now``."""
@@ -38,20 +55,35 @@ class Cycle:
     def phase(self, now):
         return (now + self.offset(now)) % SUPERFRAME_MS
 
-    def sync(self, src, offset, now):
-        """Neighbour ``src``, which we follow, showed the network's offset from our ticks at ``now``."""
-        if src != self._src or self._at is None:
-            self._src, self.rate = src, 0
-            self._anchor_at, self._anchor_offset = now, offset
+    def error_ms(self, now):
+        """How far our phase may be from our parent's at tick ``now``: a sync's own error and the drift
+        since it (WiseMAC's guard: the sender's wake preamble must cover it, mac.py)."""
+        if self._at is None:
+            return SYNC_ERROR_MS
+        return SYNC_ERROR_MS + self.jitter_ms + ticks_diff(now, self._at) // 1000 * self.drift_ppm // 1000
+
+    def sync(self, offset, now):
+        """A parent showed the network's offset from our ticks at ``now``."""
+        if self._at is not None:
+            step = wrap(offset - self.base)  # the offset's change since the last sync
+            missed = wrap(offset - self.offset(now))  # how far off our phase had gone
+            if abs(missed) >= MAX_ERROR_MS:
+                self._anchor_at, self._moved = now, 0  # a jump (a restart): measure anew
+            else:
+                self._moved += step
+                span = ticks_diff(now, self._anchor_at)
+                if span >= MIN_SPAN_MS:
+                    self.rate = (self._moved << RATE_SHIFT) // span
+                    self.drift_ppm = FLOOR_PPM + 2 * SYNC_ERROR_MS * 1000 // (span // 1000)
+                    if span >= MAX_SPAN_MS:  # halfway up: the rate keeps its half-span's worth of history
+                        self._anchor_at = ticks_add(now, -(span // 2))
+                        self._moved //= 2
+                # What we missed by beyond a sync's own error and the drift foreseen: our parent moves when its own
+                # parent sets its clock (30-hop chain after a cold start: jumps of 20 ms that a rate learnt to 5 ppm
+                # did not foresee). It may move as much again: the guard widens at once, and narrows by a quarter
+                # a sync while the parent keeps still.
+                foreseen = ticks_diff(now, self._at) // 1000 * self.drift_ppm // 1000
+                self.jitter_ms = min(max(abs(missed) - SYNC_ERROR_MS - foreseen, self.jitter_ms * 3 // 4), MAX_JITTER_MS)
         else:
-            span = ticks_diff(now, self._anchor_at)
-            if span >= MIN_SPAN_MS:
-                predicted = self._anchor_offset + (span * self.rate >> RATE_SHIFT)
-                error = (offset - predicted + HALF_MS) % SUPERFRAME_MS - HALF_MS
-                if -MAX_ERROR_MS < error < MAX_ERROR_MS:
-                    # Half the measured step: on the 30-hop chain each module follows a parent that is itself
-                    # correcting, and the whole step made the corrections ring down the chain (broadcast p95
-                    # over 10 seeds: 6.4 s without the rate, 8.2 s with the whole step, 7.1 s with half).
-                    self.rate += (error << RATE_SHIFT) // span // 2
-                self._anchor_at, self._anchor_offset = now, offset
+            self._anchor_at, self._moved = now, 0
         self.base, self._at = offset, now

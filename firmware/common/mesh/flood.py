@@ -27,17 +27,17 @@ from firmware.common.mesh.clock import ticks_diff
 
 SENDS = const(2)  # flooded transmissions per node per broadcast
 REPEAT_SPREAD = const(3)  # a repeat goes within the 3 superframes after the previous copy
-JITTER_MS = const(25)  # spread of forwarders' starts inside a slot
 REMEMBER = const(8)  # broadcasts kept for duplicate counting
 
 
 class Broadcast:
     """One broadcast this node is spreading: its counter, sealed bytes and schedule."""
 
-    def __init__(self, counter, frame, at):
+    def __init__(self, counter, frame, at, guard):
         self.counter = counter
         self.frame = frame
         self.at = at  # tick of the next flooded copy
+        self.guard = guard  # and its wake preamble's guard (station.Station._guard)
         self.sends_left = SENDS
 
     def due_in(self, now):
@@ -54,8 +54,8 @@ class Flood:
                 return b
         return None
 
-    def start(self, counter, frame, at):
-        b = Broadcast(counter, frame, at)
+    def start(self, counter, frame, at, guard):
+        b = Broadcast(counter, frame, at, guard)
         self.recent.append(b)
         if len(self.recent) > REMEMBER:
             self.recent.pop(0)

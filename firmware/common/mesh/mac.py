@@ -28,7 +28,15 @@ from protocol.frame import CONCENTRATOR, F_FOLLOWS, T_ACK
 
 BITRATE = const(38400)  # CC1101 at 38.4 kBaud: -104 dBm sensitivity (datasheet SWRS061)
 PHY_OVERHEAD = const(10)  # 4 preamble + 4 sync + 2 CRC bytes around each frame
-WAKE_PREAMBLE_MS = const(11)  # +-3 ms rendezvous error (the parent's clock rate learnt: cycle.py) + half the contention window
+# A sender's wake preamble must be on the air when its sleeping receiver samples (0.8 ms at each of its phases,
+# cc1101.SETTLE_US, then it stays on only if a carrier is there: boardhal.BoardHAL.idle). So a frame starts
+# SAMPLE_LEAD_MS before the sample plus 0-CONTENTION_MS, and its preamble is long enough that the sample falls
+# inside it for any start in that window and a rendezvous error of up to CLOCK_ERROR_MS either way:
+# WAKE_PREAMBLE_MS = CLOCK_ERROR_MS + CONTENTION_MS + CLOCK_ERROR_MS, less 1 ms spare for the sample's settling.
+CLOCK_ERROR_MS = const(3)  # residual phase error to the neighbour we follow (its clock rate learnt: cycle.py)
+CONTENTION_MS = const(5)  # senders to one sample spread their start; later ones hear the first (CCA)
+SAMPLE_LEAD_MS = const(7)  # CONTENTION_MS - 1 + CLOCK_ERROR_MS: the latest start still leads the sample by 3 ms
+WAKE_PREAMBLE_MS = const(11)  # from 7 ms before the sample to 4 ms after it: covers the sample at +-3 ms error
 CYCLE_MS = const(1000)  # receiver's channel-sample period
 SUPERFRAME_MS = const(2000)  # two cycles: frames go up in the first, down in the second
 SLOT_MS = const(100)  # depth stagger: a 64-byte broadcast (19 ms) and its jitter fit in a slot
@@ -42,7 +50,6 @@ ACK_TIMEOUT_MS = const(40)  # ACK_DELAY_MS + a 30-byte ACK (8.3 ms), with margin
 # simulator charges that wait: energy.ACK_WAIT_S).
 ACK_DELAY_MS = const(25)
 ACK_GUARD_MS = const(2)  # both ends count whole ms ticks, and the ACK's transmitter calibrates (0.8 ms) first
-CONTENTION_MS = const(10)  # senders to one receiver spread their start; later ones hear the first (CCA)
 MAX_ATTEMPTS = const(5)  # transmissions per hop: first try and four retries
 CCA_RETRIES = const(4)  # busy channel: back off and listen again this many times
 # Routers one level up (the flood's forwarders into our slot) from which a router samples a second broadcast
@@ -58,13 +65,16 @@ SECOND_SLOT = const(5)
 HASH_MUL = const(40503)  # Knuth's 16-bit multiplicative hash: consecutive addresses land far apart
 
 
-def airtime_us(frame):
+def airtime_us(frame, preamble_ms=None):
     """Time on air of a sealed frame in microseconds, as the simulator's channel counts it.
 
-    Frames towards a sleeping router carry the wake preamble (wake_preamble_ms).
+    Frames towards a sleeping router carry a wake preamble: ``preamble_ms``, by default the
+    shortest (wake_preamble_ms); 0 for the frame alone.
     """
     n = len(frame) + PHY_OVERHEAD
-    return n * 125000 // (BITRATE // 64) + wake_preamble_ms(frame) * 1000  # n * 8 bits * 1e6 / BITRATE
+    if preamble_ms is None:
+        preamble_ms = wake_preamble_ms(frame)
+    return n * 125000 // (BITRATE // 64) + preamble_ms * 1000  # n * 8 bits * 1e6 / BITRATE
 
 
 def wake_preamble_ms(frame):
@@ -79,9 +89,17 @@ def wake_preamble_ms(frame):
     return 0 if kind == T_ACK or link_dst == CONCENTRATOR or frame[3] & F_FOLLOWS else WAKE_PREAMBLE_MS
 
 
-def airtime_ms(frame):
+def airtime_ms(frame, preamble_ms=None):
     """Time on air rounded up to whole ms, as the sender's duty-cycle meter books it."""
-    return (airtime_us(frame) + 999) // 1000
+    return (airtime_us(frame, preamble_ms) + 999) // 1000
+
+
+def guarded_preamble_ms(frame, guard_ms):
+    """The wake preamble before ``frame`` when the receiver's sample may be ``guard_ms`` either way of where
+    the sender expects it (a rendezvous error beyond CLOCK_ERROR_MS: station.Station._guard); 0 for frames
+    that need none (wake_preamble_ms)."""
+    base = wake_preamble_ms(frame)
+    return base + 2 * guard_ms if base else 0
 
 
 def unicast_phase(addr):
@@ -95,13 +113,14 @@ def unicast_phase(addr):
 
 
 def unicast_wait(addr, net_phase_ms):
-    """Milliseconds from now (``net_phase_ms`` into the superframe) until router ``addr`` samples for unicasts.
+    """Milliseconds from now (``net_phase_ms`` into the superframe) until a frame to router ``addr`` starts:
+    SAMPLE_LEAD_MS before its sample for unicasts (the sender adds 0-CONTENTION_MS).
 
     The concentrator never sleeps: frames to it go at once.
     """
     if addr == CONCENTRATOR:
         return 0
-    return (unicast_phase(addr) - net_phase_ms) % SUPERFRAME_MS
+    return (unicast_phase(addr) - SAMPLE_LEAD_MS - net_phase_ms) % SUPERFRAME_MS
 
 
 def slot_phase(depth):
@@ -110,8 +129,9 @@ def slot_phase(depth):
 
 
 def slot_wait(depth, net_phase_ms):
-    """Milliseconds from now until routers at ``depth`` sample for beacons and broadcasts."""
-    return (slot_phase(depth) - net_phase_ms) % SUPERFRAME_MS
+    """Milliseconds from now until a beacon or broadcast to routers at ``depth`` starts: SAMPLE_LEAD_MS before
+    their slot's sample (the sender adds 0-CONTENTION_MS)."""
+    return (slot_phase(depth) - SAMPLE_LEAD_MS - net_phase_ms) % SUPERFRAME_MS
 
 
 def broadcast_depths(depth, dense):

@@ -95,10 +95,11 @@ class MeshNode(Station):
             self.joined = False
         elif n.version == r.version and n.rank >= r.rank:
             self.trickle.consistent()
-        if n is r.preferred:
-            self._sync(n.addr, phase, buf, now)
+        changed = (newer or r.matters(n)) and r.select(now) or newer
+        if n is r.preferred:  # (perhaps chosen from this beacon: its phase is the one we sample at from now on)
+            self._sync(phase, buf, now)
         self._solicited(n, now)
-        if (newer or r.matters(n)) and r.select(now) or newer:
+        if changed:
             self._routing_changed(now)
 
     def _routing_changed(self, now):

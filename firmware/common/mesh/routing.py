@@ -60,6 +60,7 @@ class Neighbour:
         self.heard = 0  # tick of the last frame from it
         self.failures = 0  # unacknowledged transmissions in a row
         self.counter = -1  # its highest frame counter seen: older control frames are replays
+        self.skew = None  # its phase less ours, ms, as its last beacon or acknowledgement showed it
 
     def set_quality(self, quality):
         self.quality = quality

@@ -19,14 +19,22 @@ from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_ELS
 from firmware.common.mesh import control
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.counter import FrameCounter
-from firmware.common.mesh.cycle import Cycle
+from firmware.common.mesh.cycle import MAX_ERROR_MS, Cycle, wrap
 from firmware.common.mesh.duty import DutyCycle
-from firmware.common.mesh.flood import JITTER_MS, REPEAT_SPREAD, Flood
-from firmware.common.mesh.mac import (ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, DENSE_FORWARDERS, MAX_ATTEMPTS,
-                                      SECOND_SLOT, SLOT_MS, SUPERFRAME_MS, airtime_ms, slot_wait, unicast_wait)
+from firmware.common.mesh.flood import REPEAT_SPREAD, Flood
+from firmware.common.mesh.mac import (ACK_DELAY_MS, ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, DENSE_FORWARDERS,
+                                      CLOCK_ERROR_MS, MAX_ATTEMPTS, SECOND_SLOT, SLOT_MS, SUPERFRAME_MS,
+                                      WAKE_PREAMBLE_MS, airtime_ms, broadcast_depths, guarded_preamble_ms,
+                                      slot_phase, slot_wait, unicast_phase, unicast_wait)
 from firmware.common.mesh.routing import Routing
 from firmware.common.mesh.trickle import Trickle
 
+# The wake preamble's guard beyond mac.CLOCK_ERROR_MS (WiseMAC: the sender covers the receiver's possible drift).
+PEER_ERROR_MS = const(3)  # a hop that does not set our clock drifts from the network on its own (a child, a peer)
+WIDEN_MS = const(2)  # an unanswered attempt may have missed the sample: the next guards 2, 4, 8 ms more
+RETRY_WIDENINGS = const(2)  # (2 << 2: the third and later attempts guard 8 ms more; wider, congestion fed itself)
+MAX_GUARD_MS = const(120)  # the preamble 251 ms at most (7 mAs at +10 dBm); boardhal.SYNC_WAIT_US waits that long
+LATE_MS = const(1)  # a start in the contention window may slip this much: the preamble's end still covers the sample
 MAX_QUEUE = const(24)  # frames waiting for their hop: an hour's bursts of a first-ring relay
 MAX_ROUTES = const(512)  # downward routes: every module of a 240-module network, with room
 RECENT = const(32)  # unicasts remembered to acknowledge a retransmission without relaying it twice
@@ -91,6 +99,8 @@ class Job:
         self.attempts = 0
         self.rounds = 1  # rounds of attempts begun (ROUNDS)
         self.busy = 0  # channel-busy deferrals of the current attempt
+        self.guard = 0  # ms the attempt starts early and its preamble lasts longer on each side (Station._guard)
+        self.aimed = False  # the attempt is aimed at the hop's sample (not the concentrator, not a burst)
         self.waiting = False  # sent, waiting for the acknowledgement
 
 
@@ -112,17 +122,19 @@ class Station:
         # children whose upward frames name us their preferred parent (L_PREFERRED) -> what the last
         # broadcast's copy found (FRESH, HAD, ELSEWHERE)
         self.followers = {}
+        self._told = None  # the preferred parent that acknowledged our L_PREFERRED: it knows we follow it
         self.recent = []  # (src, counter) of unicasts taken lately
         self.queue = []  # Job waiting for the radio
         self.queue_max = MAX_QUEUE
         self.job = None  # Job being sent
         self.paused = []  # Job waiting out a fade before its next round; .at is when it comes back
-        self._told = None  # the preferred parent that acknowledged our L_PREFERRED: it knows we follow it
         self._burst_until = now  # a frame just went through: its receiver is still awake
         self._burst_hop = None
         self._burst_more = False  # the frame it acknowledged said another follows (L_MORE): it stays awake
         self._beacon_at = None  # a beacon Trickle asked for waits for our children's slot
+        self._beacon_guard = 0  # its guard (_guard)
         self._answered_at = None  # when we last answered a neighbour without a route (ANSWER_GAP_MS)
+        self._listen_until = None  # the receiver stays on until then (listen_for)
         self._children_slot = None  # the slot our children sample: while detached, they must hear it
         self._turn = False  # every other beacon goes to another slot (_beacon_slot)
         self._former_slot = None  # the slot our children sampled before our depth changed
@@ -145,27 +157,34 @@ class Station:
                 break
             self.received += 1
             self._receive(buf, hal.radio_rssi(), hal.ticks_ms())
+        # The time is read again before each step that may send: an acknowledgement above, or a frame of an
+        # earlier step, held the radio (radio_send returns when it is on the air), and a frame aimed at a
+        # sample or sealed with our phase must know when it really goes.
         now = hal.ticks_ms()
         if self.trickle.poll(now):
             self._beacon_soon(now)
-        if self._beacon_at is not None and ticks_diff(now, self._beacon_at) >= 0:
+        at = self._beacon_at
+        if at is not None and ticks_diff(now, at) >= 0:
             self._beacon_at = None
-            if not self._send_beacon(now):  # the slot was busy: the same slot next superframe
-                self._beacon_at = ticks_add(now, SUPERFRAME_MS + self.rand.below(JITTER_MS))
+            now = hal.ticks_ms()
+            if self._late(at, now) or not self._send_beacon(now):  # late or busy: the slot of the next superframe
+                self._beacon_at = ticks_add(at, SUPERFRAME_MS)
         for b in self.flood.recent:
-            self._spread(b, now)
+            self._spread(b, hal.ticks_ms())
+        now = hal.ticks_ms()
         self._resume(now)
         self._timers(now)
         if self.ota is not None:
             self.ota.poll(now)
-        self._run_jobs(now)
+        self._run_jobs(hal.ticks_ms())
 
     def wakeup_in_ms(self):
         """Milliseconds until ``poll`` must run again without a radio event; None: only for frames."""
         now = self.hal.ticks_ms()
         best = None
         beacon = None if self._beacon_at is None else max(0, ticks_diff(self._beacon_at, now))
-        for d in (self.trickle.due_in(now), beacon, self.flood.due_in(now), self._timer_due_in(now),
+        listening = None if self._listen_until is None else max(0, ticks_diff(self._listen_until, now))
+        for d in (self.trickle.due_in(now), beacon, listening, self.flood.due_in(now), self._timer_due_in(now),
                   self._job_due_in(now), self._paused_due_in(now),
                   None if self.ota is None else self.ota.due_in(now)):
             if d is not None and (best is None or d < best):
@@ -195,22 +214,70 @@ class Station:
                 n += 1
         return n >= DENSE_FORWARDERS
 
-    def _sync(self, src, phase, frame, now):
-        """Align the cycle with a frame sealed at ``phase`` by ``src``, the neighbour we follow."""
-        self.cycle.sync(src, (phase + airtime_ms(frame) - now) % SUPERFRAME_MS, now)
+    def sample_phases(self):
+        """Where in the superframe our receiver samples (mac.py): unicasts at our own phase, beacons and
+        broadcasts in our depth's slot and a dense router's second slot. Empty while we have no parent or
+        wait for an answer without a wake preamble (listen_for): the receiver then listens all the time."""
+        routing = self.routing
+        now = self.hal.ticks_ms()
+        if self._listen_until is not None:
+            if ticks_diff(self._listen_until, now) > 0:
+                return ()
+            self._listen_until = None
+        if routing.preferred is None:
+            return ()
+        phases = [unicast_phase(self.addr)]
+        for depth in broadcast_depths(routing.depth, self.dense()):
+            phases.append(slot_phase(depth))
+        return tuple(phases)
+
+    def listen_for(self, now, ms):
+        """Keep the receiver on for ``ms`` from ``now`` (sample_phases): an answer comes without a wake
+        preamble (an OTA module's burst after its child's NEED, firmware/common/ota/meshota.py)."""
+        until = ticks_add(now, ms)
+        if self._listen_until is None or ticks_diff(until, self._listen_until) > 0:
+            self._listen_until = until
+
+    def _offset_shown(self, phase, frame, now):
+        """The network's offset from our ticks as a frame sealed at ``phase`` shows it (beacon, ACK)."""
+        return (phase + airtime_ms(frame, 0) - now) % SUPERFRAME_MS
+
+    def _note_skew(self, n, phase, frame, now):
+        """Where neighbour ``n``'s phase stands against ours (Neighbour.skew): a frame to it aims at its own
+        sample. Each module follows its preferred parent, so the members of a parent set follow other paths
+        from the concentrator, whose phases part with depth (30-hop chain half an hour after a cold start:
+        20-35 ms at depth 15); upward frames go to them by turns (WiseMAC keeps each neighbour's schedule)."""
+        skew = wrap(self._offset_shown(phase, frame, now) - self.cycle.offset(now))
+        # Without a route it follows nobody, and a phase far from ours is one it has not taken from the network
+        # yet (a module back from a reboot, before its parent's first beacon): either says nothing of later.
+        n.skew = None if n.rank == control.RANK_INFINITE or abs(skew) >= MAX_ERROR_MS else skew
+
+    def _phase_of(self, hop, now):
+        """Our phase as ``hop`` keeps it: ours, moved by its skew where we know it (_note_skew)."""
+        n = self.routing.table.get(hop)
+        phase = self.net_phase(now)
+        return phase if n is None or n.skew is None else phase + n.skew
+
+    def _sync(self, phase, frame, now):
+        """Align the cycle with a frame sealed at ``phase`` by our preferred parent. Only it: each module's
+        phase then comes down one path from the concentrator, and a child is off its parent only by its own
+        drift (taking it from any parent, the 30-hop chain's parents disagreed by up to 100 ms in its first
+        hours, each having drifted its own way since its last sync)."""
+        self.cycle.sync(self._offset_shown(phase, frame, now), now)
 
     # ---- sending ------------------------------------------------------------
 
     def _seal(self, kind, dst, payload, key):
         return seal_frame(Frame(self.net_id, kind, self.addr, dst, self.counter.take(), payload), key)
 
-    def _transmit(self, frame, now, cca=True):
-        """Send one frame now if the duty cycle and the channel allow; True if it went."""
-        ms = airtime_ms(frame)
+    def _transmit(self, frame, now, cca=True, preamble_ms=None):
+        """Send one frame now if the duty cycle and the channel allow; True if it went. ``preamble_ms``: its
+        wake preamble (mac.guarded_preamble_ms), by default the shortest."""
+        ms = airtime_ms(frame, preamble_ms)
         if not self.duty.fits(now, ms):
             self.duty_refused += 1
             return False
-        if not self.hal.radio_send(frame, cca):
+        if not self.hal.radio_send(frame, cca, preamble_ms):
             return False
         self.duty.book(now, ms)
         self.sent += 1
@@ -223,15 +290,17 @@ class Station:
             # own and the dense ones' second, mac.SECOND_SLOT), so that forwarders hidden from each other
             # that collided in this slot part; a copy the channel or the budget refused tries the next slot.
             k = 0
-            if self._transmit(b.frame, now):
+            if not self._late(b.at, now) and self._transmit(b.frame, now, True, guarded_preamble_ms(b.frame, b.guard)):
                 b.sends_left -= 1
                 k = self.rand.below(2 * REPEAT_SPREAD)
-            b.at = self._flood_slot(now, k)
+            b.guard = self._guard(None, now)
+            b.at = self._flood_slot(now, b.guard, k)
 
     def _start_broadcast(self, counter, frame, now):
         """Spread a broadcast that is new to us: flooded in our children's slot, and an acknowledged
         copy to each child whose preferred parent we are, at its own sample (flood.py)."""
-        b = self.flood.start(counter, frame, self._flood_slot(now))
+        guard = self._guard(None, now)
+        b = self.flood.start(counter, frame, self._flood_slot(now, guard), guard)
         for child, state in self.followers.items():
             copy = bytearray(frame)
             struct.pack_into("<H", copy, 7, child)
@@ -246,19 +315,19 @@ class Station:
             b.sends_left = 0  # nobody routes through us: every deeper node has a parent that forwards
         return b
 
-    def _flood_slot(self, now, k=0):
-        """Tick to send a broadcast copy, jittered: our children's own slot (``k`` 0), else the ``k``-th of
+    def _flood_slot(self, now, guard, k=0):
+        """Tick to send a broadcast copy, ``guard`` ms early (_guard), jittered: our children's own slot (``k`` 0), else the ``k``-th of
         their broadcast slots from now, counting their own and the dense ones' second slot
         (mac.broadcast_depths). The concentrator's children hear one router a level up and are never
         dense: its copies go to their own slot only (block seed 8: its first copy went to the second
         slot, and 13 of its 68 children missed a broadcast)."""
-        phase = self.net_phase(now)
+        phase = self.net_phase(now) + guard
         own = slot_wait(self.routing.depth + 1, phase) or SUPERFRAME_MS
         if k == 0 or self.routing.depth == 0:
-            return ticks_add(now, own + (k + 1) // 2 * SUPERFRAME_MS + self.rand.below(JITTER_MS))
+            return ticks_add(now, own + (k + 1) // 2 * SUPERFRAME_MS + self.rand.below(CONTENTION_MS))
         second = slot_wait(self.routing.depth + 1 + SECOND_SLOT, phase) or SUPERFRAME_MS
         wait = (min(own, second) if k % 2 == 0 else max(own, second)) + k // 2 * SUPERFRAME_MS
-        return ticks_add(now, wait + self.rand.below(JITTER_MS))
+        return ticks_add(now, wait + self.rand.below(CONTENTION_MS))
 
     def _beacon_slot(self):
         """The depth slot our beacon goes out in, by turns (``_turn``).
@@ -303,18 +372,24 @@ class Station:
 
     def _beacon_soon(self, now):
         """One beacon in its slot (``_beacon_slot``) of this superframe or the next."""
-        self._beacon_at = ticks_add(now, slot_wait(self._beacon_slot(), self.net_phase(now))
-                                    + self.rand.below(JITTER_MS))
+        self._beacon_guard = guard = self._guard(None, now)
+        self._beacon_at = ticks_add(now, slot_wait(self._beacon_slot(), self.net_phase(now) + guard)
+                                    + self.rand.below(CONTENTION_MS))
 
     def _send_beacon(self, now):
         r = self.routing
         parent = r.preferred.addr if r.preferred is not None else BROADCAST
-        payload = struct.pack(control.BEACON_FMT, r.version & 0xFF, r.depth, r.rank, parent, self.net_phase(now))
-        return self._transmit(self._seal(T_BEACON, BROADCAST, payload, self.net_key), now)
+        preamble = WAKE_PREAMBLE_MS + 2 * self._beacon_guard
+        # The phase where the frame itself begins, after the preamble: its receivers know only the frame's length.
+        payload = struct.pack(control.BEACON_FMT, r.version & 0xFF, r.depth, r.rank, parent,
+                              self.net_phase(ticks_add(now, preamble)))
+        return self._transmit(self._seal(T_BEACON, BROADCAST, payload, self.net_key), now, True, preamble)
 
     def _ack(self, f, now, flags=0):
         r = self.routing
-        payload = struct.pack(control.ACK_FMT, r.rank, r.depth, self.net_phase(now))
+        # The phase it goes at: ACK_DELAY_MS after the frame it answers came in (``now``; mac.py), however long
+        # opening the frame and sealing this took (14-18 ms on the board: balans bench mcu).
+        payload = struct.pack(control.ACK_FMT, r.rank, r.depth, self.net_phase(ticks_add(now, ACK_DELAY_MS)))
         frame = seal_frame(Frame(self.net_id, T_ACK, self.addr, f.link_src, self.counter.take(), payload),
                            self.net_key, struct.pack(control.ACKED_FMT, f.src, f.counter))
         if flags:
@@ -366,19 +441,50 @@ class Station:
         sample, the next frame goes at once: a router woken by a frame stays
         awake while the channel stays busy, so a burst costs one wake-up.
         """
+        job.aimed = False
         if self._awake(job.hop, now):
             job.at = now
             job.not_before = None
+            job.guard = 0
             return
-        wait = unicast_wait(job.hop, self.net_phase(now))
-        # Binary exponential backoff: on a busy channel within the contention window; after an
-        # unanswered attempt over whole samples (hidden senders that collided aim at the same
-        # sample again and would collide again), at the concentrator over frame times.
-        wait += self.rand.below(CONTENTION_MS << job.busy)
+        job.guard = self._guard(job.hop, now, job.attempts)
+        job.aimed = job.hop != CONCENTRATOR
+        wait = unicast_wait(job.hop, self._phase_of(job.hop, now) + job.guard)
+        # Binary exponential backoff. On a busy channel: a sleeping hop's next sample (the contention window
+        # cannot widen: the wake preamble covers the sample only from inside it, mac.py), the always-listening
+        # concentrator within a widening window. After an unanswered attempt over whole samples (hidden
+        # senders that collided aim at the same sample again and would collide again), at the concentrator
+        # over frame times.
+        wait += self.rand.below(CONTENTION_MS << job.busy if job.hop == CONCENTRATOR else CONTENTION_MS)
         if job.attempts and not job.busy and job.not_before is None:  # (a queued retry has waited already)
             wait += self._retry_spread(job) * (SUPERFRAME_MS if job.hop != CONCENTRATOR else ROOT_RETRY_MS)
         job.not_before = None
         job.at = ticks_add(now, wait)
+
+    def _guard(self, hop, now, attempts=0):
+        """How much further than mac.CLOCK_ERROR_MS the sample of ``hop`` (None: our children's broadcast slot)
+        may be from where we expect it: the sender starts that much earlier and its wake preamble lasts that
+        much longer on each side (WiseMAC). Twice our own error since the parent we follow last set our clock
+        (cycle.Cycle.error_ms: drift, and how far it moved lately): the hop has drifted as long, or moved when
+        its own parent set its clock (30-hop chain half an hour after a cold start: a module 22.7 ms off the
+        parent it follows, its own drift since the parent's last acknowledgement bounded at 16). A hop that
+        is not the parent we follow drifts on its own besides (PEER_ERROR_MS); and an unanswered attempt may
+        have missed the sample, so each widens the guard (WIDEN_MS, doubling)."""
+        if hop == CONCENTRATOR:
+            return 0  # it always listens
+        error = 2 * self.cycle.error_ms(now)
+        preferred = self.routing.preferred
+        if preferred is None or hop != preferred.addr:
+            error += PEER_ERROR_MS
+        guard = max(0, error - CLOCK_ERROR_MS)
+        if attempts:
+            guard += WIDEN_MS << min(attempts - 1, RETRY_WIDENINGS)
+        return min(guard, MAX_GUARD_MS)
+
+    def _late(self, at, now):
+        """True if a frame meant to start at tick ``at`` (its receiver's sample ahead, mac.py) would start too
+        late for its wake preamble to cover that sample."""
+        return ticks_diff(now, at) > LATE_MS
 
     def _retry_spread(self, job):
         """Whole samples an unanswered attempt's retry skips: 0-1, then 0-3."""
@@ -491,10 +597,14 @@ class Station:
             else:
                 flags = job.frame[O_HOPS] & L_ACK_REQ
             set_link_flags(job.frame, flags | (L_MORE if self._more_for(job) else 0))
-            if self._transmit(job.frame, now):
+            if job.aimed and self._late(job.at, now):  # aimed at a sample the radio's earlier work made us miss
+                self._schedule(job, now)
+                return
+            preamble = guarded_preamble_ms(job.frame, job.guard)
+            if self._transmit(job.frame, now, True, preamble):
                 job.waiting = True
                 job.attempts += 1
-                job.at = ticks_add(now, airtime_ms(job.frame) + ACK_TIMEOUT_MS)
+                job.at = ticks_add(now, airtime_ms(job.frame, preamble) + ACK_TIMEOUT_MS)
                 return
             job.busy += 1
             if job.busy > CCA_RETRIES:
@@ -666,13 +776,14 @@ class Station:
         if n is not None:
             n.version = self.routing.version  # it acknowledged within our network generation
             if n is self.routing.preferred:
-                self._sync(n.addr, phase, buf, now)
+                self._sync(phase, buf, now)
                 if depth + 1 != self.routing.depth and self.routing.select(now):
                     # Our preferred parent moved (an ACK is often the only news: we sample our own depth's
                     # slot, and a parent that came hops nearer beacons in slots we do not sample). Before,
                     # the depth stayed stale: after a reboot wave a chain module knew its parent at depth
                     # 11 and itself stayed at 19, listening where nobody sent, its subtree beyond the limit.
                     self._routing_changed(now)
+            self._note_skew(n, phase, buf, now)
         # The acknowledgement counts even from a neighbour the full table has no room for (the
         # concentrator's tens of children): it names our frame, which makes a replay harmless.
         self.acked += 1
@@ -705,6 +816,7 @@ class Station:
         n.version = version
         n.parent = parent
         self._beacon_heard(n, phase, buf, now)
+        self._note_skew(n, phase, buf, now)
 
     def _beacon_heard(self, n, phase, buf, now):
         """Routing reacts to a neighbour's advertisement (the node overrides)."""
@@ -849,5 +961,5 @@ class Station:
             relay_header(frame, self.addr, BROADCAST)
             self._start_broadcast(fr.counter, frame, now)
         except ProtocolError:
-            self.flood.start(fr.counter, frame, now).sends_left = 0  # hop limit: delivered, spread no further
+            self.flood.start(fr.counter, frame, now, 0).sends_left = 0  # hop limit: delivered, spread no further
         self._deliver_broadcast(fr.payload, now)

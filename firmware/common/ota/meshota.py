@@ -53,7 +53,7 @@ from protocol.frame import BROADCAST, F_FOLLOWS, MAX_HOPS, T_OTA
 
 from firmware.common.mesh.clock import ticks_add, ticks_diff
 from firmware.common.mesh.duty import LIMIT_MS
-from firmware.common.mesh.mac import CONTENTION_MS, SUPERFRAME_MS, airtime_ms, slot_wait, unicast_wait
+from firmware.common.mesh.mac import CONTENTION_MS, SUPERFRAME_MS, airtime_ms, guarded_preamble_ms, slot_wait, unicast_wait
 from firmware.common.ota import transfer
 from firmware.common.ota.slots import make_dirs, read_file, write_atomic
 
@@ -101,6 +101,8 @@ class MeshOta:
         self.requests = []  # [part, index, fragment bits asked for, link destination, tick of the last NEED]
         self.asked = None  # (parent, part, index) of the unit needed next: fragments are taken for it only
         self.need_at = None  # tick of the next NEED
+        self.need_guard = 0  # and its wake preamble's guard (station.Station._guard)
+        self.slot_guard = 0  # the guard of what goes in our children's slot (announcements, bursts)
         self.unanswered = 0  # NEEDs in a row no fragment followed
         self.serve_at = None  # tick of the next burst
         self.announce_at = None
@@ -253,13 +255,16 @@ class MeshOta:
     def _ask_soon(self, now):
         """Ask right after the parent's burst, while it still listens (spread, for its other children)."""
         self.need_at = ticks_add(now, 1 + self.st.rand.below(CONTENTION_MS))
+        self.need_guard = 0
 
     def _schedule_need(self, now, delay):
         """Ask at the parent's first upward sample after ``delay``."""
         at = ticks_add(now, delay)
         parent = self.st.routing.preferred
+        self.need_guard = 0
         if self.upstream is None and parent is not None:  # at the parent's upward sample
-            wait = unicast_wait(parent.addr, self.st.net_phase(at))
+            self.need_guard = guard = self.st._guard(parent.addr, at)
+            wait = unicast_wait(parent.addr, self.st.net_phase(at) + guard)
             at = ticks_add(at, wait + self.st.rand.below(CONTENTION_MS))
         self.need_at = at
 
@@ -299,7 +304,10 @@ class MeshOta:
         if parent is None:
             return False
         self.asked = (parent.addr, part, index)
-        return self._send(parent.addr, payload, now)
+        if not self._send(parent.addr, payload, now, False, self.need_guard):
+            return False
+        self.st.listen_for(now, ANSWER_MS)  # its burst comes GATHER_MS later, without a wake preamble
+        return True
 
     def _fragment(self, session, part, index, number, data, now):
         if session != self.session or not self._wanted() or self.finished:
@@ -404,8 +412,11 @@ class MeshOta:
         # Every other announcement goes in the slot of our own depth: a child that chose us when we were a hop
         # nearer the concentrator still samples there until it hears of our new depth (our beacons go in the
         # other slot); without it, the chain below such a child never heard of the update.
-        wait = slot_wait(st.routing.depth + 1 - (self.quiet & 1), st.net_phase(now))
+        guard = self.slot_guard
+        wait = slot_wait(st.routing.depth + 1 - (self.quiet & 1), st.net_phase(now) + guard)
         if wait and SUPERFRAME_MS - wait > 2 * CONTENTION_MS:  # not in the slot: wait for it
+            self.slot_guard = st._guard(None, now)
+            wait = slot_wait(st.routing.depth + 1 - (self.quiet & 1), st.net_phase(now) + self.slot_guard)
             self.announce_at = ticks_add(now, wait + st.rand.below(CONTENTION_MS))
             return
         a = self.activate_at
@@ -413,7 +424,7 @@ class MeshOta:
             payload = transfer.activate(self.session, ticks_diff(a, now) // 1000)
         else:
             payload = transfer.announce(self.session, self.targets or ())
-        if self._send(BROADCAST, payload, now):
+        if self._send(BROADCAST, payload, now, False, guard):
             self.announce_gap = min(self.announce_gap * 2, ANNOUNCE_MAX_MS)
             self.quiet += 1
         if self.quiet >= QUIET_ANNOUNCES:
@@ -470,7 +481,8 @@ class MeshOta:
         if self.serve_at is None:
             for r in self.requests:
                 if self.store.unit(r[0], r[1]) is not None:
-                    wait = slot_wait(self.st.routing.depth + 1, self.st.net_phase(now))
+                    self.slot_guard = guard = self.st._guard(None, now)
+                    wait = slot_wait(self.st.routing.depth + 1, self.st.net_phase(now) + guard)
                     self.serve_at = ticks_add(now, wait + self.st.rand.below(CONTENTION_MS))
                     return
 
@@ -483,7 +495,8 @@ class MeshOta:
         children ask again.
         """
         self.serve_at = None
-        in_slot = slot_wait(self.st.routing.depth + 1, self.st.net_phase(now)) > SUPERFRAME_MS - CONTENTION_MS - 1
+        phase = self.st.net_phase(now) + self.slot_guard
+        in_slot = slot_wait(self.st.routing.depth + 1, phase) > SUPERFRAME_MS - CONTENTION_MS - 1
         waiting = []
         sent = 0  # fragments of this burst so far; -1: the channel or the duty cycle ended it
         for r in self.requests:
@@ -492,11 +505,11 @@ class MeshOta:
                 if r[3] == BROADCAST:  # an answer to one child goes while it listens, or not at all
                     waiting.append(r)
             elif sent >= 0:
-                sent = self._burst(r, data, now, sent)
+                sent = self._burst(r, data, now, sent, self.slot_guard if in_slot else 0)
         self.requests = waiting
         self._held(now)
 
-    def _burst(self, r, data, now, sent):
+    def _burst(self, r, data, now, sent, guard):
         """Send the fragments of ``data`` that request ``r`` asks for; the burst's count, -1 if it ended.
 
         Receivers woken by the burst's first frame stay awake while the channel is busy: the frames after
@@ -504,17 +517,19 @@ class MeshOta:
         """
         for payload in transfer.fragments(self.session, r[0], r[1], data, ~r[2] & 0xFF):
             for _ in range(CCA_TRIES):
-                if self._send(r[3], payload, now, sent > 0):
+                if self._send(r[3], payload, now, sent > 0, guard):
                     break
             else:
                 return -1
             sent += 1
         return sent
 
-    def _send(self, dst, payload, now, follows=False):
+    def _send(self, dst, payload, now, follows=False, guard=0):
+        """Seal and send one OTA frame; ``guard``: its wake preamble's (Station._guard), 0 to a listener."""
         st = self.st
         frame = st._seal(T_OTA | (F_FOLLOWS if follows else 0), dst, payload, st.net_key)
-        if st.duty.used_ms(now) + airtime_ms(frame) > OTA_AIR_MS:
+        preamble = guarded_preamble_ms(frame, guard)
+        if st.duty.used_ms(now) + airtime_ms(frame, preamble) > OTA_AIR_MS:
             self.deferred += 1
             return False
-        return st._transmit(frame, now)
+        return st._transmit(frame, now, True, preamble)
