@@ -25,8 +25,8 @@ import numpy as np
 
 from firmware.common.cc1101 import SETTLE_US
 from firmware.common.mesh.clock import TICKS_PERIOD
-from firmware.common.mesh.mac import (ACK_DELAY_MS, ACK_GUARD_MS, ACK_TIMEOUT_MS, PHY_OVERHEAD, SUPERFRAME_MS, airtime_us,
-                                      wake_preamble_ms)
+from firmware.common.mesh.mac import (ACK_DELAY_MS, ACK_GUARD_MS, ACK_TIMEOUT_MS, PHY_OVERHEAD, SUPERFRAME_MS,
+                                      airtime_us, wake_preamble_ms)
 from firmware.common.mesh.node import MeshNode
 from firmware.common.mesh.root import MeshRoot
 from protocol.frame import BROADCAST, L_MORE, O_HOPS, T_ACK, wants_ack

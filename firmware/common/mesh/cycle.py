@@ -21,10 +21,11 @@ from firmware.common.mesh.clock import ticks_add, ticks_diff
 from firmware.common.mesh.mac import SUPERFRAME_MS
 
 RATE_SHIFT = const(20)  # the rate in units of 2^-20 (0.95 ppm)
-SYNC_ERROR_MS = const(2)  # a sync's own error: whole-ms ticks at both ends, the frame's airtime rounded (measured <= 1.4)
+# A sync's own error: whole-ms ticks at both ends, the frame's airtime rounded (measured <= 1.4 ms).
+SYNC_ERROR_MS = const(2)
 UNKNOWN_RATE_PPM = const(40)  # before a rate is learnt: two crystals of +-20 ppm
 FLOOR_PPM = const(2)  # a learnt rate still wanders: temperature (a tuning-fork crystal's 0.035 ppm/K^2) and ageing
-MIN_SPAN_MS = const(300000)  # 5 min: the rate then is within 2 x SYNC_ERROR_MS / span = 13 ppm, and improves with the span
+MIN_SPAN_MS = const(300000)  # 5 min: the rate then is within 2 x SYNC_ERROR_MS / span = 13 ppm, better later
 MAX_SPAN_MS = const(21600000)  # 6 h: the anchor moves up so that the rate follows a crystal's temperature
 MAX_JITTER_MS = const(60)  # a larger miss is a parent that restarted, not one that moves
 MAX_ERROR_MS = const(250)  # beyond: the parent's cycle jumped (it restarted, or ours did): taken, not learnt from
@@ -83,7 +84,8 @@ class Cycle:
                 # did not foresee). It may move as much again: the guard widens at once, and narrows by a quarter
                 # a sync while the parent keeps still.
                 foreseen = ticks_diff(now, self._at) // 1000 * self.drift_ppm // 1000
-                self.jitter_ms = min(max(abs(missed) - SYNC_ERROR_MS - foreseen, self.jitter_ms * 3 // 4), MAX_JITTER_MS)
+                jitter = max(abs(missed) - SYNC_ERROR_MS - foreseen, self.jitter_ms * 3 // 4)
+                self.jitter_ms = min(jitter, MAX_JITTER_MS)
         else:
             self._anchor_at, self._moved = now, 0
         self.base, self._at = offset, now

@@ -290,7 +290,8 @@ class Station:
             # own and the dense ones' second, mac.SECOND_SLOT), so that forwarders hidden from each other
             # that collided in this slot part; a copy the channel or the budget refused tries the next slot.
             k = 0
-            if not self._late(b.at, now) and self._transmit(b.frame, now, True, guarded_preamble_ms(b.frame, b.guard)):
+            preamble = guarded_preamble_ms(b.frame, b.guard)
+            if not self._late(b.at, now) and self._transmit(b.frame, now, True, preamble):
                 b.sends_left -= 1
                 k = self.rand.below(2 * REPEAT_SPREAD)
             b.guard = self._guard(None, now)
@@ -316,11 +317,11 @@ class Station:
         return b
 
     def _flood_slot(self, now, guard, k=0):
-        """Tick to send a broadcast copy, ``guard`` ms early (_guard), jittered: our children's own slot (``k`` 0), else the ``k``-th of
-        their broadcast slots from now, counting their own and the dense ones' second slot
-        (mac.broadcast_depths). The concentrator's children hear one router a level up and are never
-        dense: its copies go to their own slot only (block seed 8: its first copy went to the second
-        slot, and 13 of its 68 children missed a broadcast)."""
+        """Tick to send a broadcast copy, ``guard`` ms early (_guard), jittered: our children's own slot
+        (``k`` 0), else the ``k``-th of their broadcast slots from now, counting their own and the dense
+        ones' second slot (mac.broadcast_depths). The concentrator's children hear one router a level up
+        and are never dense: its copies go to their own slot only (block seed 8: its first copy went to
+        the second slot, and 13 of its 68 children missed a broadcast)."""
         phase = self.net_phase(now) + guard
         own = slot_wait(self.routing.depth + 1, phase) or SUPERFRAME_MS
         if k == 0 or self.routing.depth == 0:

@@ -53,7 +53,8 @@ from protocol.frame import BROADCAST, F_FOLLOWS, MAX_HOPS, T_OTA
 
 from firmware.common.mesh.clock import ticks_add, ticks_diff
 from firmware.common.mesh.duty import LIMIT_MS
-from firmware.common.mesh.mac import CONTENTION_MS, SUPERFRAME_MS, airtime_ms, guarded_preamble_ms, slot_wait, unicast_wait
+from firmware.common.mesh.mac import (CONTENTION_MS, SUPERFRAME_MS, airtime_ms, guarded_preamble_ms, slot_wait,
+                                      unicast_wait)
 from firmware.common.ota import transfer
 from firmware.common.ota.slots import make_dirs, read_file, write_atomic
 
