@@ -5,7 +5,7 @@ parent: its beacons and acknowledgements carry the phase they were sent at. Two 
 +-20 ppm part by up to 40 ppm, 144 ms an hour, where a wake preamble covers +-3 ms
 (mac.WAKE_PREAMBLE_MS). So the network's rate against our clock is learnt and applied between
 syncs, as ContikiMAC's phase lock and WirelessHART's time keeping do, and what may still be wrong
-(``error_ms``) widens the sender's wake preamble (WiseMAC's guard: station.Station._guard).
+(``error_ms``) widens the sender's wake preamble (WiseMAC's guard: rendezvous.guard).
 
 The rate is measured end to end: the network's offset from our ticks, unwrapped, over the whole
 span since the first sync (the anchor). The offset a parent shows does not

@@ -37,7 +37,7 @@ class Broadcast:
         self.counter = counter
         self.frame = frame
         self.at = at  # tick of the next flooded copy
-        self.guard = guard  # and its wake preamble's guard (station.Station._guard)
+        self.guard = guard  # and its wake preamble's guard (rendezvous.guard)
         self.sends_left = SENDS
 
     def due_in(self, now):

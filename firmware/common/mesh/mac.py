@@ -96,7 +96,7 @@ def airtime_ms(frame, preamble_ms=None):
 
 def guarded_preamble_ms(frame, guard_ms):
     """The wake preamble before ``frame`` when the receiver's sample may be ``guard_ms`` either way of where
-    the sender expects it (a rendezvous error beyond CLOCK_ERROR_MS: station.Station._guard); 0 for frames
+    the sender expects it (a rendezvous error beyond CLOCK_ERROR_MS: rendezvous.guard); 0 for frames
     that need none (wake_preamble_ms)."""
     base = wake_preamble_ms(frame)
     return base + 2 * guard_ms if base else 0

@@ -16,25 +16,19 @@ from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_ELS
                             MAX_HOPS, O_HOPS, T_ACK, T_BCAST, T_BEACON, T_JOIN, T_OTA, Frame, ReplayWindow, open_frame,
                             parse_header, relay_header, seal_frame, set_link_flags)
 
-from firmware.common.mesh import control
+from firmware.common.mesh import control, rendezvous
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.counter import FrameCounter
-from firmware.common.mesh.cycle import MAX_ERROR_MS, Cycle, wrap
+from firmware.common.mesh.cycle import Cycle
 from firmware.common.mesh.duty import DutyCycle
 from firmware.common.mesh.flood import REPEAT_SPREAD, Flood
 from firmware.common.mesh.mac import (ACK_DELAY_MS, ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, DENSE_FORWARDERS,
-                                      CLOCK_ERROR_MS, MAX_ATTEMPTS, SECOND_SLOT, SLOT_MS, SUPERFRAME_MS,
+                                      MAX_ATTEMPTS, SECOND_SLOT, SLOT_MS, SUPERFRAME_MS,
                                       WAKE_PREAMBLE_MS, airtime_ms, broadcast_depths, guarded_preamble_ms,
                                       slot_phase, slot_wait, unicast_phase, unicast_wait)
 from firmware.common.mesh.routing import Routing
 from firmware.common.mesh.trickle import Trickle
 
-# The wake preamble's guard beyond mac.CLOCK_ERROR_MS (WiseMAC: the sender covers the receiver's possible drift).
-PEER_ERROR_MS = const(3)  # a hop that does not set our clock drifts from the network on its own (a child, a peer)
-WIDEN_MS = const(2)  # an unanswered attempt may have missed the sample: the next guards 2, 4, 8 ms more
-RETRY_WIDENINGS = const(2)  # (2 << 2: the third and later attempts guard 8 ms more; wider, congestion fed itself)
-MAX_GUARD_MS = const(120)  # the preamble 251 ms at most (7 mAs at +10 dBm); boardhal.SYNC_WAIT_US waits that long
-LATE_MS = const(1)  # a start in the contention window may slip this much: the preamble's end still covers the sample
 MAX_QUEUE = const(24)  # frames waiting for their hop: an hour's bursts of a first-ring relay
 MAX_ROUTES = const(512)  # downward routes: every module of a 240-module network, with room
 RECENT = const(32)  # unicasts remembered to acknowledge a retransmission without relaying it twice
@@ -99,7 +93,7 @@ class Job:
         self.attempts = 0
         self.rounds = 1  # rounds of attempts begun (ROUNDS)
         self.busy = 0  # channel-busy deferrals of the current attempt
-        self.guard = 0  # ms the attempt starts early and its preamble lasts longer on each side (Station._guard)
+        self.guard = 0  # ms the attempt starts early and its preamble lasts longer on each side (rendezvous.guard)
         self.aimed = False  # the attempt is aimed at the hop's sample (not the concentrator, not a burst)
         self.waiting = False  # sent, waiting for the acknowledgement
 
@@ -167,7 +161,7 @@ class Station:
         if at is not None and ticks_diff(now, at) >= 0:
             self._beacon_at = None
             now = hal.ticks_ms()
-            if self._late(at, now) or not self._send_beacon(now):  # late or busy: the slot of the next superframe
+            if rendezvous.late(at, now) or not self._send_beacon(now):  # late or busy: the slot of the next superframe
                 self._beacon_at = ticks_add(at, SUPERFRAME_MS)
         for b in self.flood.recent:
             self._spread(b, hal.ticks_ms())
@@ -243,14 +237,8 @@ class Station:
         return (phase + airtime_ms(frame, 0) - now) % SUPERFRAME_MS
 
     def _note_skew(self, n, phase, frame, now):
-        """Where neighbour ``n``'s phase stands against ours (Neighbour.skew): a frame to it aims at its own
-        sample. Each module follows its preferred parent, so the members of a parent set follow other paths
-        from the concentrator, whose phases part with depth (30-hop chain half an hour after a cold start:
-        20-35 ms at depth 15); upward frames go to them by turns (WiseMAC keeps each neighbour's schedule)."""
-        skew = wrap(self._offset_shown(phase, frame, now) - self.cycle.offset(now))
-        # Without a route it follows nobody, and a phase far from ours is one it has not taken from the network
-        # yet (a module back from a reboot, before its parent's first beacon): either says nothing of later.
-        n.skew = None if n.rank == control.RANK_INFINITE or abs(skew) >= MAX_ERROR_MS else skew
+        """Where neighbour ``n``'s phase stands against ours: a frame to it aims at its own sample."""
+        n.skew = rendezvous.skew(n.rank, self._offset_shown(phase, frame, now), self.cycle.offset(now))
 
     def _phase_of(self, hop, now):
         """Our phase as ``hop`` keeps it: ours, moved by its skew where we know it (_note_skew)."""
@@ -291,7 +279,7 @@ class Station:
             # that collided in this slot part; a copy the channel or the budget refused tries the next slot.
             k = 0
             preamble = guarded_preamble_ms(b.frame, b.guard)
-            if not self._late(b.at, now) and self._transmit(b.frame, now, True, preamble):
+            if not rendezvous.late(b.at, now) and self._transmit(b.frame, now, True, preamble):
                 b.sends_left -= 1
                 k = self.rand.below(2 * REPEAT_SPREAD)
             b.guard = self._guard(None, now)
@@ -463,29 +451,9 @@ class Station:
         job.at = ticks_add(now, wait)
 
     def _guard(self, hop, now, attempts=0):
-        """How much further than mac.CLOCK_ERROR_MS the sample of ``hop`` (None: our children's broadcast slot)
-        may be from where we expect it: the sender starts that much earlier and its wake preamble lasts that
-        much longer on each side (WiseMAC). To the parent we follow, our own error since it last set our clock
-        (cycle.Cycle.error_ms: drift, and how far it moved at recent syncs). Any other hop (a child, another
-        parent, our children's slot) has drifted as long, or moved when its own parent set its clock: twice
-        that, and PEER_ERROR_MS besides. An unanswered attempt may have missed the sample, so each widens the
-        guard (WIDEN_MS, doubling). (With twice our own error to the parent too, the 30-hop chain had joined
-        220 of its 240 modules 90 minutes after a cold start, against 234 so, and the preambles were longer.)"""
-        if hop == CONCENTRATOR:
-            return 0  # it always listens
-        error = self.cycle.error_ms(now)
+        """The guard of a frame to ``hop`` (rendezvous.guard; None: our children's broadcast slot)."""
         preferred = self.routing.preferred
-        if preferred is None or hop != preferred.addr:
-            error = 2 * error + PEER_ERROR_MS
-        guard = max(0, error - CLOCK_ERROR_MS)
-        if attempts:
-            guard += WIDEN_MS << min(attempts - 1, RETRY_WIDENINGS)
-        return min(guard, MAX_GUARD_MS)
-
-    def _late(self, at, now):
-        """True if a frame meant to start at tick ``at`` (its receiver's sample ahead, mac.py) would start too
-        late for its wake preamble to cover that sample."""
-        return ticks_diff(now, at) > LATE_MS
+        return rendezvous.guard(self.cycle, None if preferred is None else preferred.addr, hop, now, attempts)
 
     def _retry_spread(self, job):
         """Whole samples an unanswered attempt's retry skips: 0-1, then 0-3."""
@@ -598,7 +566,7 @@ class Station:
             else:
                 flags = job.frame[O_HOPS] & L_ACK_REQ
             set_link_flags(job.frame, flags | (L_MORE if self._more_for(job) else 0))
-            if job.aimed and self._late(job.at, now):  # aimed at a sample the radio's earlier work made us miss
+            if job.aimed and rendezvous.late(job.at, now):  # aimed at a sample the radio's earlier work made us miss
                 self._schedule(job, now)
                 return
             preamble = guarded_preamble_ms(job.frame, job.guard)

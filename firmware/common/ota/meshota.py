@@ -102,7 +102,7 @@ class MeshOta:
         self.requests = []  # [part, index, fragment bits asked for, link destination, tick of the last NEED]
         self.asked = None  # (parent, part, index) of the unit needed next: fragments are taken for it only
         self.need_at = None  # tick of the next NEED
-        self.need_guard = 0  # and its wake preamble's guard (station.Station._guard)
+        self.need_guard = 0  # and its wake preamble's guard (rendezvous.guard)
         self.slot_guard = 0  # the guard of what goes in our children's slot (announcements, bursts)
         self.unanswered = 0  # NEEDs in a row no fragment followed
         self.serve_at = None  # tick of the next burst
@@ -526,7 +526,7 @@ class MeshOta:
         return sent
 
     def _send(self, dst, payload, now, follows=False, guard=0):
-        """Seal and send one OTA frame; ``guard``: its wake preamble's (Station._guard), 0 to a listener."""
+        """Seal and send one OTA frame; ``guard``: its wake preamble's (rendezvous.guard), 0 to a listener."""
         st = self.st
         frame = st._seal(T_OTA | (F_FOLLOWS if follows else 0), dst, payload, st.net_key)
         preamble = guarded_preamble_ms(frame, guard)
