@@ -57,11 +57,16 @@ class Cycle:
         return (now + self.offset(now)) % SUPERFRAME_MS
 
     def error_ms(self, now):
-        """How far our phase may be from our parent's at tick ``now``: a sync's own error and the drift
-        since it (WiseMAC's guard: the sender's wake preamble must cover it, mac.py)."""
+        """How far our phase may be from our parent's at tick ``now``: a sync's own error, how far the parent
+        moved lately, and the drift since the last sync (WiseMAC's guard: the sender's wake preamble must
+        cover it, mac.py)."""
         if self._at is None:
             return SYNC_ERROR_MS
-        return SYNC_ERROR_MS + self.jitter_ms + ticks_diff(now, self._at) // 1000 * self.drift_ppm // 1000
+        return SYNC_ERROR_MS + self.jitter_ms + self._drift_ms(now)
+
+    def _drift_ms(self, now):
+        """The drift since the last sync at the rate's bound."""
+        return ticks_diff(now, self._at) // 1000 * self.drift_ppm // 1000
 
     def sync(self, offset, now):
         """A parent showed the network's offset from our ticks at ``now``."""
@@ -83,8 +88,7 @@ class Cycle:
                 # parent sets its clock (30-hop chain after a cold start: jumps of 20 ms that a rate learnt to 5 ppm
                 # did not foresee). It may move as much again: the guard widens at once, and narrows by a quarter
                 # a sync while the parent keeps still.
-                foreseen = ticks_diff(now, self._at) // 1000 * self.drift_ppm // 1000
-                jitter = max(abs(missed) - SYNC_ERROR_MS - foreseen, self.jitter_ms * 3 // 4)
+                jitter = max(abs(missed) - SYNC_ERROR_MS - self._drift_ms(now), self.jitter_ms * 3 // 4)
                 self.jitter_ms = min(jitter, MAX_JITTER_MS)
         else:
             self._anchor_at, self._moved = now, 0
