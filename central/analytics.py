@@ -542,9 +542,10 @@ def _suspects(rise, stats, s, meter_ids):
             level = masked_median(stats.hourly[members, lo:t][:, :, hours], refs[g][None, :, hours])
             scale[j] = HOURS / max(hours.sum(), 1)
             deficit[:, j] = (level - stats.hourly[members, t][:, hours]).sum(axis=1) * scale[j]
-            share[:, j] = mechanism_evidence(rise.hourly_rise[g, t, hours], stats.hourly[members, t][:, hours],
-                                             rise.hour_sigma[g, t], empty_rate, use=use.subtraction(
-                                                 stats.hourly[members, t], stats.raw_quality[members, t] == MEASURED))
+            day, measured = stats.hourly[members, t], stats.raw_quality[members, t] == MEASURED
+            share[:, j] = mechanism_evidence(rise.hourly_rise[g, t, hours], day[:, hours], rise.hour_sigma[g, t],
+                                             empty_hours_evidence(day, measured, empty_rate),
+                                             use=use.subtraction(day, measured))
         # a deficit scaled up from part of a day varies more than a whole day's: by √(24/hours)
         order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members][:, None] * np.sqrt(scale),
                                     logpdf=densities[resource], evidence=share)
@@ -675,7 +676,7 @@ class UseModel:
         return self.temper * hourly.sum(axis=1) + _cauchy_logpdf(z_level) - np.log(self.level_spread)
 
 
-def mechanism_evidence(r, reported, noise, zero_rate, use=None):
+def mechanism_evidence(r, reported, noise, empty, use=None):
     """Per member, log evidence that the group's hourly rise ``r`` is what its meter failed to register.
 
     The ways a meter is made to under-register are functions of the true load x: a
@@ -689,9 +690,8 @@ def mechanism_evidence(r, reported, noise, zero_rate, use=None):
     is log((typical + r)/√(2π·noise²)) − z²/2, z the misfit in noise units, so it is
     positive only when the rise follows the member's own hour-to-hour pattern to within
     about two noise deviations. A subtraction also makes the meter read nothing whenever
-    the load is below the constant: k such hours of n against the member's own rate of
-    empty hours (``zero_rate`` [members], from its history) add the binomial log
-    likelihood ratio k·log((k/n)/rate) + (n − k)·log((1 − k/n)/(1 − rate)). And in the hours
+    the load is below the constant: ``empty`` [members] (``empty_hours_evidence``: the
+    hours its meter read nothing that day against its own rate of them) adds to it. And in the hours
     it counted, its true use would have been reported + c: ``use(c)`` [members] (the log
     density of a member's day of use with c added in every hour it counted, against the day
     as read: ``UseModel.subtraction``) weighs that (every member fits a flat rise alike; only
@@ -714,20 +714,44 @@ def mechanism_evidence(r, reported, noise, zero_rate, use=None):
     below_cap = reported < reported.max(axis=1, keepdims=True) - 2 * PULSE  # a flat reading repeats to a pulse
     cap = evidence(np.zeros_like(reported), below_cap)
     counting = reported > PULSE
+
+    def constant(c):
+        """[members]: r = c in the hours the meter counted; where it read nothing the load was
+        below the constant, so r anywhere in [0, c]"""
+        room = np.maximum(c, PULSE)[:, None]
+        below = np.log(np.maximum(typical + np.maximum(r, 0), PULSE)[None, :] / room) \
+            - np.maximum(r[None, :] - room, 0) ** 2 / (2 * noise ** 2)
+        return evidence(np.broadcast_to(c[:, None], reported.shape), counting) \
+            + np.where(counting, 0.0, below).sum(axis=1)
+
+    # the constant: the mean rise of the hours it counted, or, if that fits worse, the largest
+    # rise of the hours it read nothing (the constant is at least that: a day judged on the
+    # thief's empty hours alone has no counting hour to say it)
     c = np.sum(np.where(counting, r[None, :], 0), axis=1) / np.maximum(counting.sum(axis=1), 1)
-    subtract = evidence(np.broadcast_to(c[:, None], reported.shape), counting)
-    # where such a meter read nothing the load was below the constant: r anywhere in [0, c]
-    room = np.maximum(c, PULSE)[:, None]
-    below = np.log(np.maximum(typical + np.maximum(r, 0), PULSE)[None, :] / room) \
-        - np.maximum(r[None, :] - room, 0) ** 2 / (2 * noise ** 2)
-    subtract += np.where(counting, 0.0, below).sum(axis=1)
-    n, k = len(r), (~counting).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        empty = np.nan_to_num(k * np.log(k / n / zero_rate)) + np.nan_to_num((n - k) * np.log((1 - k / n) / (1 - zero_rate)))
+    at_least = np.maximum(np.where(counting, -np.inf, r[None, :]).max(axis=1), 0)
+    c = np.where(~counting.all(axis=1) & (constant(at_least) > constant(c)), at_least, c)
+    subtract = constant(c)
     subtract += empty
     if use is not None:
         subtract += use(c)
-    return np.maximum(np.maximum(share, np.maximum(cap, subtract)), 0.0)
+    # a rise flat in every hour fits every member who counts each hour alike (a constant
+    # through its counting hours, a share of a steady reading): what no member needs to
+    # explain is no member's evidence, so each is weighed against it too
+    flat = evidence(np.full((1, len(r)), r.mean()), np.ones((1, len(r)), dtype=bool))[0]
+    return np.maximum(np.maximum(share, np.maximum(cap, subtract)) - max(flat, 0.0), 0.0)
+
+
+def empty_hours_evidence(day, measured, zero_rate):
+    """[members]: log evidence that a meter read nothing in more of its measured hours of ``day``
+    [members, 24] than its own rate of empty hours ``zero_rate`` says (as a subtracted constant
+    makes it whenever the load is below the constant): k such hours of n, the binomial log
+    likelihood ratio k·log((k/n)/rate) + (n − k)·log((1 − k/n)/(1 − rate)). On every hour the
+    meter measured, as ``UseModel.subtraction`` judges its day: the member's own readings do
+    not need the group's other meters."""
+    n = measured.sum(axis=1)
+    k = (measured & (day <= PULSE)).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nan_to_num(k * np.log(k / n / zero_rate)) + np.nan_to_num((n - k) * np.log((1 - k / n) / (1 - zero_rate)))
 
 
 def rank_members(r, deficit, sigma, picks=SUSPECTS_PER_GROUP, logpdf=None, evidence=None):

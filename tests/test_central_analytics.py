@@ -178,8 +178,9 @@ def test_a_household_away_is_not_a_stopped_meter_while_its_group_cannot_be_judge
 
 
 def test_a_constant_subtraction_is_told_from_members_who_fit_the_flat_rise_alike_by_its_own_habits():
-    # every member counts in every hour, so every one fits a flat hourly rise of c equally;
-    # the thief's readings are its use less c, well below its own habits in its quiet hours,
+    # every member who counts in every hour fits a flat hourly rise of c equally (and no better
+    # than a flat rise no member explains); the thief's readings are its use less c, well below
+    # its own habits in its quiet hours (where they read nothing its true use was below c),
     # while c added to an honest member's readings makes them higher than its habits.
     # Hourly use is gamma-distributed with a day shape (not the synthetic district's lognormal).
     shape = np.array([3, 3, 3, 3, 3, 4, 6, 8, 6, 4, 4, 4, 4, 4, 4, 5, 6, 8, 10, 10, 9, 7, 5, 4], float) / 5.2
@@ -192,11 +193,13 @@ def test_a_constant_subtraction_is_told_from_members_who_fit_the_flat_rise_alike
         c = 0.4 * mean[thief]
         today = use[:, -1].copy()
         today[thief] = np.maximum(today[thief] - c, 0.0)
-        r = c + rng.normal(0, 0.01, HOURS)
+        r = use[thief, -1] - today[thief] + rng.normal(0, 0.01, HOURS)  # what its meter missed
         model = analytics.UseModel(use[:, :-1])
-        with_use = analytics.mechanism_evidence(r, today, 0.01, np.full(n, 0.001),
-                                                use=model.subtraction(today, np.ones(today.shape, dtype=bool)))
-        without = analytics.mechanism_evidence(r, today, 0.01, np.full(n, 0.001))
+        measured = np.ones(today.shape, dtype=bool)
+        rate = (np.sum(use[:, :-1] <= 0.001, axis=(1, 2)) + 0.5) / (days * HOURS + 1)
+        empty = analytics.empty_hours_evidence(today, measured, rate)
+        with_use = analytics.mechanism_evidence(r, today, 0.01, empty, use=model.subtraction(today, measured))
+        without = analytics.mechanism_evidence(r, today, 0.01, empty)
         margins.append(with_use[thief] - np.delete(with_use, thief).max())
         if today[thief].min() > 0.001:  # its meter never read nothing: no empty hours tell it apart
             margins_without.append(without[thief] - np.delete(without, thief).max())
