@@ -27,7 +27,8 @@ work on districts of any size and shape:
   the evidence that the rise follows the member's own readings hour by hour as one of
   the ways a meter is made to miss energy would make it (a share of its use: shunt,
   bypassed phase; a cap: magnet; a constant: bypassed fixed load), against the group's
-  hourly noise. Each member's evidence is summed over the rise's days from its own onset
+  hourly noise and against a rise flat in every hour, which no member needs to explain
+  (every member who counts each hour fits it alike). Each member's evidence is summed over the rise's days from its own onset
   (the day that gives it the most), so a fault that began on top of an older one is not
   held to the days before it. Up to ``SUSPECTS_PER_GROUP`` members with a deficit, or
   whose readings the missing energy followed, are listed, ranked by score; a rise no
@@ -696,8 +697,13 @@ def mechanism_evidence(r, reported, noise, empty, use=None):
     density of a member's day of use with c added in every hour it counted, against the day
     as read: ``UseModel.subtraction``) weighs that (every member fits a flat rise alike; only
     the one whose readings fell below its own habits by c makes its true use more plausible).
-    The best mechanism counts; ``reported`` is [members, hours]; returns [members], never
-    below 0.
+    The constant is the mean rise of the hours the meter counted, or at least the largest
+    rise of the hours it read nothing, when that fits better (a day judged only on hours in
+    which the thief's meter read nothing has no counting hour to tell it). The best
+    mechanism counts, less the evidence of a rise flat in every hour (a constant no member
+    needs to explain: every member who counts each hour fits it alike as a subtraction, and
+    one judged hour alike as a share of its reading); ``reported`` is [members, hours];
+    returns [members], never below 0.
     """
     if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
         return np.zeros(len(reported))

@@ -207,6 +207,33 @@ def test_a_constant_subtraction_is_told_from_members_who_fit_the_flat_rise_alike
     assert margins_without and max(margins_without) < 1e-9  # without them it is only tied
 
 
+def test_a_rise_judged_on_one_hour_names_the_member_whose_meter_read_nothing_in_it():
+    # another member's lost hours left one hour to judge, a quiet one, in which the thief's load
+    # was below its subtracted constant: its meter read nothing. Every member who counted in that
+    # hour fits one hour's rise exactly as a share of its reading, and so does a flat rise no
+    # member explains: that is no one's evidence. The thief's constant is at least the hour's
+    # rise, and its day with that added is what its own habits say.
+    shape = np.array([3, 3, 3, 3, 3, 4, 6, 8, 6, 4, 4, 4, 4, 4, 4, 5, 6, 8, 10, 10, 9, 7, 5, 4], float) / 5.2
+    first = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        n, days, thief, hour = 12, 21, 11, 3
+        mean = rng.uniform(0.2, 0.6, n)
+        use = mean[:, None, None] * shape[None, None, :] * rng.gamma(4, 1 / 4, (n, days + 1, HOURS)) + 0.03
+        c = 0.4 * mean[thief]
+        use[thief, -1, hour] = 0.5 * c
+        today = use[:, -1].copy()
+        today[thief] = np.maximum(today[thief] - c, 0.0)
+        r = use[thief, -1, [hour]] - today[thief, [hour]] + rng.normal(0, 0.01, 1)
+        measured = np.ones(today.shape, dtype=bool)
+        rate = (np.sum(use[:, :-1] <= 0.001, axis=(1, 2)) + 0.5) / (days * HOURS + 1)
+        evidence = analytics.mechanism_evidence(r, today[:, [hour]], 0.01,
+                                                analytics.empty_hours_evidence(today, measured, rate),
+                                                use=analytics.UseModel(use[:, :-1]).subtraction(today, measured))
+        first += int(np.argmax(evidence) == thief)
+    assert first == 10
+
+
 def test_a_day_judged_on_few_hours_counts_when_its_rise_beats_every_earlier_hour(district):
     # another member of e17's entrance lost 21 of the onset day's hours, so only 3 hours had
     # every point measured: e17's bypass still shows, beyond any hour of the group's past;
