@@ -3,11 +3,13 @@
 import struct
 
 from firmware.common.mesh.control import ANSWER_FMT, JOIN_FMT
+from firmware.common.mesh.cycle import SYNC_DUE_MS
 from firmware.common.mesh.duty import LIMIT_MS
 from firmware.common.mesh.mac import MAX_ATTEMPTS, SUPERFRAME_MS, airtime_ms, unicast_phase
+from firmware.common.mesh.node import SYNC_ASK_DRIFT_MS
 from firmware.common.mesh.station import ANSWER_ATTEMPTS, PAUSE_MS, Job
 from mesh_air import NET_ID, Air, module_key
-from protocol.frame import CONCENTRATOR, F_ACK_REQ, L_MORE, T_BCAST, T_DATA, T_JOIN, Frame, seal_frame
+from protocol.frame import CONCENTRATOR, F_ACK_REQ, L_MORE, T_ACK, T_BCAST, T_BEACON, T_DATA, T_JOIN, Frame, seal_frame
 
 CHAIN = ((0, 1), (1, 2), (2, 3))
 DIAMOND = ((0, 1), (0, 2), (1, 3), (2, 3), (3, 4))
@@ -414,6 +416,47 @@ def test_a_new_preferred_parent_hears_of_it_on_the_next_upward_frame():
     assert node.uplink.send(b"tell", urgent=True)
     air.run(20000)
     assert first == [new.addr] and 3 in air.stations[new.addr].followers
+
+def test_a_module_whose_clock_needs_a_sync_sends_its_next_frame_to_the_parent_it_follows():
+    air = joined(DIAMOND)
+    node = air.stations[3]
+    r = node.routing
+    pref = r.preferred
+    other = r.table[1 if pref.addr == 2 else 2]
+    r.parents, node._told = [pref, other], pref
+    c, now = node.cycle, air.now
+    c.jitter_ms = 0
+    c.sync(c.offset(now), now)  # just set: the clock needs nothing
+    r._next = 0  # round robin would pick the other one next
+    assert node._first_hop(Job(bytearray(sealed_up(3, b"calm", 1)), True), now) == other.addr
+    c.jitter_ms = SYNC_DUE_MS  # our parent moved lately: our phase may be that far off
+    r._next = 0
+    assert c.sync_due(now)
+    assert node._first_hop(Job(bytearray(sealed_up(3, b"due", 2)), True), now) == pref.addr
+
+
+def test_a_module_with_nothing_to_send_asks_its_preferred_parent_for_a_sync_when_it_may_have_drifted():
+    air = joined(CHAIN)
+    node = air.stations[3]
+    pref = node.routing.preferred.addr
+    asks, acks = [], []
+
+    def note(sender, receiver, frame):
+        kind = frame[3] & 0x0F
+        if sender == 3 and kind == T_BEACON and frame[7] | frame[8] << 8 == pref:
+            asks.append(air.now)
+        if sender == pref and receiver == 3 and kind == T_ACK:
+            acks.append(air.now)
+        return sender == pref and receiver == 3 and kind == T_BEACON  # the parent's beacons never reach us
+    air.lose = note
+    c = node.cycle
+    start = air.now
+    due = c.drifts_in(SYNC_ASK_DRIFT_MS, start)
+    assert due > 0
+    air.run(start + due + 60000)
+    assert len(asks) == 1 and asks[0] - start >= due  # not before our clock may have drifted that far
+    assert acks == asks and c._at == asks[0]  # the parent acknowledged at once, and its ACK set our clock
+
 
 def test_a_neighbour_without_a_route_gets_one_beacon_per_gap_and_no_trickle_restart():
     from firmware.common.mesh.control import RANK_INFINITE

@@ -156,6 +156,27 @@ def test_consecutive_addresses_sample_far_apart():
     assert len(set(unicast_phase(a) for a in range(1, 9))) == 8  # one house's modules never share a phase
 
 
+def test_a_sync_falls_due_within_minutes_while_the_rate_is_unknown_and_within_hours_once_learnt():
+    c = Cycle()
+    c.sync(100, 0)
+    due = next(t for t in range(0, 7200000, 10000) if c.sync_due(t))
+    assert 3 * 60000 < due <= 4 * 60000  # two crystals' 40 ppm eat the margin in four minutes
+    for now in range(600000, 4 * 600000, 600000):  # learnt: the network runs as fast as we do
+        c.sync(100, now)
+    last = 3 * 600000
+    assert not c.sync_due(last + 1800000)  # half an hour later: still within the guard a sync keeps
+    assert c.sync_due(last + 3 * 3600000)  # three hours later: the rate's bound has eaten the margin
+
+
+def test_the_drift_since_the_last_sync_is_counted_down_to_a_limit():
+    c = Cycle()
+    assert c.drifts_in(38, 0) is None  # no sync yet: nothing to drift from
+    c.sync(100, 0)
+    d = c.drifts_in(38, 0)
+    assert c.error_ms(d - 1000) <= SYNC_ERROR_MS + 38 < c.error_ms(d)  # the first second past 38 ms at 40 ppm
+    assert 16 * 60000 < d < 17 * 60000 and c.drifts_in(38, d - 60000) == 60000 and c.drifts_in(38, d + 5) == 0
+
+
 def test_a_parent_that_moved_widens_the_guard_until_it_settles():
     """Our parent moves when its own parent sets its clock: what we missed by bounds the drift at once."""
     c = Cycle()

@@ -17,7 +17,7 @@ import struct
 
 from protocol.compat import const
 from protocol.errors import ProtocolError
-from protocol.frame import CONCENTRATOR, F_ACK_REQ, F_BACKFILL, MAX_HOPS, T_DATA, T_JOIN
+from protocol.frame import CONCENTRATOR, F_ACK_REQ, F_BACKFILL, MAX_HOPS, T_BEACON, T_DATA, T_JOIN
 
 from firmware.common.mesh import control
 from firmware.common.mesh.clock import ticks_add, ticks_diff
@@ -28,6 +28,17 @@ JOIN_RETRY_MS = const(180000)  # first pause before asking again (a cold start's
 JOIN_RETRY_MAX_MS = const(3600000)
 REPORT_SPREAD_MS = const(600000)  # routine reports leave within 10 minutes of being made
 JOIN_SPREAD_MS = const(60000)  # a whole level attaches within seconds of one beacon: spread the requests
+# With no upward frame to fetch a sync (cycle.SYNC_DUE_MS), a module whose clock may have drifted this far since
+# the last one asks its preferred parent for one: an empty beacon to it, acknowledged, the ACK carrying its phase
+# (RPL's unicast DIS, TSCH's keep-alive to its time source). A guard this wide still meets the parent
+# (rendezvous.guard, about 85 ms of preamble). An unknown rate (two crystals' 40 ppm) drifts this far 16 minutes
+# after the first sync: modules that joined, then waited up to an hour for their first report, had drifted past
+# every guard by then (rural seed 3: 10 of 240 an hour after a cold start, lost for hours). A learnt rate (2 ppm)
+# takes 5 hours: reports come first. Drift only, not how far the parent moved lately (cycle.Cycle.jitter_ms):
+# asking a parent that is moving itself (after a reboot wave) added load and fixed nothing (a 60-module chain
+# rebooted hop by hop: 7 modules still unjoined after 2 hours, none without the asks).
+SYNC_ASK_DRIFT_MS = const(38)
+SYNC_ASK_GAP_MS = const(600000)  # an unanswered ask is not repeated for 10 minutes (its own retries come first)
 
 
 class Uplink:
@@ -65,6 +76,7 @@ class MeshNode(Station):
         self._join_pause = JOIN_RETRY_MS
         self._down_window = KeptWindow(hal.flash_path() + "/mesh_seen", 1, 0, hal.ticks_ms())
         self._held = []  # (tick, frame): routine reports waiting out their spread
+        self._sync_asked = None  # tick of our last sync ask (SYNC_ASK_GAP_MS)
 
     def send_up(self, payload, urgent=False, backfill=False):
         """Seal and queue a message; routine ones wait a random spread first.
@@ -129,9 +141,26 @@ class MeshNode(Station):
                 self.enqueue(self._seal(T_JOIN | F_ACK_REQ, CONCENTRATOR, payload, self.module_key), True, True)
             self._join_at = ticks_add(now, self._join_pause + self.rand.below(self._join_pause))
             self._join_pause = min(self._join_pause * 2, JOIN_RETRY_MAX_MS)
+        if self._sync_ask_in(now) == 0:
+            self._sync_asked = now
+            frame = self._seal(T_BEACON | F_ACK_REQ, self.routing.preferred.addr, b"", self.net_key)
+            self.enqueue(frame, True, True)
+
+    def _sync_ask_in(self, now):
+        """Milliseconds until we ask our preferred parent for a sync (SYNC_ASK_DRIFT_MS); None while no ask is
+        due: no parent, or an upward frame in hand or queued (it goes to the preferred parent: _first_hop)."""
+        if self.routing.preferred is None or self.job is not None and self.job.up:
+            return None
+        for job in self.queue:
+            if job.up:
+                return None
+        d = self.cycle.drifts_in(SYNC_ASK_DRIFT_MS, now)
+        if d is not None and self._sync_asked is not None:
+            d = max(d, SYNC_ASK_GAP_MS - ticks_diff(now, self._sync_asked))
+        return d
 
     def _timer_due_in(self, now):
-        best = None
+        best = self._sync_ask_in(now)
         for at in [h[0] for h in self._held] + ([self._join_at] if self._join_at is not None else []):
             d = max(0, ticks_diff(at, now))
             if best is None or d < best:

@@ -400,17 +400,20 @@ class Station:
             self.queue.append(job)
         return True
 
-    def _first_hop(self, job):
-        """The hop of a frame's first attempt: an upward frame goes first to a preferred parent that has
-        not yet acknowledged a frame flagged L_PREFERRED from us, so that it learns at once that it owes
-        us broadcast copies (round robin over the parent set told it only when its turn came)."""
+    def _first_hop(self, job, now):
+        """The hop of a frame's first attempt: an upward frame goes first to the preferred parent when our
+        clock needs its sync (cycle.Cycle.sync_due), or when it has not yet acknowledged a frame flagged
+        L_PREFERRED from us, so that it learns at once that it owes us broadcast copies (round robin over
+        the parent set told it only when its turn came)."""
         pref = self.routing.preferred
-        if job.up and pref is not None and pref is not self._told:
+        if job.up and pref is not None and (pref is not self._told or self.cycle.sync_due(now)):
             return pref.addr
         return self._hop_for(job)
 
     def _hop_for(self, job):
         if job.up:
+            if job.dst != CONCENTRATOR:
+                return job.dst  # a sync ask: for that parent only
             if job.rounds > 1 and job.attempts // SAME_HOP_ATTEMPTS % 2 == 0:
                 # Later rounds go by turns through a detour (Routing.detour): a first-ring relay's one
                 # link to the concentrator fades for tens of minutes (rural seed 1: 51 of 91 reports
@@ -418,7 +421,10 @@ class Station:
                 detour = self.routing.detour(job.hop)
                 if detour is not None:
                     return detour
-            return self.routing.next_hop()
+            hop = self.routing.next_hop()
+            if hop == job.hop and len(self.routing.parents) > 1:
+                hop = self.routing.next_hop()  # not the one that just failed (the turns skip _first_hop's picks)
+            return hop
         if job.child is not None:
             return job.child
         return self.routes.get(job.dst)
@@ -544,7 +550,7 @@ class Station:
                 if i is None:
                     return  # every frame in view waits out a backoff (_job_due_in says until when)
                 job = self.queue[i]
-                job.hop = self._first_hop(job)
+                job.hop = self._first_hop(job, now)
                 if job.hop is None:
                     if job.up:
                         return  # wait for a parent; a beacon brings one
@@ -701,7 +707,10 @@ class Station:
             if f.link_dst == self.addr:
                 self._on_ack(buf, f, rssi, now)
         elif kind == T_BEACON:
-            self._on_beacon(buf, rssi, now)
+            if f.link_dst == self.addr:
+                self._on_sync_ask(buf, f, now)
+            else:
+                self._on_beacon(buf, rssi, now)
         elif kind == T_BCAST:
             self._on_broadcast(buf, f, now)
         elif kind == T_OTA:
@@ -768,6 +777,11 @@ class Station:
         self._burst_more = bool(job.frame[O_HOPS] & L_MORE)
         if job.up and rank >= self.routing.rank and self.routing.select(now):
             self._routing_changed(now)  # the parent now sits below us: reselect
+
+    def _on_sync_ask(self, buf, f, now):
+        """A child asks for our phase (an empty beacon to us: node.SYNC_ASK_DRIFT_MS); our ACK carries it."""
+        if f.ftype & F_ACK_REQ and self._open(buf, self.net_key) is not None:
+            self._ack(f, now)
 
     def _on_beacon(self, buf, rssi, now):
         fr, fields = self._open_control(buf, control.BEACON_FMT, control.BEACON_LEN)
