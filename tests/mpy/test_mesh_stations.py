@@ -3,7 +3,7 @@
 import struct
 
 from firmware.common.mesh.control import ANSWER_FMT, JOIN_FMT
-from firmware.common.mesh.cycle import SYNC_DUE_MS
+from firmware.common.mesh.cycle import Cycle
 from firmware.common.mesh.duty import LIMIT_MS
 from firmware.common.mesh.mac import MAX_ATTEMPTS, SUPERFRAME_MS, airtime_ms, unicast_phase
 from firmware.common.mesh.node import SYNC_ASK_DRIFT_MS
@@ -424,14 +424,16 @@ def test_a_module_whose_clock_needs_a_sync_sends_its_next_frame_to_the_parent_it
     pref = r.preferred
     other = r.table[1 if pref.addr == 2 else 2]
     r.parents, node._told = [pref, other], pref
-    c, now = node.cycle, air.now
-    c.jitter_ms = 0
-    c.sync(c.offset(now), now)  # just set: the clock needs nothing
+    now = air.now
+    offset = node.cycle.offset(now)
+    node.cycle = Cycle()
+    node.cycle.sync(offset, now)  # just set: the clock needs nothing
     r._next = 0  # round robin would pick the other one next
     assert node._first_hop(Job(bytearray(sealed_up(3, b"calm", 1)), True), now) == other.addr
-    c.jitter_ms = SYNC_DUE_MS  # our parent moved lately: our phase may be that far off
+    node.cycle = Cycle()
+    node.cycle.sync(offset, now - 600000)  # ten minutes ago, our rate unknown: it may have drifted 24 ms
     r._next = 0
-    assert c.sync_due(now)
+    assert node.cycle.sync_due(now)
     assert node._first_hop(Job(bytearray(sealed_up(3, b"due", 2)), True), now) == pref.addr
 
 

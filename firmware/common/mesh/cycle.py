@@ -29,12 +29,14 @@ MIN_SPAN_MS = const(300000)  # 5 min: the rate then is within 2 x SYNC_ERROR_MS 
 MAX_SPAN_MS = const(21600000)  # 6 h: the anchor moves up so that the rate follows a crystal's temperature
 MAX_JITTER_MS = const(60)  # a larger miss is a parent that restarted, not one that moves
 MAX_ERROR_MS = const(250)  # beyond: the parent's cycle jumped (it restarted, or ours did): taken, not learnt from
-# Beyond this error our next upward frame goes to the parent we follow, whose ACK sets our clock (TSCH's keep-alive to
-# its time source, carried by the traffic we have anyway). Syncs otherwise come only from its beacons (one an hour
-# when calm, missed when we are off) and its ACKs (one upward frame in as many as the parent set holds): in the
-# block, seed 3, a fifth of the second ring had synced once, never learnt a rate, and drifted 100 ms an hour
-# beyond any guard, retrying each frame with ever longer preambles. A learnt rate (2 ppm) takes about an hour
-# to get here, an unknown one (40 ppm) four minutes.
+# Beyond this drift since the last sync our next upward frame goes to the parent we follow, whose ACK sets our clock
+# (TSCH's keep-alive to its time source, carried by the traffic we have anyway). Syncs otherwise come only from its
+# beacons (one an hour when calm, missed when we are off) and its ACKs (one upward frame in as many as the parent set
+# holds): in the block, seed 3, a fifth of the second ring had synced once, never learnt a rate, and drifted 100 ms
+# an hour beyond any guard, retrying each frame with ever longer preambles. A learnt rate (2 ppm) gets here after
+# 1.4 hours, an unknown one (40 ppm) after 5 minutes. Drift only, not how far the parent moved lately (jitter_ms):
+# on the 30-hop chain, whose parents move for hours after a cold start, that sent nearly every frame to the
+# preferred parent (the busiest relay's load x1.8 when measured in session 7).
 SYNC_DUE_MS = const(10)
 HALF_MS = const(1000)  # SUPERFRAME_MS / 2: offsets wrap into (-1 s, +1 s]
 
@@ -72,8 +74,9 @@ class Cycle:
         return SYNC_ERROR_MS + self.jitter_ms + self._drift_ms(now)
 
     def sync_due(self, now):
-        """True if our phase may be so far from our parent's that the next upward frame should fetch a sync."""
-        return self.error_ms(now) > SYNC_DUE_MS
+        """True if our clock may have drifted so far since the last sync that the next upward frame should fetch
+        another."""
+        return self._drift_ms(now) > SYNC_DUE_MS
 
     def drifts_in(self, limit_ms, now):
         """Milliseconds from ``now`` until our clock may have drifted more than ``limit_ms`` since the last sync at
