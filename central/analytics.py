@@ -546,7 +546,8 @@ def _suspects(rise, stats, s, meter_ids):
             day, measured = stats.hourly[members, t], stats.raw_quality[members, t] == MEASURED
             share[:, j] = mechanism_evidence(rise.hourly_rise[g, t, hours], day[:, hours], rise.hour_sigma[g, t],
                                              empty_hours_evidence(day, measured, empty_rate),
-                                             use=use.subtraction(day, measured))
+                                             use=use.subtraction(day, measured),
+                                             counted=(measured & (day > PULSE)).any(axis=1))
         # a deficit scaled up from part of a day varies more than a whole day's: by √(24/hours)
         order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members][:, None] * np.sqrt(scale),
                                     logpdf=densities[resource], evidence=share)
@@ -677,7 +678,7 @@ class UseModel:
         return self.temper * hourly.sum(axis=1) + _cauchy_logpdf(z_level) - np.log(self.level_spread)
 
 
-def mechanism_evidence(r, reported, noise, empty, use=None):
+def mechanism_evidence(r, reported, noise, empty, use=None, counted=None):
     """Per member, log evidence that the group's hourly rise ``r`` is what its meter failed to register.
 
     The ways a meter is made to under-register are functions of the true load x: a
@@ -699,7 +700,10 @@ def mechanism_evidence(r, reported, noise, empty, use=None):
     the one whose readings fell below its own habits by c makes its true use more plausible).
     The constant is the mean rise of the hours the meter counted, or at least the largest
     rise of the hours it read nothing, when that fits better (a day judged only on hours in
-    which the thief's meter read nothing has no counting hour to tell it). The best
+    which the thief's meter read nothing has no counting hour to tell it); not for a meter
+    that counted in no hour of its day (``counted`` [members], by default all did): that is a
+    stopped meter, which has its own alert, and an older one would be named first in every
+    rise of its group after. The best
     mechanism counts, less the evidence of a rise flat in every hour (a constant no member
     needs to explain: every member who counts each hour fits it alike as a subtraction, and
     one judged hour alike as a share of its reading); ``reported`` is [members, hours];
@@ -735,7 +739,8 @@ def mechanism_evidence(r, reported, noise, empty, use=None):
     # thief's empty hours alone has no counting hour to say it)
     c = np.sum(np.where(counting, r[None, :], 0), axis=1) / np.maximum(counting.sum(axis=1), 1)
     at_least = np.maximum(np.where(counting, -np.inf, r[None, :]).max(axis=1), 0)
-    c = np.where(~counting.all(axis=1) & (constant(at_least) > constant(c)), at_least, c)
+    counted = np.ones(len(reported), dtype=bool) if counted is None else counted
+    c = np.where(counted & ~counting.all(axis=1) & (constant(at_least) > constant(c)), at_least, c)
     subtract = constant(c)
     subtract += empty
     if use is not None:

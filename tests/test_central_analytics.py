@@ -234,6 +234,24 @@ def test_a_rise_judged_on_one_hour_names_the_member_whose_meter_read_nothing_in_
     assert first == 10
 
 
+def test_a_meter_that_counted_nothing_all_day_is_a_stopped_meter_not_a_subtraction():
+    # a stopped meter reads nothing in every hour while its flat's use goes into the rise: as a
+    # subtraction its constant would be the largest hour's rise and its empty hours far more
+    # than its own rate, so an older stopped meter would come first in every rise of its group
+    # after; it has its own alert (stopped_meter)
+    rng = np.random.default_rng(3)
+    n, stopped = 10, 4
+    today = rng.gamma(4, 0.1, (n, HOURS))
+    use = today[stopped].copy()
+    today[stopped] = 0.0
+    r = use + rng.normal(0, 0.01, HOURS)
+    measured = np.ones(today.shape, dtype=bool)
+    empty = analytics.empty_hours_evidence(today, measured, np.full(n, 0.001))
+    counted = (today > analytics.PULSE).any(axis=1)
+    assert analytics.mechanism_evidence(r, today, 0.01, empty, counted=counted)[stopped] == 0.0
+    assert analytics.mechanism_evidence(r, today, 0.01, empty)[stopped] > 50  # were it taken for one
+
+
 def test_a_day_judged_on_few_hours_counts_when_its_rise_beats_every_earlier_hour(district):
     # another member of e17's entrance lost 21 of the onset day's hours, so only 3 hours had
     # every point measured: e17's bypass still shows, beyond any hour of the group's past;
