@@ -51,27 +51,39 @@ def event(rx_kinds, sent):
 
 def events(frames):
     from mesh_air import Air
+    from protocol.frame import T_ACK
 
     air = Air(((0, 1), (1, 2)))
     air.run(JOIN_MS)
     relay, leaf = air.stations[1], air.stations[2]
     poll = relay.poll
+    send = relay.hal.radio_send
     times = {}
+    started = [0, None]  # the timed poll's start; when it handed an acknowledgement to the radio
+
+    def sending(frame, cca=True, preamble_ms=None):
+        if frame[3] & 0x0F == T_ACK:
+            started[1] = time.ticks_diff(time.ticks_us(), started[0])
+        return send(frame, cca, preamble_ms)
 
     def timed():
         kinds = [buf[3] & 0x0F for buf in relay.hal.rx]
         sent = relay.sent
+        started[1] = None
         gc.collect()
         gc.disable()
-        t = time.ticks_us()
+        t = started[0] = time.ticks_us()
         poll()
         us = time.ticks_diff(time.ticks_us(), t)
         gc.enable()
         name = event(kinds, relay.sent - sent)
         if name is not None:
             times.setdefault(name, []).append(us)
+            if name == "frame_in_ack_out":
+                times.setdefault("ack_ready", []).append(started[1])
 
     relay.poll = timed
+    relay.hal.radio_send = sending
     for _ in range(frames):
         leaf.uplink.send(REPORT, urgent=True)
         air.run(REPORT_MS)
