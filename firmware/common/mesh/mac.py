@@ -43,9 +43,11 @@ SLOT_MS = const(100)  # depth stagger: a 64-byte broadcast (19 ms) and its jitte
 TURNAROUND_MS = const(1)  # RX->TX switch of the receiver before it acknowledges
 ACK_TIMEOUT_MS = const(40)  # ACK_DELAY_MS + a 30-byte ACK (8.3 ms), with margin (was 30: the ACK at once)
 # The acknowledgement starts ACK_DELAY_MS after the end of the frame it answers, not as soon as the
-# addressee's MCU has it ready: parsing the frame and sealing the ACK take it 14-18 ms of MicroPython on
-# the 80 MHz board (balans bench mcu, frame_in_ack_out; a collection of its 64 KB heap adds a few ms), and a
-# sender listening all that time drew 15.7 mA for it. Knowing when the ACK comes, the sender's receiver
+# addressee's MCU has it ready: its MicroPython hands the ACK to the radio 11.2-11.5 ms after the frame came
+# in on the 80 MHz board (balans bench mcu, ack_ready; the frame's whole work 14.6-14.9 ms, frame_in_ack_out; a
+# collection of its 64 KB heap adds a few ms), and a sender listening all that time drew 15.7 mA for it. A
+# shorter gap, in which other senders find the channel free and collide with the ACK, joins the 30-hop chain
+# faster but leaves it more modules unjoined after 12 hours (docs/benchmarks.md, "Session 8, chain"). Knowing when the ACK comes, the sender's receiver
 # sleeps until ACK_GUARD_MS before it and gives up when no carrier has come ACK_GUARD_MS after it (the
 # simulator charges that wait: energy.ACK_WAIT_S).
 ACK_DELAY_MS = const(25)
