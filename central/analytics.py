@@ -28,7 +28,9 @@ work on districts of any size and shape:
   the ways a meter is made to miss energy would make it (a share of its use: shunt,
   bypassed phase; a cap: magnet; a constant: bypassed fixed load), against the group's
   hourly noise and against a rise flat in every hour, which no member needs to explain
-  (every member who counts each hour fits it alike). Each member's evidence is summed over the rise's days from its own onset
+  (every member who counts each hour fits it alike), and fitted beside the member that
+  explains the rise best so far (``pair_evidence``: an older fault still in the rise makes
+  a day no single mechanism fits). Each member's evidence is summed over the rise's days from its own onset
   (the day that gives it the most), so a fault that began on top of an older one is not
   held to the days before it. Up to ``SUSPECTS_PER_GROUP`` members with a deficit, or
   whose readings the missing energy followed, are listed, ranked by score; a rise no
@@ -544,10 +546,15 @@ def _suspects(rise, stats, s, meter_ids):
             scale[j] = HOURS / max(hours.sum(), 1)
             deficit[:, j] = (level - stats.hourly[members, t][:, hours]).sum(axis=1) * scale[j]
             day, measured = stats.hourly[members, t], stats.raw_quality[members, t] == MEASURED
-            share[:, j] = mechanism_evidence(rise.hourly_rise[g, t, hours], day[:, hours], rise.hour_sigma[g, t],
-                                             empty_hours_evidence(day, measured, empty_rate),
-                                             use=use.subtraction(day, measured),
-                                             counted=(measured & (day > PULSE)).any(axis=1))
+            empty, counted = empty_hours_evidence(day, measured, empty_rate), (measured & (day > PULSE)).any(axis=1)
+            args = (rise.hourly_rise[g, t, hours], day[:, hours], rise.hour_sigma[g, t])
+            share[:, j] = mechanism_evidence(*args, empty, use=use.subtraction(day, measured), counted=counted)
+            # the member that explains the rise best so far may be an older fault still in it:
+            # each other one is also fitted beside it
+            partner = int(np.argmax(share[:, :j + 1].sum(axis=1)))
+            if share[partner, :j + 1].sum() > 0:
+                share[:, j] = np.maximum(share[:, j], pair_evidence(*args, partner, empty, use=use.subtraction(
+                    day, measured), counted=counted))
         # a deficit scaled up from part of a day varies more than a whole day's: by √(24/hours)
         order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members][:, None] * np.sqrt(scale),
                                     logpdf=densities[resource], evidence=share)
@@ -750,6 +757,60 @@ def mechanism_evidence(r, reported, noise, empty, use=None, counted=None):
     # explain is no member's evidence, so each is weighed against it too
     flat = evidence(np.full((1, len(r)), r.mean()), np.ones((1, len(r)), dtype=bool))[0]
     return np.maximum(np.maximum(share, np.maximum(cap, subtract)) - max(flat, 0.0), 0.0)
+
+
+def pair_evidence(r, reported, noise, a, empty, use=None, counted=None):
+    """Per member b, log evidence that the rise ``r`` is what member ``a``'s meter and b's missed together.
+
+    Two faults in one group (an older one still in the rise beside a new one) make a day no
+    single mechanism fits. Each mechanism predicts an hour's missing energy linearly in its
+    parameter where it constrains the hour (a share: β·reported, every hour; a subtraction:
+    c in the hours the meter counted; a cap: 0 below the cap) and leaves the other hours
+    free; the pair's mechanisms are fitted together (least squares) on the hours both
+    constrain, and scored as ``mechanism_evidence`` scores one, against the best that ``a``
+    explains without b (alone, or beside a flat rise no member needs). Returns [members],
+    never below 0, 0 for ``a`` itself.
+    """
+    n = len(reported)
+    if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
+        return np.zeros(n)
+    typical = np.median(reported, axis=0)
+    per_hour = np.log(np.maximum(typical + np.maximum(r, 0), PULSE) / (np.sqrt(2 * np.pi) * noise))
+    counting = reported > PULSE
+    below_cap = reported < reported.max(axis=1, keepdims=True) - 2 * PULSE
+    ones = np.ones(reported.shape, dtype=bool)
+    # each mechanism: (the column its parameter multiplies, the hours it constrains) per member
+    mechanisms = {"share": (reported, ones), "subtract": (counting.astype(np.float64), counting),
+                  "cap": (np.zeros(reported.shape), below_cap)}
+
+    def fit(cols, mask):
+        """Least squares of r on ``cols`` [members, k, hours] over ``mask``: (evidence, coefficients)."""
+        w = mask.astype(np.float64)
+        xtx = np.einsum("mih,mh,mjh->mij", cols, w, cols) + RIDGE * np.eye(cols.shape[1])
+        coef = np.linalg.solve(xtx, np.einsum("mih,mh,h->mi", cols, w, r)[..., None])[..., 0]
+        z2 = (r[None, :] - np.einsum("mi,mih->mh", coef, cols)) ** 2 / noise ** 2
+        ev = np.where(mask, per_hour - z2 / 2, 0.0).sum(axis=1)
+        # missing energy is never negative: a fit that needs a negative share or constant is none
+        return np.where((coef >= -1e-9).all(axis=1), ev, -np.inf), coef
+
+    flat = np.ones((1, 1, len(r)))
+    base = max(0.0, fit(flat, ones[:1])[0][0])
+    best = np.full(n, -np.inf)
+    for col_a, mask_a in mechanisms.values():
+        alone = fit(col_a[a][None, None, :], mask_a[a][None, :])[0][0]
+        beside_flat = fit(np.stack((col_a[a], flat[0, 0]))[None], mask_a[a][None, :])[0][0]
+        base = max(base, alone, beside_flat)
+        for how, (col_b, mask_b) in mechanisms.items():
+            cols = np.stack((np.broadcast_to(col_a[a], col_b.shape), col_b), axis=1)
+            ev, coef = fit(cols, mask_a[a][None, :] & mask_b)
+            if how == "subtract":
+                ev = ev + empty + (use(np.maximum(coef[:, 1], 0)) if use is not None else 0.0)
+                if counted is not None:
+                    ev = np.where(counted, ev, -np.inf)
+            best = np.maximum(best, ev)
+    gain = np.maximum(best - base, 0.0)
+    gain[a] = 0.0
+    return gain
 
 
 def empty_hours_evidence(day, measured, zero_rate):

@@ -252,6 +252,24 @@ def test_a_meter_that_counted_nothing_all_day_is_a_stopped_meter_not_a_subtracti
     assert analytics.mechanism_evidence(r, today, 0.01, empty)[stopped] > 50  # were it taken for one
 
 
+def test_a_new_shunt_beside_an_older_magnet_is_fitted_with_it():
+    # the day's rise is what an older magnet's meter missed (its load above the cap) plus what
+    # a new shunt's missed (a share of its use): no single member's mechanism fits that mixed
+    # day, but the shunt's beside the magnet's does, and no honest member's does
+    shape = np.array([3, 3, 3, 3, 3, 4, 6, 8, 6, 4, 4, 4, 4, 4, 4, 5, 6, 8, 10, 10, 9, 7, 5, 4], float) / 5.2
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        n, magnet, shunt = 12, 2, 9
+        today = rng.uniform(0.2, 0.6, n)[:, None] * shape[None, :] * rng.gamma(4, 1 / 4, (n, HOURS)) + 0.03
+        true = today.copy()
+        today[magnet] = np.minimum(true[magnet], np.quantile(true[magnet], 0.4))
+        today[shunt] = 0.4 * true[shunt]
+        r = (true - today).sum(axis=0) + rng.normal(0, 0.01, HOURS)
+        assert analytics.mechanism_evidence(r, today, 0.01, np.zeros(n))[shunt] == 0.0
+        pair = analytics.pair_evidence(r, today, 0.01, magnet, np.zeros(n))
+        assert pair[shunt] > 10 + np.delete(pair, shunt).max()
+
+
 def test_a_day_judged_on_few_hours_counts_when_its_rise_beats_every_earlier_hour(district):
     # another member of e17's entrance lost 21 of the onset day's hours, so only 3 hours had
     # every point measured: e17's bypass still shows, beyond any hour of the group's past;
