@@ -36,6 +36,11 @@ class SimHAL(FrameInbox, HAL):
             t = self.node.busy_until
         return int(t * self.rate * 1000.0 + self._tick_offset_ms) % TICKS_PERIOD
 
+    def clock_ms(self, t):
+        """The node's clock at true time ``t`` (world seconds) in ms, unwrapped and not rounded: where its
+        receiver stands in its own cycle when a frame starts (World._wakes)."""
+        return t * self.rate * 1000.0 + self._tick_offset_ms
+
     def ticks_at(self, times):
         """Tick counts at true times ``times`` (a numpy array of world seconds), as ints."""
         ticks = (times * self.rate * 1000.0 + self._tick_offset_ms).astype(np.int64) % TICKS_PERIOD

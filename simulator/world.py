@@ -25,11 +25,13 @@ import numpy as np
 
 from firmware.common.cc1101 import SETTLE_US
 from firmware.common.mesh.clock import TICKS_PERIOD
-from firmware.common.mesh.mac import (ACK_DELAY_MS, ACK_GUARD_MS, ACK_TIMEOUT_MS, PHY_OVERHEAD, SUPERFRAME_MS,
+from firmware.common.mesh.control import ACK_LEN
+from firmware.common.mesh.mac import (ACK_DELAY_MS, ACK_GUARD_MS, ACK_TIMEOUT_MS, BITRATE, PHY_OVERHEAD, SUPERFRAME_MS,
                                       airtime_us, wake_preamble_ms)
 from firmware.common.mesh.node import MeshNode
 from firmware.common.mesh.root import MeshRoot
-from protocol.frame import BROADCAST, L_MORE, O_HOPS, T_ACK, wants_ack
+from protocol.ccm import TAG_LEN
+from protocol.frame import BROADCAST, HEADER_LEN, L_MORE, O_HOPS, T_ACK, wants_ack
 from simulator import radio
 from simulator.energy import Meter
 from simulator.hal_sim import SimHAL
@@ -44,8 +46,9 @@ SAMPLE_MS = SETTLE_US / 1000.0  # a sleeping receiver's sample: a wake preamble 
 ACK_DELAY_S = ACK_DELAY_MS / 1000.0  # an acknowledgement starts this long after the frame it answers (mac.py)
 ACK_LATE_S = (ACK_DELAY_MS + ACK_GUARD_MS) / 1000.0  # later than this its addressee no longer listens
 # After acknowledging a frame that said another follows (L_MORE), a board stays awake ACK_TIMEOUT_MS past its
-# ACK (boardhal.py); after a frame that asks for no ACK, ACK_TIMEOUT_MS past the frame. 10 ms: a 36-byte ACK.
-BURST_AWAKE_S = (ACK_DELAY_MS + 10 + ACK_TIMEOUT_MS) / 1000.0
+# ACK (boardhal.py); after a frame that asks for no ACK, ACK_TIMEOUT_MS past the frame.
+ACK_AIR_S = (HEADER_LEN + ACK_LEN + TAG_LEN + PHY_OVERHEAD) * 8.0 / BITRATE  # 30 bytes and the PHY's 10: 8.3 ms
+BURST_AWAKE_S = ACK_DELAY_S + ACK_AIR_S + ACK_TIMEOUT_MS / 1000.0
 FOLLOW_AWAKE_S = ACK_TIMEOUT_MS / 1000.0
 
 
@@ -331,7 +334,7 @@ class World:
         if rn.awake_until > tx.start:
             return 0.0
         hal = rn.hal
-        ticks = tx.start * hal.rate * 1000.0 + hal._tick_offset_ms  # its clock when the frame starts
+        ticks = hal.clock_ms(tx.start)  # its clock when the frame starts
         position = (ticks + rn.mesh.cycle.offset(int(ticks) % TICKS_PERIOD)) % SUPERFRAME_MS
         for p in phases:
             ahead = (p + SAMPLE_MS - position) % SUPERFRAME_MS  # from the frame's start to the sample's end
