@@ -47,9 +47,9 @@ ACK_TIMEOUT_MS = const(40)  # ACK_DELAY_MS + a 30-byte ACK (8.3 ms), with margin
 # in on the 80 MHz board (balans bench mcu, ack_ready; the frame's whole work 14.6-14.9 ms, frame_in_ack_out; a
 # collection of its 64 KB heap adds a few ms), and a sender listening all that time drew 15.7 mA for it. A
 # shorter gap, in which other senders find the channel free and collide with the ACK, joins the 30-hop chain
-# faster but leaves it more modules unjoined after 12 hours (docs/benchmarks.md, "Session 8, chain"). Knowing when the ACK comes, the sender's receiver
-# sleeps until ACK_GUARD_MS before it and gives up when no carrier has come ACK_GUARD_MS after it (the
-# simulator charges that wait: energy.ACK_WAIT_S).
+# faster but leaves it more modules unjoined after 12 hours (docs/benchmarks.md, "Session 8, chain"). Knowing
+# when the ACK comes, the sender's receiver sleeps until ACK_GUARD_MS before it and gives up when no carrier
+# has come ACK_GUARD_MS after it (the simulator charges that wait: energy.ACK_WAIT_S).
 ACK_DELAY_MS = const(25)
 ACK_GUARD_MS = const(2)  # both ends count whole ms ticks, and the ACK's transmitter calibrates (0.8 ms) first
 MAX_ATTEMPTS = const(5)  # transmissions per hop: first try and four retries

@@ -34,9 +34,7 @@ JOIN_SPREAD_MS = const(60000)  # a whole level attaches within seconds of one be
 # (rendezvous.guard, about 85 ms of preamble). An unknown rate (two crystals' 40 ppm) drifts this far 16 minutes
 # after the first sync: modules that joined, then waited up to an hour for their first report, had drifted past
 # every guard by then (rural seed 3: 10 of 240 an hour after a cold start, lost for hours). A learnt rate (2 ppm)
-# takes 5 hours: reports come first. Drift only, not how far the parent moved lately (cycle.Cycle.jitter_ms):
-# asking a parent that is moving itself (after a reboot wave) added load and fixed nothing (a 60-module chain
-# rebooted hop by hop: 7 modules still unjoined after 2 hours, none without the asks).
+# takes 5 hours: reports come first. Drift only, not how far the parent moved lately, as cycle.SYNC_DUE_MS.
 SYNC_ASK_DRIFT_MS = const(38)
 SYNC_ASK_GAP_MS = const(600000)  # an unanswered ask is not repeated for 10 minutes (its own retries come first)
 
