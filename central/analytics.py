@@ -718,8 +718,7 @@ def mechanism_evidence(r, reported, noise, empty, use=None, counted=None):
     """
     if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
         return np.zeros(len(reported))
-    typical = np.median(reported, axis=0)
-    per_hour = np.log(np.maximum(typical + np.maximum(r, 0), PULSE) / (np.sqrt(2 * np.pi) * noise))
+    span, per_hour, counting, below_cap = _hour_terms(r, reported, noise)
 
     def evidence(predicted, constrained):
         z2 = (r[None, :] - predicted) ** 2 / noise ** 2
@@ -728,15 +727,13 @@ def mechanism_evidence(r, reported, noise, empty, use=None, counted=None):
     everywhere = np.ones(reported.shape, dtype=bool)
     beta = np.maximum((reported @ r) / np.maximum((reported * reported).sum(axis=1), PULSE ** 2), 0)
     share = evidence(beta[:, None] * reported, everywhere)
-    below_cap = reported < reported.max(axis=1, keepdims=True) - 2 * PULSE  # a flat reading repeats to a pulse
     cap = evidence(np.zeros_like(reported), below_cap)
-    counting = reported > PULSE
 
     def constant(c):
         """[members]: r = c in the hours the meter counted; where it read nothing the load was
         below the constant, so r anywhere in [0, c]"""
         room = np.maximum(c, PULSE)[:, None]
-        below = np.log(np.maximum(typical + np.maximum(r, 0), PULSE)[None, :] / room) \
+        below = np.log(span[None, :] / room) \
             - np.maximum(r[None, :] - room, 0) ** 2 / (2 * noise ** 2)
         return evidence(np.broadcast_to(c[:, None], reported.shape), counting) \
             + np.where(counting, 0.0, below).sum(axis=1)
@@ -759,6 +756,17 @@ def mechanism_evidence(r, reported, noise, empty, use=None, counted=None):
     return np.maximum(np.maximum(share, np.maximum(cap, subtract)) - max(flat, 0.0), 0.0)
 
 
+def _hour_terms(r, reported, noise):
+    """What every mechanism's evidence is made of, per hour of the rise ``r``: the range of the
+    alternative (any amount up to the group's median member's use plus r), the evidence of an
+    hour a mechanism predicts exactly, log(range/√(2π·noise²)), and per member [members, hours]
+    the hours its meter counted and the hours below its day's highest reading (a capped meter's
+    flat reading repeats to a pulse)."""
+    span = np.maximum(np.median(reported, axis=0) + np.maximum(r, 0), PULSE)
+    per_hour = np.log(span / (np.sqrt(2 * np.pi) * noise))
+    return span, per_hour, reported > PULSE, reported < reported.max(axis=1, keepdims=True) - 2 * PULSE
+
+
 def pair_evidence(r, reported, noise, a, empty, use=None, counted=None):
     """Per member b, log evidence that the rise ``r`` is what member ``a``'s meter and b's missed together.
 
@@ -774,10 +782,7 @@ def pair_evidence(r, reported, noise, a, empty, use=None, counted=None):
     n = len(reported)
     if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
         return np.zeros(n)
-    typical = np.median(reported, axis=0)
-    per_hour = np.log(np.maximum(typical + np.maximum(r, 0), PULSE) / (np.sqrt(2 * np.pi) * noise))
-    counting = reported > PULSE
-    below_cap = reported < reported.max(axis=1, keepdims=True) - 2 * PULSE
+    _, per_hour, counting, below_cap = _hour_terms(r, reported, noise)
     ones = np.ones(reported.shape, dtype=bool)
     # each mechanism: (the column its parameter multiplies, the hours it constrains) per member
     mechanisms = {"share": (reported, ones), "subtract": (counting.astype(np.float64), counting),
