@@ -7,9 +7,10 @@ from firmware.common.mesh.cycle import Cycle
 from firmware.common.mesh.duty import LIMIT_MS
 from firmware.common.mesh.mac import MAX_ATTEMPTS, SUPERFRAME_MS, airtime_ms, unicast_phase
 from firmware.common.mesh.node import SYNC_ASK_DRIFT_MS
-from firmware.common.mesh.station import ANSWER_ATTEMPTS, PAUSE_MS, Job
+from firmware.common.mesh.station import ANSWER_ATTEMPTS, FRESH, MAX_FOLLOWERS, PAUSE_MS, Job
 from mesh_air import NET_ID, Air, module_key
-from protocol.frame import CONCENTRATOR, F_ACK_REQ, L_MORE, T_ACK, T_BCAST, T_BEACON, T_DATA, T_JOIN, Frame, seal_frame
+from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_MORE, L_PREFERRED, T_ACK, T_BCAST, T_BEACON, T_DATA, T_JOIN, Frame,
+                            seal_frame, set_link_flags)
 
 CHAIN = ((0, 1), (1, 2), (2, 3))
 DIAMOND = ((0, 1), (0, 2), (1, 3), (2, 3), (3, 4))
@@ -120,6 +121,28 @@ def test_a_module_that_misses_the_flood_gets_the_broadcast_from_its_preferred_pa
     air.run(60000)
     assert len(lost) == 3 and air.broadcasts.get(4) == [b"\x14ripple"]
     assert parent.acked > acked and not parent.queue and parent.job is None  # module 4 acknowledged its copy
+
+
+def test_a_broadcast_copy_outlasts_a_fade_that_would_give_a_report_up():
+    from firmware.common.mesh.station import COPY_ROUNDS, ROUNDS
+
+    air = joined(DIAMOND)
+    parent = air.stations[3]
+    lost = []
+    fade = ROUNDS * MAX_ATTEMPTS  # as long as a report's every round: one more attempt gets through
+
+    def lose(sender, receiver, frame):  # module 4 misses the flood, and its parent's copies for that long
+        if receiver != 4 or frame[3] & 0x0F != T_BCAST:
+            return False
+        if frame[7] | frame[8] << 8 == BROADCAST:
+            return True
+        lost.append(frame)
+        return len(lost) <= fade
+    air.lose = lose
+    air.root.downlink.broadcast(b"\x14ripple")
+    air.run(3600000)
+    assert ROUNDS < COPY_ROUNDS and len(lost) == fade + 1
+    assert air.broadcasts.get(4) == [b"\x14ripple"]
 
 
 def test_a_parent_used_only_as_a_spare_sends_no_copies():
@@ -458,6 +481,19 @@ def test_a_module_with_nothing_to_send_asks_its_preferred_parent_for_a_sync_when
     air.run(start + due + 60000)
     assert len(asks) == 1 and asks[0] - start >= due  # not before our clock may have drifted that far
     assert acks == asks and c._at == asks[0]  # the parent acknowledged at once, and its ACK set our clock
+
+
+def test_the_concentrator_keeps_every_child_that_follows_it():
+    air = joined(DIAMOND)
+    root = air.root
+    children = range(100, 100 + MAX_FOLLOWERS + 6)  # more first-ring children than a module keeps
+    for a in children:
+        root.module_keys[a] = module_key(a)
+        frame = bytearray(sealed_up(a, b"hello", 1))
+        set_link_flags(frame, L_PREFERRED)
+        root.hal.rx.append(bytes(frame))
+    root.poll()
+    assert all(root.followers.get(a) == FRESH for a in children)  # each is owed a broadcast's copy
 
 
 def test_a_neighbour_without_a_route_gets_one_beacon_per_gap_and_no_trickle_restart():

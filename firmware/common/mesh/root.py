@@ -25,6 +25,11 @@ from firmware.common.mesh.station import Station
 ROOT_QUEUE = const(256)  # a cold start answers every module's join at once
 MAX_MODULES = const(1024)  # replay windows kept: 240 modules a network, with room to grow
 SEEN_SAVE_MS = const(600000)  # the highest counters go to flash at most every 10 min (firmware/common/mesh/seen.py)
+# Children that chose the concentrator as preferred parent, each owed an acknowledged copy of every broadcast:
+# any module of a network may be one. With a module's 64 (station.MAX_FOLLOWERS), the block's first ring (64-68
+# of 240) filled the table, and the children left out got no copy when the flood missed them: on 2 of 6 days
+# traced, the day's only missed broadcast (balans simulate --scenario block, seeds 2 and 12).
+ROOT_FOLLOWERS = const(240)
 
 
 class Downlink:
@@ -56,6 +61,7 @@ class MeshRoot(Station):
         r.depth = 0
         r.anchor = True
         self.queue_max = ROOT_QUEUE
+        self.followers_max = ROOT_FOLLOWERS
         self.trickle.reset(hal.ticks_ms())
 
     @staticmethod

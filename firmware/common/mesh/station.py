@@ -52,7 +52,7 @@ ANSWER_GAP_MS = const(30000)
 # with one answer per ask, a module at the edge of its only neighbour's range needs many asks.
 ASK_MS = const(32000)
 FORMER_BEACONS = const(3)  # beacons to our former children's slot after our depth changed (_beacon_slot)
-MAX_FOLLOWERS = const(64)  # children that chose us as preferred parent: each gets broadcasts acknowledged
+MAX_FOLLOWERS = const(64)  # children that chose us as preferred parent: each gets broadcasts acknowledged (root.py: more)
 # A follower whose last copy found it already had the broadcast (L_HAD on its ACK) gets the next copy this
 # much later: by then the flood (our copy in the next slot, the repeat 1-3 superframes on) has reached it
 # or not, and the copies to children the flood missed go first (rural seed 1: of 1,463 copies acknowledged
@@ -73,6 +73,11 @@ ELSEWHERE = const(2)  # its preferred parent is another (L_ELSEWHERE): BACKUP_DE
 PAUSE_MS = const(60000)
 PAUSE_SPREAD_MS = const(60000)  # 1-2 minutes, random: relays that failed together do not come back together
 ROUNDS = const(3)  # rounds of MAX_ATTEMPTS a frame gets before it is given up
+# A broadcast's copy to a follower gets more: it is the follower's last way to the broadcast (the flood has
+# passed), and a first-ring module whose one link, to the concentrator, fades for minutes missed both (block
+# seeds 5, 11 and 14: the day's only missed broadcast, copies from the concentrator failing 'weak' for 5 minutes
+# and more). Eight rounds: 8-16 minutes, the ripple command's 15.
+COPY_ROUNDS = const(8)
 MAX_PAUSED = const(8)  # frames waiting out a fade; beyond, a failed frame is given up at once
 
 
@@ -116,6 +121,7 @@ class Station:
         # children whose upward frames name us their preferred parent (L_PREFERRED) -> what the last
         # broadcast's copy found (FRESH, HAD, ELSEWHERE)
         self.followers = {}
+        self.followers_max = MAX_FOLLOWERS
         self._told = None  # the preferred parent that acknowledged our L_PREFERRED: it knows we follow it
         self.recent = []  # (src, counter) of unicasts taken lately
         self.queue = []  # Job waiting for the radio
@@ -297,7 +303,7 @@ class Station:
             if state != FRESH:
                 job = Job(copy, False, child)
                 job.at = ticks_add(now, COPY_DELAY_MS if state == HAD else BACKUP_DELAY_MS)
-                self.paused.append(job)  # bounded by MAX_FOLLOWERS
+                self.paused.append(job)  # bounded by followers_max
             else:
                 self.enqueue(copy, False, True, child)  # retried like any unicast; the queue aims at its sample
         if not self.routes:
@@ -609,7 +615,8 @@ class Station:
             if self.routing.select(now):
                 self._routing_changed(now)
         limit = ANSWER_ATTEMPTS if not job.up and job.frame[3] & 0x0F == T_JOIN else MAX_ATTEMPTS
-        if job.attempts >= limit and job.rounds < ROUNDS and self._pausing() < MAX_PAUSED:
+        if job.attempts >= limit and job.rounds < (COPY_ROUNDS if job.child is not None else ROUNDS) \
+                and self._pausing() < MAX_PAUSED:
             # Wait out the fade and try again: the attempts of one round all went within a second or two.
             self.job = None
             self.retries += 1
@@ -855,7 +862,7 @@ class Station:
             return
         if f.link_flags & L_PREFERRED:
             state = self.followers.get(f.link_src)
-            if state == ELSEWHERE or state is None and len(self.followers) < MAX_FOLLOWERS:
+            if state == ELSEWHERE or state is None and len(self.followers) < self.followers_max:
                 self.followers[f.link_src] = FRESH  # (back) with us: its copies go at once again
         else:
             self.followers.pop(f.link_src, None)
