@@ -9,7 +9,7 @@ from firmware.common.mesh.mac import MAX_ATTEMPTS, SUPERFRAME_MS, airtime_ms, un
 from firmware.common.mesh.node import SYNC_ASK_DRIFT_MS
 from firmware.common.mesh.station import ANSWER_ATTEMPTS, FRESH, MAX_FOLLOWERS, PAUSE_MS, Job
 from mesh_air import NET_ID, Air, module_key
-from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_MORE, L_PREFERRED, T_ACK, T_BCAST, T_BEACON, T_DATA, T_JOIN, Frame,
+from protocol.frame import (CONCENTRATOR, F_ACK_REQ, L_MORE, L_PREFERRED, T_ACK, T_BCAST, T_BEACON, T_DATA, T_JOIN, Frame,
                             seal_frame, set_link_flags)
 
 CHAIN = ((0, 1), (1, 2), (2, 3))
@@ -121,28 +121,6 @@ def test_a_module_that_misses_the_flood_gets_the_broadcast_from_its_preferred_pa
     air.run(60000)
     assert len(lost) == 3 and air.broadcasts.get(4) == [b"\x14ripple"]
     assert parent.acked > acked and not parent.queue and parent.job is None  # module 4 acknowledged its copy
-
-
-def test_a_broadcast_copy_outlasts_a_fade_that_would_give_a_report_up():
-    from firmware.common.mesh.station import COPY_ROUNDS, ROUNDS
-
-    air = joined(DIAMOND)
-    parent = air.stations[3]
-    lost = []
-    fade = ROUNDS * MAX_ATTEMPTS  # as long as a report's every round: one more attempt gets through
-
-    def lose(sender, receiver, frame):  # module 4 misses the flood, and its parent's copies for that long
-        if receiver != 4 or frame[3] & 0x0F != T_BCAST:
-            return False
-        if frame[7] | frame[8] << 8 == BROADCAST:
-            return True
-        lost.append(frame)
-        return len(lost) <= fade
-    air.lose = lose
-    air.root.downlink.broadcast(b"\x14ripple")
-    air.run(3600000)
-    assert ROUNDS < COPY_ROUNDS and len(lost) == fade + 1
-    assert air.broadcasts.get(4) == [b"\x14ripple"]
 
 
 def test_a_parent_used_only_as_a_spare_sends_no_copies():

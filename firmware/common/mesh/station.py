@@ -73,11 +73,6 @@ ELSEWHERE = const(2)  # its preferred parent is another (L_ELSEWHERE): BACKUP_DE
 PAUSE_MS = const(60000)
 PAUSE_SPREAD_MS = const(60000)  # 1-2 minutes, random: relays that failed together do not come back together
 ROUNDS = const(3)  # rounds of MAX_ATTEMPTS a frame gets before it is given up
-# A broadcast's copy to a follower gets more: it is the follower's last way to the broadcast (the flood has
-# passed), and a first-ring module whose one link, to the concentrator, fades for minutes missed both (block
-# seeds 5, 11 and 14: the day's only missed broadcast, copies from the concentrator failing 'weak' for 5 minutes
-# and more). Eight rounds: 8-16 minutes, the ripple command's 15.
-COPY_ROUNDS = const(8)
 MAX_PAUSED = const(8)  # frames waiting out a fade; beyond, a failed frame is given up at once
 
 
@@ -615,8 +610,7 @@ class Station:
             if self.routing.select(now):
                 self._routing_changed(now)
         limit = ANSWER_ATTEMPTS if not job.up and job.frame[3] & 0x0F == T_JOIN else MAX_ATTEMPTS
-        if job.attempts >= limit and job.rounds < (COPY_ROUNDS if job.child is not None else ROUNDS) \
-                and self._pausing() < MAX_PAUSED:
+        if job.attempts >= limit and job.rounds < ROUNDS and self._pausing() < MAX_PAUSED:
             # Wait out the fade and try again: the attempts of one round all went within a second or two.
             self.job = None
             self.retries += 1
