@@ -548,13 +548,14 @@ def _suspects(rise, stats, s, meter_ids):
             day, measured = stats.hourly[members, t], stats.raw_quality[members, t] == MEASURED
             empty, counted = empty_hours_evidence(day, measured, empty_rate), (measured & (day > PULSE)).any(axis=1)
             args = (rise.hourly_rise[g, t, hours], day[:, hours], rise.hour_sigma[g, t])
-            share[:, j] = mechanism_evidence(*args, empty, use=use.subtraction(day, measured), counted=counted)
+            subtraction = use.subtraction(day, measured)  # the members' day as read, judged once for both fits
+            share[:, j] = mechanism_evidence(*args, empty, use=subtraction, counted=counted)
             # the member that explains the rise best so far may be an older fault still in it:
             # each other one is also fitted beside it
             partner = int(np.argmax(share[:, :j + 1].sum(axis=1)))
             if share[partner, :j + 1].sum() > 0:
-                share[:, j] = np.maximum(share[:, j], pair_evidence(*args, partner, empty, use=use.subtraction(
-                    day, measured), counted=counted))
+                share[:, j] = np.maximum(share[:, j], pair_evidence(*args, partner, empty, use=subtraction,
+                                                                    counted=counted))
         # a deficit scaled up from part of a day varies more than a whole day's: by √(24/hours)
         order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members][:, None] * np.sqrt(scale),
                                     logpdf=densities[resource], evidence=share)
@@ -828,7 +829,8 @@ def empty_hours_evidence(day, measured, zero_rate):
     n = measured.sum(axis=1)
     k = (measured & (day <= PULSE)).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.nan_to_num(k * np.log(k / n / zero_rate)) + np.nan_to_num((n - k) * np.log((1 - k / n) / (1 - zero_rate)))
+        return np.nan_to_num(k * np.log(k / n / zero_rate)) \
+            + np.nan_to_num((n - k) * np.log((1 - k / n) / (1 - zero_rate)))
 
 
 def rank_members(r, deficit, sigma, picks=SUSPECTS_PER_GROUP, logpdf=None, evidence=None):

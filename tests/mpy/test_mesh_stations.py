@@ -400,12 +400,17 @@ def test_a_router_that_hears_many_routers_a_level_up_samples_a_second_broadcast_
     assert all(air.broadcasts.get(a) == [b"\x14all"] for a in air.stations if a)
 
 
+def diamond_parents(air):
+    """Module 3 of the DIAMOND, its preferred parent and its other one."""
+    node = air.stations[3]
+    pref = node.routing.preferred
+    return node, pref, node.routing.table[1 if pref.addr == 2 else 2]
+
+
 def test_a_new_preferred_parent_hears_of_it_on_the_next_upward_frame():
     air = joined(DIAMOND)
-    node = air.stations[3]
+    node, old, new = diamond_parents(air)
     r = node.routing
-    old = r.preferred
-    new = r.table[1 if old.addr == 2 else 2]
     r.preferred, r.parents, r._next = new, [new, old], 0  # round robin would pick the old one next
     first = []
 
@@ -418,12 +423,11 @@ def test_a_new_preferred_parent_hears_of_it_on_the_next_upward_frame():
     air.run(20000)
     assert first == [new.addr] and 3 in air.stations[new.addr].followers
 
+
 def test_a_module_whose_clock_needs_a_sync_sends_its_next_frame_to_the_parent_it_follows():
     air = joined(DIAMOND)
-    node = air.stations[3]
+    node, pref, other = diamond_parents(air)
     r = node.routing
-    pref = r.preferred
-    other = r.table[1 if pref.addr == 2 else 2]
     r.parents, node._told = [pref, other], pref
     now = air.now
     offset = node.cycle.offset(now)
