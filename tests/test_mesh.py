@@ -297,3 +297,36 @@ def test_acknowledgements_skip_carrier_sense():
     root.mesh.poll()
     assert root.mesh.sent == sent + 1  # the acknowledgement went anyway
     w.close()
+
+
+def _phase(node, t):
+    """Where ``node`` stands in the network's superframe at world time ``t``, as its samples follow it."""
+    ticks = node.hal.clock_ms(t)
+    return (ticks + node.mesh.cycle.offset(int(ticks) % (1 << 30))) % 2000
+
+
+def _apart(a, b, t):
+    return abs((_phase(a, t) - _phase(b, t) + 1000) % 2000 - 1000)
+
+
+def test_a_clock_gone_astray_beyond_its_guard_finds_its_parent_again_and_takes_its_followers_along():
+    """A module whose clock left its parent's by more than any guard it believes in (a rate learnt in a cold
+    start tens of ppm off, its bound a few ppm: the 30-hop chain, docs/benchmarks.md "Session 9, chain") met its
+    parent's sample no more: no ACK set its clock, its slot missed the parent's beacons, and its subtree, which
+    follows it, stayed cut off for hours. Its unanswered upward attempts make it doubt its clock: the guard widens
+    and then scans the superframe until the parent answers, and its followers hear of the jump at once."""
+    w, got = make_world("chain", n=8, seed=5)  # eight houses, one module each: a single parent every hop
+    w.run(1200)
+    assert all(n.mesh.joined for n in w.nodes[1:])
+    lost, child = w.nodes[4], w.nodes[5]
+    parent = w.by_addr[lost.mesh.routing.preferred.addr]
+    assert _apart(lost, parent, w.now) < 10 and child.mesh.routing.preferred.addr == lost.addr
+    for n in w.nodes[4:]:  # the module and its subtree move 300 ms away from the rest, believing they are in time
+        n.mesh.cycle.base = (n.mesh.cycle.base + 300) % 2000
+    assert lost.mesh.uplink.send(b"astray", urgent=True)
+    w.run_node(lost)
+    w.run(w.now + 600)
+    assert (lost.addr, b"astray") in [(s, p) for s, p, _, _ in got]
+    assert _apart(lost, parent, w.now) < 10
+    assert _apart(child, lost, w.now) < 10  # the follower moved with it, before any frame of its own
+    w.close()

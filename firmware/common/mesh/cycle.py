@@ -38,6 +38,15 @@ MAX_ERROR_MS = const(250)  # beyond: the parent's cycle jumped (it restarted, or
 # on the 30-hop chain, whose parents move for hours after a cold start, that sent nearly every frame to the
 # preferred parent (the busiest relay's load x1.8 when measured in session 7).
 SYNC_DUE_MS = const(10)
+# Upward attempts unanswered since the last sync after which we doubt our clock (``misses``): the next upward frame
+# goes to the parent we follow, and the guard widens with each further miss (rendezvous.guard, rendezvous.scan).
+# A rate learnt in a cold start can be tens of ppm off while its bound says a few: each module of the 30-hop chain
+# learnt it from a parent that still drifted at its own crystal's rate or jumped at its own syncs, and the errors
+# added up hop by hop (seed 2: modules at depth 20-30 off by 30-55 ppm, their bound 2-5 ppm). Such a module's clock
+# left its parent's beyond every guard it believed in; it then never met the parent's sample again, never got the
+# ACK that would have set its clock, nor heard a beacon in its slot, and its subtree, which follows it, stayed
+# unjoined for hours (docs/benchmarks.md, "Session 9, chain").
+DOUBT_AFTER = const(3)
 HALF_MS = const(1000)  # SUPERFRAME_MS / 2: offsets wrap into (-1 s, +1 s]
 
 
@@ -55,6 +64,7 @@ class Cycle:
         self._at = None  # tick of the last sync
         self._anchor_at = 0  # the sync the rate is measured from
         self._moved = 0  # the offset's unwrapped change since the anchor, ms
+        self.misses = 0  # upward attempts unanswered since the last sync (DOUBT_AFTER)
 
     def offset(self, now):
         """The offset to add to our ticks for the network's phase at tick ``now``."""
@@ -74,9 +84,13 @@ class Cycle:
         return SYNC_ERROR_MS + self.jitter_ms + self._drift_ms(now)
 
     def sync_due(self, now):
-        """True if our clock may have drifted so far since the last sync that the next upward frame should fetch
-        another."""
-        return self._drift_ms(now) > SYNC_DUE_MS
+        """True if our clock may have drifted so far since the last sync, or so many upward attempts went unanswered
+        since (``doubted``), that the next upward frame should fetch another."""
+        return self.misses >= DOUBT_AFTER or self._drift_ms(now) > SYNC_DUE_MS
+
+    def doubted(self):
+        """How many upward attempts beyond DOUBT_AFTER went unanswered since the last sync: 0 while we trust our clock."""
+        return max(0, self.misses - DOUBT_AFTER + 1)
 
     def drifts_in(self, limit_ms, now):
         """Milliseconds from ``now`` until our clock may have drifted more than ``limit_ms`` since the last sync at
@@ -110,8 +124,10 @@ class Cycle:
                 # parent sets its clock (30-hop chain after a cold start: jumps of 20 ms that a rate learnt to 5 ppm
                 # did not foresee). It may move as much again: the guard widens at once, and narrows by a quarter
                 # a sync while the parent keeps still.
-                jitter = max(abs(missed) - SYNC_ERROR_MS - self._drift_ms(now), self.jitter_ms * 3 // 4)
-                self.jitter_ms = min(jitter, MAX_JITTER_MS)
+                # (Not when our clock was doubted: what it missed was our own rate's error, which the span now holds.)
+                moved = 0 if self.misses >= DOUBT_AFTER else abs(missed) - SYNC_ERROR_MS - self._drift_ms(now)
+                self.jitter_ms = min(max(moved, self.jitter_ms * 3 // 4), MAX_JITTER_MS)
         else:
             self._anchor_at, self._moved = now, 0
         self.base, self._at = offset, now
+        self.misses = 0

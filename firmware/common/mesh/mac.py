@@ -41,7 +41,7 @@ CYCLE_MS = const(1000)  # receiver's channel-sample period
 SUPERFRAME_MS = const(2000)  # two cycles: frames go up in the first, down in the second
 SLOT_MS = const(100)  # depth stagger: a 64-byte broadcast (19 ms) and its jitter fit in a slot
 TURNAROUND_MS = const(1)  # RX->TX switch of the receiver before it acknowledges
-ACK_TIMEOUT_MS = const(40)  # ACK_DELAY_MS + a 30-byte ACK (8.3 ms), with margin (was 30: the ACK at once)
+ACK_TIMEOUT_MS = const(27)  # ACK_DELAY_MS + a 30-byte ACK (8.3 ms), with margin (was 30: the ACK at once; 40 at ACK_DELAY_MS 25)
 # The acknowledgement starts ACK_DELAY_MS after the end of the frame it answers, not as soon as the
 # addressee's MCU has it ready: its MicroPython hands the ACK to the radio 11.2-11.5 ms after the frame came
 # in on the 80 MHz board (balans bench mcu, ack_ready; the frame's whole work 14.6-14.9 ms, frame_in_ack_out; a
@@ -50,7 +50,7 @@ ACK_TIMEOUT_MS = const(40)  # ACK_DELAY_MS + a 30-byte ACK (8.3 ms), with margin
 # faster but leaves it more modules unjoined after 12 hours (docs/benchmarks.md, "Session 8, chain"). Knowing
 # when the ACK comes, the sender's receiver sleeps until ACK_GUARD_MS before it and gives up when no carrier
 # has come ACK_GUARD_MS after it (the simulator charges that wait: energy.ACK_WAIT_S).
-ACK_DELAY_MS = const(25)
+ACK_DELAY_MS = const(12)
 ACK_GUARD_MS = const(2)  # both ends count whole ms ticks, and the ACK's transmitter calibrates (0.8 ms) first
 MAX_ATTEMPTS = const(5)  # transmissions per hop: first try and four retries
 CCA_RETRIES = const(4)  # busy channel: back off and listen again this many times

@@ -152,7 +152,8 @@ class MeshNode(Station):
         for job in self.queue:
             if job.up:
                 return None
-        d = self.cycle.drifts_in(SYNC_ASK_DRIFT_MS, now)
+        # A doubted clock (cycle.Cycle.doubted: upward attempts went unanswered since the last sync) asks at once.
+        d = 0 if self.cycle.doubted() else self.cycle.drifts_in(SYNC_ASK_DRIFT_MS, now)
         if d is not None and self._sync_asked is not None:
             d = max(d, SYNC_ASK_GAP_MS - ticks_diff(now, self._sync_asked))
         return d

@@ -22,10 +22,17 @@ PEER_ERROR_MS = const(3)  # a hop that does not set our clock drifts from the ne
 WIDEN_MS = const(2)  # an unanswered attempt may have missed the sample: the next guards 2, 4, 8 ms more
 RETRY_WIDENINGS = const(2)  # (2 << 2: the third and later attempts guard 8 ms more; wider, congestion fed itself)
 MAX_GUARD_MS = const(120)  # the preamble 251 ms at most (7 mAs at +10 dBm); boardhal.SYNC_WAIT_US waits that long
+# A doubted clock (cycle.Cycle.doubted: DOUBT_AFTER upward attempts unanswered since the last sync) widens the guard
+# of upward frames by DOUBT_MS, doubling with each further miss up to MAX_GUARD_MS; beyond, the aim moves by
+# SCAN_MS either way by turns (``scan``), so that the preambles of eight more attempts cover the whole superframe.
+DOUBT_MS = const(8)
+DOUBT_WIDENINGS = const(4)  # 8, 16, 32, 64, 128 (MAX_GUARD_MS): then the scan
+SCAN_MS = const(240)  # 2 x MAX_GUARD_MS: neighbouring aims' preambles overlap by a few ms
+SCAN_STEPS = const(8)  # +-240, +-480, +-720, +-960 ms: with the preamble's +-123 ms, the whole 2 s
 LATE_MS = const(1)  # a start in the contention window may slip this much: the preamble's end still covers the sample
 
 
-def guard(cycle, followed, hop, now, attempts=0):
+def guard(cycle, followed, hop, now, attempts=0, level=0):
     """How much further than mac.CLOCK_ERROR_MS the sample of ``hop`` (None: our children's broadcast slot)
     may be from where we expect it at tick ``now``; ``cycle`` is our cycle.Cycle, ``followed`` the address
     of the parent it follows (None without one), ``attempts`` the unanswered ones so far.
@@ -35,7 +42,8 @@ def guard(cycle, followed, hop, now, attempts=0):
     drifted as long, or moved when its own parent set its clock: twice that, and PEER_ERROR_MS besides.
     An unanswered attempt may have missed the sample, so each widens the guard (WIDEN_MS, doubling).
     (With twice our own error to the parent too, the 30-hop chain had joined 220 of its 240 modules 90
-    minutes after a cold start, against 234 so, and the preambles were longer.)
+    minutes after a cold start, against 234 so, and the preambles were longer.) At a doubt ``level`` (``doubt``)
+    of 1 or more, DOUBT_MS more, doubling with each level up to MAX_GUARD_MS.
     """
     if hop == CONCENTRATOR:
         return 0  # it always listens
@@ -45,7 +53,34 @@ def guard(cycle, followed, hop, now, attempts=0):
     g = max(0, error - CLOCK_ERROR_MS)
     if attempts:
         g += WIDEN_MS << min(attempts - 1, RETRY_WIDENINGS)
+    if level:
+        g += DOUBT_MS << min(level - 1, DOUBT_WIDENINGS)
     return min(g, MAX_GUARD_MS)
+
+
+def doubt(cycle, up, rounds, attempts, per_round):
+    """How much a frame's next attempt doubts where its hop samples (0: not at all; ``guard``, ``scan``): an upward
+    frame as much as our clock is doubted (cycle.Cycle.doubted), and any frame whose first round of ``per_round``
+    attempts went unanswered one level more with each attempt since (``rounds`` begun, ``attempts`` made in this
+    one). Down the 30-hop chain a parent aims at a child's sample with the skew its last ACK showed, and a child that
+    follows another parent moves with it: join answers were dropped after their three rounds at hops whose skew was
+    tens of ms stale, and their modules asked again an hour later (docs/benchmarks.md, "Session 9, chain")."""
+    level = cycle.doubted() if up else 0
+    if rounds > 1:
+        level = max(level, (rounds - 2) * per_round + attempts + 1)
+    return level
+
+
+def scan(level):
+    """How far (ms, either way) a frame's aim moves from where we expect its hop's sample at doubt ``level``: 0 until
+    the guard has reached MAX_GUARD_MS (``guard``), then +-SCAN_MS, +-2 SCAN_MS, ... by turns, round the
+    superframe: a clock that has left its parent's by more than any preamble covers finds the sample again."""
+    k = level - DOUBT_WIDENINGS - 1
+    if k <= 0:
+        return 0
+    k = (k - 1) % SCAN_STEPS + 1
+    step = (k + 1) // 2 * SCAN_MS
+    return step if k % 2 else -step
 
 
 def late(at, now):

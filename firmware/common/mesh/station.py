@@ -19,7 +19,7 @@ from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_ELS
 from firmware.common.mesh import control, rendezvous
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.counter import FrameCounter
-from firmware.common.mesh.cycle import Cycle
+from firmware.common.mesh.cycle import Cycle, wrap
 from firmware.common.mesh.duty import DutyCycle
 from firmware.common.mesh.flood import REPEAT_SPREAD, Flood
 from firmware.common.mesh.mac import (ACK_DELAY_MS, ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, DENSE_FORWARDERS,
@@ -74,6 +74,12 @@ PAUSE_MS = const(60000)
 PAUSE_SPREAD_MS = const(60000)  # 1-2 minutes, random: relays that failed together do not come back together
 ROUNDS = const(3)  # rounds of MAX_ATTEMPTS a frame gets before it is given up
 MAX_PAUSED = const(8)  # frames waiting out a fade; beyond, a failed frame is given up at once
+JUMP_MS = const(10)  # a sync that moves our phase further than this is told to our followers at once (_sync)
+
+
+def _per_round(job):
+    """Attempts a frame gets per round: ANSWER_ATTEMPTS for a join answer, MAX_ATTEMPTS for any other."""
+    return ANSWER_ATTEMPTS if not job.up and job.frame[3] & 0x0F == T_JOIN else MAX_ATTEMPTS
 
 
 class Job:
@@ -252,7 +258,19 @@ class Station:
         phase then comes down one path from the concentrator, and a child is off its parent only by its own
         drift (taking it from any parent, the 30-hop chain's parents disagreed by up to 100 ms in its first
         hours, each having drifted its own way since its last sync)."""
-        self.cycle.sync(self._offset_shown(phase, frame, now), now)
+        cycle = self.cycle
+        before = None if cycle._at is None else cycle.phase(now)
+        cycle.sync(self._offset_shown(phase, frame, now), now)
+        if before is None or not self.followers or self._beacon_at is not None:
+            return
+        jump = wrap(cycle.phase(now) - before)
+        if abs(jump) > JUMP_MS:
+            # Our followers still keep our old phase: one beacon in their slot where they sample it, carrying the
+            # new one, so that they move with us (and theirs with them) instead of losing us until their next
+            # upward frame goes unanswered (cycle.DOUBT_AFTER). Its guard holds the jump as our error (cycle.py).
+            self._beacon_guard = guard = self._guard(None, now)
+            self._beacon_at = ticks_add(now, slot_wait(self.routing.depth + 1, self.net_phase(now) - jump + guard)
+                                        + self.rand.below(CONTENTION_MS))
 
     # ---- sending ------------------------------------------------------------
 
@@ -443,9 +461,11 @@ class Station:
             job.not_before = None
             job.guard = 0
             return
-        job.guard = self._guard(job.hop, now, job.attempts)
+        level = rendezvous.doubt(self.cycle, job.up, job.rounds, job.attempts, _per_round(job))
+        job.guard = self._guard(job.hop, now, job.attempts, level)
         job.aimed = job.hop != CONCENTRATOR
-        wait = unicast_wait(job.hop, self._phase_of(job.hop, now) + job.guard)
+        # A doubted rendezvous scans for the sample once the guard is at its widest (rendezvous.scan).
+        wait = unicast_wait(job.hop, self._phase_of(job.hop, now) + job.guard + rendezvous.scan(level))
         # Binary exponential backoff. On a busy channel: a sleeping hop's next sample (the contention window
         # cannot widen: the wake preamble covers the sample only from inside it, mac.py), the always-listening
         # concentrator within a widening window. After an unanswered attempt over whole samples (hidden
@@ -457,10 +477,11 @@ class Station:
         job.not_before = None
         job.at = ticks_add(now, wait)
 
-    def _guard(self, hop, now, attempts=0):
-        """The guard of a frame to ``hop`` (rendezvous.guard; None: our children's broadcast slot)."""
+    def _guard(self, hop, now, attempts=0, level=0):
+        """The guard of a frame to ``hop`` (rendezvous.guard; None: our children's broadcast slot; ``level``: how much
+        the attempt doubts the rendezvous, rendezvous.doubt)."""
         preferred = self.routing.preferred
-        return rendezvous.guard(self.cycle, None if preferred is None else preferred.addr, hop, now, attempts)
+        return rendezvous.guard(self.cycle, None if preferred is None else preferred.addr, hop, now, attempts, level)
 
     def _retry_spread(self, job):
         """Whole samples an unanswered attempt's retry skips: 0-1, then 0-3."""
@@ -600,6 +621,8 @@ class Station:
         """An attempt went unanswered (``link_fault``) or never found the channel free."""
         job.waiting = False
         job.busy = 0
+        if link_fault and job.up and job.aimed:
+            self.cycle.misses += 1  # perhaps our clock, not the link (cycle.DOUBT_AFTER)
         if link_fault:
             # Upward, a failure in the first round counts towards writing the link off only when another
             # parent could carry the frame: writing off the only way up detaches us and our subtree for a
@@ -609,7 +632,7 @@ class Station:
                                      or self.routing.has_alternative(job.hop))
             if self.routing.select(now):
                 self._routing_changed(now)
-        limit = ANSWER_ATTEMPTS if not job.up and job.frame[3] & 0x0F == T_JOIN else MAX_ATTEMPTS
+        limit = _per_round(job)
         if job.attempts >= limit and job.rounds < ROUNDS and self._pausing() < MAX_PAUSED:
             # Wait out the fade and try again: the attempts of one round all went within a second or two.
             self.job = None
@@ -756,6 +779,8 @@ class Station:
             n.version = self.routing.version  # it acknowledged within our network generation
             if n is self.routing.preferred:
                 self._sync(phase, buf, now)
+            elif job.up and self.cycle.misses:
+                self.cycle.misses -= 1  # another parent met: our clock is perhaps not the one at fault
                 if depth + 1 != self.routing.depth and self.routing.select(now):
                     # Our preferred parent moved (an ACK is often the only news: we sample our own depth's
                     # slot, and a parent that came hops nearer beacons in slots we do not sample). Before,
