@@ -191,9 +191,9 @@ def test_a_parent_that_moved_widens_the_guard_until_it_settles():
     assert c.error_ms(15 * 600000) < settled  # and the guard narrows as the parent keeps still
 
 
-def test_unanswered_attempts_make_a_module_doubt_its_clock_until_the_guard_and_then_the_scan_cover_the_superframe():
+def test_unanswered_attempts_make_a_module_doubt_its_clock_and_widen_its_guard():
     from firmware.common.mesh import rendezvous
-    from firmware.common.mesh.rendezvous import MAX_GUARD_MS, SCAN_MS
+    from firmware.common.mesh.rendezvous import MAX_GUARD_MS
 
     c = Cycle()
     c.sync(0, 0)
@@ -203,17 +203,10 @@ def test_unanswered_attempts_make_a_module_doubt_its_clock_until_the_guard_and_t
     assert not c.doubted() and not c.sync_due(1000)  # a collision or two: our clock is not in question yet
     c.misses += 1
     assert c.doubted() == 1 and c.sync_due(1000)  # the next upward frame fetches a sync from the parent we follow
-    levels = [rendezvous.doubt(c, True, 1, 0, 5) for c.misses in range(DOUBT_AFTER, DOUBT_AFTER + 14)]
-    assert levels == list(range(1, 15))
+    levels = [rendezvous.doubt(c, True, 1, 0, 5) for c.misses in range(DOUBT_AFTER, DOUBT_AFTER + 7)]
+    assert levels == list(range(1, 8))
     guards = [rendezvous.guard(c, 7, 7, 1000, 0, level) for level in levels]
-    assert guards[0] > base and guards == sorted(guards) and guards[4] == MAX_GUARD_MS
-    scans = [rendezvous.scan(level) for level in levels]
-    assert scans[:5] == [0] * 5 and sorted(scans[5:13]) == [s * SCAN_MS for s in (-4, -3, -2, -1, 1, 2, 3, 4)]
-    assert scans[13] == scans[5]  # and round again
-    # the aims' preambles (+-MAX_GUARD_MS and the base's +-CLOCK_ERROR_MS each) leave no gap round the superframe
-    aims = sorted([0] + scans[5:13])
-    assert all(b - a <= 2 * (MAX_GUARD_MS + CLOCK_ERROR_MS) for a, b in zip(aims, aims[1:]))
-    assert aims[-1] - aims[0] + 2 * (MAX_GUARD_MS + CLOCK_ERROR_MS) >= SUPERFRAME_MS
+    assert guards[0] > base and guards == sorted(guards) and guards[4:] == [MAX_GUARD_MS] * 3
     assert rendezvous.doubt(c, False, 1, 3, 5) == 0  # a downward frame in its first round does not share our doubt
     assert rendezvous.doubt(c, False, 2, 0, 5) == 1 and rendezvous.doubt(c, False, 3, 2, 7) == 10  # its later rounds do
     c.sync(5, 2000)

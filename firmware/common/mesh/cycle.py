@@ -39,7 +39,7 @@ MAX_ERROR_MS = const(250)  # beyond: the parent's cycle jumped (it restarted, or
 # preferred parent (the busiest relay's load x1.8 when measured in session 7).
 SYNC_DUE_MS = const(10)
 # Upward attempts unanswered since the last sync after which we doubt our clock (``misses``): the next upward frame
-# goes to the parent we follow, and the guard widens with each further miss (rendezvous.guard, rendezvous.scan).
+# goes to the parent we follow, and the guard widens with each further miss (rendezvous.doubt, rendezvous.guard).
 # A rate learnt in a cold start can be tens of ppm off while its bound says a few: each module of the 30-hop chain
 # learnt it from a parent that still drifted at its own crystal's rate or jumped at its own syncs, and the errors
 # added up hop by hop (seed 2: modules at depth 20-30 off by 30-55 ppm, their bound 2-5 ppm). Such a module's clock

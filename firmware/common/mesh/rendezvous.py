@@ -22,13 +22,12 @@ PEER_ERROR_MS = const(3)  # a hop that does not set our clock drifts from the ne
 WIDEN_MS = const(2)  # an unanswered attempt may have missed the sample: the next guards 2, 4, 8 ms more
 RETRY_WIDENINGS = const(2)  # (2 << 2: the third and later attempts guard 8 ms more; wider, congestion fed itself)
 MAX_GUARD_MS = const(120)  # the preamble 251 ms at most (7 mAs at +10 dBm); boardhal.SYNC_WAIT_US waits that long
-# A doubted clock (cycle.Cycle.doubted: DOUBT_AFTER upward attempts unanswered since the last sync) widens the guard
-# of upward frames by DOUBT_MS, doubling with each further miss up to MAX_GUARD_MS; beyond, the aim moves by
-# SCAN_MS either way by turns (``scan``), so that the preambles of eight more attempts cover the whole superframe.
+# A doubted rendezvous (``doubt``: our clock, or a frame's round of attempts gone unanswered) widens the guard by
+# DOUBT_MS, doubling with each further level up to MAX_GUARD_MS: a preamble of +-123 ms. (Scanning the superframe
+# beyond, by +-240 ms aims in turn, was dropped: in the block, modules that doubted after collisions or fades aimed
+# away from samples they would have met, data/asleep 39 -> 324 a day on seed 2, and the chain did as well without.)
 DOUBT_MS = const(8)
-DOUBT_WIDENINGS = const(4)  # 8, 16, 32, 64, 128 (MAX_GUARD_MS): then the scan
-SCAN_MS = const(240)  # 2 x MAX_GUARD_MS: neighbouring aims' preambles overlap by a few ms
-SCAN_STEPS = const(8)  # +-240, +-480, +-720, +-960 ms: with the preamble's +-123 ms, the whole 2 s
+DOUBT_WIDENINGS = const(4)  # 8, 16, 32, 64, 128 (MAX_GUARD_MS)
 LATE_MS = const(1)  # a start in the contention window may slip this much: the preamble's end still covers the sample
 
 
@@ -59,7 +58,7 @@ def guard(cycle, followed, hop, now, attempts=0, level=0):
 
 
 def doubt(cycle, up, rounds, attempts, per_round):
-    """How much a frame's next attempt doubts where its hop samples (0: not at all; ``guard``, ``scan``): an upward
+    """How much a frame's next attempt doubts where its hop samples (0: not at all; ``guard``): an upward
     frame as much as our clock is doubted (cycle.Cycle.doubted), and any frame whose first round of ``per_round``
     attempts went unanswered one level more with each attempt since (``rounds`` begun, ``attempts`` made in this
     one). Down the 30-hop chain a parent aims at a child's sample with the skew its last ACK showed, and a child that
@@ -69,18 +68,6 @@ def doubt(cycle, up, rounds, attempts, per_round):
     if rounds > 1:
         level = max(level, (rounds - 2) * per_round + attempts + 1)
     return level
-
-
-def scan(level):
-    """How far (ms, either way) a frame's aim moves from where we expect its hop's sample at doubt ``level``: 0 until
-    the guard has reached MAX_GUARD_MS (``guard``), then +-SCAN_MS, +-2 SCAN_MS, ... by turns, round the
-    superframe: a clock that has left its parent's by more than any preamble covers finds the sample again."""
-    k = level - DOUBT_WIDENINGS - 1
-    if k <= 0:
-        return 0
-    k = (k - 1) % SCAN_STEPS + 1
-    step = (k + 1) // 2 * SCAN_MS
-    return step if k % 2 else -step
 
 
 def late(at, now):
