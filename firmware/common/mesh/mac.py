@@ -43,11 +43,12 @@ SLOT_MS = const(100)  # depth stagger: a 64-byte broadcast (19 ms) and its jitte
 TURNAROUND_MS = const(1)  # RX->TX switch of the receiver before it acknowledges
 ACK_TIMEOUT_MS = const(27)  # ACK_DELAY_MS + a 30-byte ACK (8.3 ms), with margin (was 30: the ACK at once; 40 at ACK_DELAY_MS 25)
 # The acknowledgement starts ACK_DELAY_MS after the end of the frame it answers, not as soon as the
-# addressee's MCU has it ready: its MicroPython hands the ACK to the radio 11.2-11.5 ms after the frame came
-# in on the 80 MHz board (balans bench mcu, ack_ready; the frame's whole work 14.6-14.9 ms, frame_in_ack_out; a
-# collection of its 64 KB heap adds a few ms), and a sender listening all that time drew 15.7 mA for it. A
-# shorter gap, in which other senders find the channel free and collide with the ACK, joins the 30-hop chain
-# faster but leaves it more modules unjoined after 12 hours (docs/benchmarks.md, "Session 8, chain"). Knowing
+# addressee's MCU has it ready: its MicroPython hands the ACK to the radio about 9.6 ms after the frame came in
+# on the 80 MHz board, sealing it from the header before any other work (station.py; balans bench mcu, ack_ready:
+# 11.2-11.5 ms when it opened the frame first; a collection of its 64 KB heap adds a few ms, and an ACK later
+# than ACK_GUARD_MS past its time is not sent), and a sender listening all that time drew 15.7 mA for it. In a
+# longer gap other senders find the channel free and collide with the ACK: at 25 ms (until session 9) a fifth of
+# the 30-hop chain's ACKs in its cold start (docs/benchmarks.md, "Session 8, chain" and "Session 9, chain"). Knowing
 # when the ACK comes, the sender's receiver sleeps until ACK_GUARD_MS before it and gives up when no carrier
 # has come ACK_GUARD_MS after it (the simulator charges that wait: energy.ACK_WAIT_S).
 ACK_DELAY_MS = const(12)

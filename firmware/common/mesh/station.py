@@ -396,7 +396,7 @@ class Station:
     def _ack(self, f, now, flags=0):
         r = self.routing
         # The phase it goes at: ACK_DELAY_MS after the frame it answers came in (``now``; mac.py), however long
-        # taking the frame and sealing this took (11.2-11.5 ms on the board: balans bench mcu, ack_ready).
+        # taking the frame and sealing this took (about 9.6 ms on the board: balans bench mcu, ack_ready).
         payload = struct.pack(control.ACK_FMT, r.rank, r.depth, self.net_phase(ticks_add(now, ACK_DELAY_MS)))
         frame = seal_frame(Frame(self.net_id, T_ACK, self.addr, f.link_src, self.counter.take(), payload),
                            self.net_key, struct.pack(control.ACKED_FMT, f.src, f.counter))
@@ -853,7 +853,7 @@ class Station:
                 self._ack(f, now)  # our acknowledgement was lost: confirm again, do not relay twice
             return
         # The acknowledgement is sealed from the header before any other work, as soon as we know we take the
-        # frame: it goes mac.ACK_DELAY_MS (12 ms) after the frame, and MicroPython hands it to the radio 9.3-9.5 ms
+        # frame: it goes mac.ACK_DELAY_MS (12 ms) after the frame, and MicroPython hands it to the radio about 9.6 ms
         # after the frame so, 11.2-11.5 ms after opening the frame first (balans bench mcu, ack_ready).
         if f.dst == self.addr:
             # Acknowledged before it is opened, as a relay acknowledges what it cannot open, and even when the
