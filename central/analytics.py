@@ -228,22 +228,27 @@ def fit_losses(inp, imb, use):
     totals cannot), then again without the hours more than TRIM_SIGMAS off (an earlier
     fault). Returns the coefficients [groups, 3] for a, b, c.
     """
-    use = use.copy()
     with _quiet():
         scale = np.nan_to_num(np.nanmean(np.where(use, inp, np.nan), axis=1), nan=1.0)[:, None]
     scale[scale <= 0] = 1.0
     x = inp / scale  # near 1, so the normal equations stay well conditioned
-    X = np.stack((np.ones_like(x), x, x * x), axis=2)
-    y = np.nan_to_num(imb)
+    beta = _trimmed_fit(np.stack((np.ones_like(x), x, x * x), axis=2), np.nan_to_num(imb), use)
+    return np.stack((beta[:, 0], beta[:, 1] / scale[:, 0], beta[:, 2] / scale[:, 0] ** 2), axis=1)
+
+
+def _trimmed_fit(X, y, use):
+    """Per group, least squares of y [groups, hours] on the columns X [groups, hours, k] over the
+    hours ``use``, then again without the hours more than TRIM_SIGMAS off the first fit."""
+    use = use.copy()
     for _ in range(2):
         w = use.astype(np.float64)
-        xtx = np.einsum("gti,gt,gtj->gij", X, w, X) + RIDGE * np.eye(3)
+        xtx = np.einsum("gti,gt,gtj->gij", X, w, X) + RIDGE * np.eye(X.shape[2])
         beta = np.linalg.solve(xtx, np.einsum("gti,gt,gt->gi", X, w, y)[..., None])[..., 0]
         resid = y - np.einsum("gti,gi->gt", X, beta)
         with _quiet():
             med, sigma = _robust(np.where(use, resid, np.nan), axis=1)
         use &= np.abs(resid - np.nan_to_num(med)[:, None]) <= TRIM_SIGMAS * np.nan_to_num(sigma)[:, None] + 1e-12
-    return np.stack((beta[:, 0], beta[:, 1] / scale[:, 0], beta[:, 2] / scale[:, 0] ** 2), axis=1)
+    return beta
 
 
 def fit_local_losses(inp, imb, use):
@@ -278,16 +283,8 @@ def fit_local_losses(inp, imb, use):
         for v, series in zip(dev, (y, x, x * x)):
             lo = t - refs.shape[1]
             v[:, t] = np.where(fit[:, t], series[:, t] - np.nan_to_num(masked_median(series[:, lo:t], refs)), 0.0)
-    dy, X = dev[0].reshape(G, T), np.stack((dev[1].reshape(G, T), dev[2].reshape(G, T)), axis=2)
-    keep = fit.reshape(G, T).copy()
-    for _ in range(2):
-        w = keep.astype(np.float64)
-        xtx = np.einsum("gti,gt,gtj->gij", X, w, X) + RIDGE * np.eye(2)
-        bc = np.linalg.solve(xtx, np.einsum("gti,gt,gt->gi", X, w, dy)[..., None])[..., 0]
-        resid = dy - np.einsum("gti,gi->gt", X, bc)
-        with _quiet():
-            med, sigma = _robust(np.where(keep, resid, np.nan), axis=1)
-        keep &= np.abs(resid - np.nan_to_num(med)[:, None]) <= TRIM_SIGMAS * np.nan_to_num(sigma)[:, None] + 1e-12
+    X = np.stack((dev[1].reshape(G, T), dev[2].reshape(G, T)), axis=2)
+    bc = _trimmed_fit(X, dev[0].reshape(G, T), fit.reshape(G, T))
     xs = x.reshape(G, T)
     with _quiet():
         a = np.nan_to_num(np.nanmedian(np.where(use, np.nan_to_num(imb) - bc[:, 0:1] * xs - bc[:, 1:2] * xs * xs,
