@@ -260,9 +260,9 @@ def fit_local_losses(inp, imb, use):
     so only b and c count in it, through those same changes of the input. Fitted on the
     hours as they are (``fit_losses``), a load that keeps to certain hours and no member
     shows (an unmetered evening load, 10 days older) is taken for losses growing with the
-    input, which is high in those hours: b comes out 1–4 % off, and that error times the
-    input's day-to-day change is in every later hour's rise (detect seed 2 E329: 0.17
-    against 0.008 kWh an hour here; a subtraction there rose 2 deviations, 41 here).
+    input, which is high in those hours: b comes out off, and that error times the input's
+    day-to-day change is in every later hour's rise (detect seed 2 E329: an hour's deviation
+    0.17 kWh there, 0.008 here; a subtraction rose 2 deviations there, 41 here).
     Against each hour's recent days an older fault's step moves only the few days before
     the reference has caught up with it, and those hours are more than TRIM_SIGMAS off: the
     second fit leaves them out. ``a``: the median of what is left. Returns [groups, 3].
