@@ -7,7 +7,7 @@ from firmware.common.mesh.cycle import Cycle
 from firmware.common.mesh.duty import LIMIT_MS
 from firmware.common.mesh.mac import MAX_ATTEMPTS, SUPERFRAME_MS, airtime_ms, unicast_phase
 from firmware.common.mesh.node import SYNC_ASK_DRIFT_MS
-from firmware.common.mesh.station import ANSWER_ATTEMPTS, FRESH, MAX_FOLLOWERS, PAUSE_MS, Job
+from firmware.common.mesh.station import ANSWER_ATTEMPTS, FRESH, HAD, MAX_FOLLOWERS, PAUSE_MS, Job
 from mesh_air import NET_ID, Air, module_key
 from protocol.frame import (CONCENTRATOR, F_ACK_REQ, L_MORE, L_PREFERRED, T_ACK, T_BCAST, T_BEACON, T_DATA, T_JOIN, Frame,
                             seal_frame, set_link_flags)
@@ -377,9 +377,35 @@ def test_a_former_preferred_parent_hears_it_is_no_more_and_sends_only_a_late_bac
     assert copies and copies[0] - start >= BACKUP_DELAY_MS  # a backup, after the rush
     r = node.routing
     r.preferred, r.parents, r._next = r.table[other], [r.table[other]], 0
+    copies_before = len(copies)
     assert node.uplink.send(b"back", urgent=True)
     air.run(20000)
-    assert former.followers[3] == FRESH  # named its preferred parent again: copies go at once
+    # Named its preferred parent again: the newest broadcast goes to it at once (Station._repair_copy),
+    # and its ACK says it had it, so the next copy waits for the flood.
+    assert len(copies) > copies_before and former.followers[3] == HAD
+
+
+def test_a_follower_whose_copies_all_failed_gets_the_broadcast_when_it_next_names_its_parent():
+    from firmware.common.mesh.flood import REPAIR_MS
+
+    air = joined(CHAIN)
+    parent = air.stations[2]
+    assert 3 in parent.followers
+
+    def fade(sender, receiver, frame):  # every flooded copy and every acknowledged copy from 2 to 3 is lost
+        return sender == 2 and receiver == 3 and frame[3] & 0x0F == T_BCAST
+    air.lose = fade
+    air.root.downlink.broadcast(b"\x14ripple")
+    air.run(15 * 60000)  # past the copy's three rounds (PAUSE_MS between them)
+    assert 3 not in air.broadcasts and 3 not in parent.followers  # given up: "its next upward frame says"
+    assert air.broadcasts.get(2) == [b"\x14ripple"]
+    air.lose = None
+    air.run(60000)
+    assert 3 not in air.broadcasts  # nothing more comes by itself
+    assert air.stations[3].uplink.send(b"hourly", urgent=True)
+    air.run(30000)
+    assert air.broadcasts.get(3) == [b"\x14ripple"] and parent.followers[3] == FRESH
+    assert air.now < REPAIR_MS
 
 
 def test_a_router_that_hears_many_routers_a_level_up_samples_a_second_broadcast_slot():

@@ -3,6 +3,7 @@ from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
 from firmware.common.mesh.control import RANK_INFINITE
 from firmware.common.mesh.cycle import DOUBT_AFTER, MAX_ERROR_MS, SYNC_ERROR_MS, UNKNOWN_RATE_PPM, Cycle
 from firmware.common.mesh.duty import LIMIT_MS, DutyCycle
+from firmware.common.mesh.flood import REMEMBER, REPAIR_MS, Flood
 from firmware.common.mesh.mac import (CLOCK_ERROR_MS, CONTENTION_MS, CYCLE_MS, SAMPLE_LEAD_MS, SLOT_MS, SUPERFRAME_MS,
                                       WAKE_PREAMBLE_MS, guarded_preamble_ms, slot_wait, unicast_phase, unicast_wait)
 from protocol.frame import CONCENTRATOR
@@ -21,6 +22,25 @@ def test_duty_cycle_stops_at_ten_percent():
         t += 50
     assert sent <= LIMIT_MS
     assert sent >= LIMIT_MS - 20
+
+
+def test_a_broadcast_is_repaired_for_three_hours_only_even_when_ticks_wrap():
+    flood = Flood()
+    assert flood.repairable() is None
+    heard = (1 << 30) - 1000  # ticks_ms wraps a second later
+    old = flood.start(1, b"old", heard, heard, 0)
+    new = flood.start(2, b"new", heard, heard, 0)
+    assert flood.repairable() is new
+    flood.expire(ticks_add(heard, REPAIR_MS - 1))
+    assert flood.repairable() is new
+    flood.expire(ticks_add(heard, REPAIR_MS))
+    assert flood.repairable() is None and old.heard is None
+    # once expired it stays so, though the ticks come round to look recent again
+    flood.expire(ticks_add(heard, 1 << 30))
+    assert flood.repairable() is None
+    for counter in range(3, 3 + REMEMBER):
+        flood.start(counter, b"x", 0, 0, 0)
+    assert len(flood.recent) == REMEMBER and flood.repairable().counter == 2 + REMEMBER
 
 
 def test_ticks_wrap():

@@ -28,14 +28,20 @@ from firmware.common.mesh.clock import ticks_diff
 SENDS = const(2)  # flooded transmissions per node per broadcast
 REPEAT_SPREAD = const(3)  # a repeat goes within the 3 superframes after the previous copy
 REMEMBER = const(8)  # broadcasts kept for duplicate counting
+# A child that names us its preferred parent within this time after a broadcast gets a copy of it
+# (Station._repair_copy): the copies that failed through a fade, and a child whose new parent did not know
+# it yet, left one module in 1,000 without a broadcast (block and rural, session 8). Longer, a command
+# would arrive that the utility no longer means; shorter than a ticks_ms half-period in any case.
+REPAIR_MS = const(3 * 3600 * 1000)
 
 
 class Broadcast:
     """One broadcast this node is spreading: its counter, sealed bytes and schedule."""
 
-    def __init__(self, counter, frame, at, guard):
+    def __init__(self, counter, frame, heard, at, guard):
         self.counter = counter
         self.frame = frame
+        self.heard = heard  # tick we got it; None once REPAIR_MS has passed (Station._repair_copy)
         self.at = at  # tick of the next flooded copy
         self.guard = guard  # and its wake preamble's guard (rendezvous.guard)
         self.sends_left = SENDS
@@ -54,12 +60,23 @@ class Flood:
                 return b
         return None
 
-    def start(self, counter, frame, at, guard):
-        b = Broadcast(counter, frame, at, guard)
+    def start(self, counter, frame, heard, at, guard):
+        b = Broadcast(counter, frame, heard, at, guard)
         self.recent.append(b)
         if len(self.recent) > REMEMBER:
             self.recent.pop(0)
         return b
+
+    def repairable(self):
+        """The newest broadcast if it is still owed to a child that missed it (REPAIR_MS), else None."""
+        b = self.recent[-1] if self.recent else None
+        return b if b is not None and b.heard is not None else None
+
+    def expire(self, now):
+        """Stop repairing broadcasts older than REPAIR_MS (checked at every poll: ticks wrap in 12 days)."""
+        for b in self.recent:
+            if b.heard is not None and ticks_diff(now, b.heard) >= REPAIR_MS:
+                b.heard = None
 
     def due_in(self, now):
         best = None

@@ -13,7 +13,7 @@ import struct
 from protocol.compat import const
 from protocol.errors import ProtocolError
 from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_ELSEWHERE, L_HAD, L_MORE, L_PREFERRED,
-                            MAX_HOPS, O_HOPS, T_ACK, T_BCAST, T_BEACON, T_JOIN, T_OTA, Frame, ReplayWindow, open_frame,
+                            MAX_HOPS, O_HOPS, O_LINK_DST, T_ACK, T_BCAST, T_BEACON, T_JOIN, T_OTA, Frame, ReplayWindow, open_frame,
                             parse_header, relay_header, seal_frame, set_link_flags)
 
 from firmware.common.mesh import control, rendezvous
@@ -173,6 +173,7 @@ class Station:
         for b in self.flood.recent:
             self._spread(b, hal.ticks_ms())
         now = hal.ticks_ms()
+        self.flood.expire(now)
         self._resume(now)
         self._timers(now)
         if self.ota is not None:
@@ -308,11 +309,9 @@ class Station:
         """Spread a broadcast that is new to us: flooded in our children's slot, and an acknowledged
         copy to each child whose preferred parent we are, at its own sample (flood.py)."""
         guard = self._guard(None, now)
-        b = self.flood.start(counter, frame, self._flood_slot(now, guard), guard)
+        b = self.flood.start(counter, frame, now, self._flood_slot(now, guard), guard)
         for child, state in self.followers.items():
-            copy = bytearray(frame)
-            struct.pack_into("<H", copy, 7, child)
-            set_link_flags(copy, L_ACK_REQ)
+            copy = self._copy(frame, child)
             if state != FRESH:
                 job = Job(copy, False, child)
                 job.at = ticks_add(now, COPY_DELAY_MS if state == HAD else BACKUP_DELAY_MS)
@@ -322,6 +321,23 @@ class Station:
         if not self.routes:
             b.sends_left = 0  # nobody routes through us: every deeper node has a parent that forwards
         return b
+
+    @staticmethod
+    def _copy(frame, child):
+        """A broadcast's copy to one child, which acknowledges it (L_ACK_REQ)."""
+        copy = bytearray(frame)
+        struct.pack_into("<H", copy, O_LINK_DST, child)
+        set_link_flags(copy, L_ACK_REQ)
+        return copy
+
+    def _repair_copy(self, child):
+        """A child (back) with us gets a copy of the newest broadcast still owed (flood.REPAIR_MS): its copy
+        from us may have failed through a fade (a first-ring module's three rounds to the concentrator within
+        five minutes), or it chose us after the broadcast and its old parent's copy went elsewhere. It
+        acknowledges with L_HAD if it has it already."""
+        b = self.flood.repairable()
+        if b is not None:
+            self.enqueue(self._copy(b.frame, child), False, False, child)
 
     def _flood_slot(self, now, guard, k=0):
         """Tick to send a broadcast copy, ``guard`` ms early (_guard), jittered: our children's own slot
@@ -883,6 +899,7 @@ class Station:
             state = self.followers.get(f.link_src)
             if state == ELSEWHERE or state is None and len(self.followers) < self.followers_max:
                 self.followers[f.link_src] = FRESH  # (back) with us: its copies go at once again
+                self._repair_copy(f.link_src)
         else:
             self.followers.pop(f.link_src, None)
 
@@ -976,5 +993,5 @@ class Station:
             relay_header(frame, self.addr, BROADCAST)
             self._start_broadcast(fr.counter, frame, now)
         except ProtocolError:
-            self.flood.start(fr.counter, frame, now, 0).sends_left = 0  # hop limit: delivered, spread no further
+            self.flood.start(fr.counter, frame, now, now, 0).sends_left = 0  # hop limit: delivered, spread no further
         self._deliver_broadcast(fr.payload, now)
