@@ -7,7 +7,7 @@ from firmware.common.mesh.cycle import Cycle
 from firmware.common.mesh.duty import LIMIT_MS
 from firmware.common.mesh.mac import MAX_ATTEMPTS, SUPERFRAME_MS, airtime_ms, unicast_phase
 from firmware.common.mesh.node import SYNC_ASK_DRIFT_MS
-from firmware.common.mesh.station import ANSWER_ATTEMPTS, FRESH, HAD, MAX_FOLLOWERS, PAUSE_MS, Job
+from firmware.common.mesh.station import ANSWER_ATTEMPTS, FRESH, MAX_FOLLOWERS, PAUSE_MS, Job
 from mesh_air import NET_ID, Air, module_key
 from protocol.frame import (CONCENTRATOR, F_ACK_REQ, L_MORE, L_PREFERRED, T_ACK, T_BCAST, T_BEACON, T_DATA, T_JOIN, Frame,
                             seal_frame, set_link_flags)
@@ -380,9 +380,9 @@ def test_a_former_preferred_parent_hears_it_is_no_more_and_sends_only_a_late_bac
     copies_before = len(copies)
     assert node.uplink.send(b"back", urgent=True)
     air.run(20000)
-    # Named its preferred parent again: the newest broadcast goes to it at once (Station._repair_copy),
-    # and its ACK says it had it, so the next copy waits for the flood.
-    assert len(copies) > copies_before and former.followers[3] == HAD
+    # Named its preferred parent again: the newest broadcast goes to it at once (Station._repair_copy); its
+    # ACK says it had it, which tells nothing of our flood: the next broadcast's copy goes at once too.
+    assert len(copies) > copies_before and former.followers[3] == FRESH
 
 
 def test_a_follower_whose_copies_all_failed_gets_the_broadcast_when_it_next_names_its_parent():

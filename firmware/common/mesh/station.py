@@ -90,6 +90,7 @@ class Job:
         self.up = up
         self.src, self.dst, self.counter = struct.unpack_from("<HHI", frame, 9)
         self.child = child  # a broadcast's copy goes to this one child, not along a route
+        self.repair = False  # that copy is a repair (Station._repair_copy): its ACK tells nothing of the flood
         self.hop = None
         self.at = 0  # tick of the next step
         # A routed downward frame waits out a retry's backoff in the queue (this tick), not as the job in
@@ -336,8 +337,8 @@ class Station:
         five minutes), or it chose us after the broadcast and its old parent's copy went elsewhere. It
         acknowledges with L_HAD if it has it already."""
         b = self.flood.repairable()
-        if b is not None:
-            self.enqueue(self._copy(b.frame, child), False, False, child)
+        if b is not None and self.enqueue(self._copy(b.frame, child), False, False, child):
+            self.queue[-1].repair = True
 
     def _flood_slot(self, now, guard, k=0):
         """Tick to send a broadcast copy, ``guard`` ms early (_guard), jittered: our children's own slot
@@ -808,8 +809,10 @@ class Station:
         self.acked += 1
         self.routing.link_result(job.hop, True)
         if job.child is not None and job.child in self.followers:
-            self.followers[job.child] = (ELSEWHERE if f.link_flags & L_ELSEWHERE else
-                                         HAD if f.link_flags & L_HAD else FRESH)
+            if f.link_flags & L_ELSEWHERE:
+                self.followers[job.child] = ELSEWHERE
+            elif not job.repair:  # a repair's L_HAD says it got the broadcast somehow, not that our flood reaches it
+                self.followers[job.child] = HAD if f.link_flags & L_HAD else FRESH
         if job.up and job.frame[O_HOPS] & L_PREFERRED:
             self._told = n if n is not None else self.routing.table.get(job.hop)
         self.job = None
