@@ -12,8 +12,8 @@ from simulator.metrics import _max_hour_duty, _quantile
 from simulator.network import run_district
 
 KEYS = ("delivery_ratio", "daily_completeness", "broadcast_median_s", "broadcast_p95_s", "broadcast_max_s",
-        "broadcast_reached", "relayed_per_day_max", "busiest_current_ua", "battery_years_min", "duty_cycle_max",
-        "control_overhead", "join_time_s", "wall_s")
+        "broadcast_reached", "broadcast_reached_40s", "relayed_per_day_max", "busiest_current_ua", "battery_years_min",
+        "duty_cycle_max", "control_overhead", "join_time_s", "wall_s")
 
 
 def test_reception_falls_with_sinr_and_frame_length():
@@ -118,6 +118,22 @@ def test_run_district_hands_link_bytes_and_truth():
         truth = d.truth()
         assert truth and all(v > 0 for v in truth.values())
         assert {addr for addr, _, _ in truth} == {1, 2, 3}
+    finally:
+        d.close()
+
+
+def test_a_broadcast_counts_in_time_only_within_its_keys_disclosure():
+    from simulator.metrics import BROADCAST_IN_TIME_S
+
+    d = run_district(nodes=3, days=0.1, seed=2)
+    try:
+        rec = d.recorder
+        rec.broadcasts = {b"ripple": 100.0}
+        rec.heard = {b"ripple": {1: 100.0 + BROADCAST_IN_TIME_S, 2: 100.0 + BROADCAST_IN_TIME_S + 1}}  # 3: never
+        figures = d.figures()
+        assert figures["broadcast_reached"] == pytest.approx(2 / 3)
+        assert figures["broadcast_reached_40s"] == pytest.approx(1 / 3)
+        assert figures["broadcast_max_s"] == pytest.approx(BROADCAST_IN_TIME_S + 1)
     finally:
         d.close()
 
