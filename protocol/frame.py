@@ -55,6 +55,7 @@ F_FOLLOWS = const(0x40)  # sent right behind a frame to the same receivers, who 
 HOPS_MASK = const(0x1F)  # the hop count; 30 fits
 L_ACK_REQ = const(0x80)  # this hop must acknowledge: a broadcast's copy to one child
 L_PREFERRED = const(0x40)  # the sender chose this receiver as its preferred parent
+L_DENSE = const(0x80)  # on an upward frame: the sender hears many flood forwarders a level up (mac.DENSE_FORWARDERS)
 L_HAD = const(0x40)  # on an ACK of a broadcast's copy: the child had the broadcast already (from the flood)
 L_ELSEWHERE = const(0x80)  # on an ACK of a broadcast's copy: the child's preferred parent is another now
 # Another frame for this receiver follows right behind (IEEE 802.15.4's frame pending): it stays awake

@@ -5,7 +5,7 @@ import struct
 from firmware.common.mesh.control import ANSWER_FMT, JOIN_FMT
 from firmware.common.mesh.cycle import Cycle
 from firmware.common.mesh.duty import LIMIT_MS
-from firmware.common.mesh.mac import MAX_ATTEMPTS, SUPERFRAME_MS, airtime_ms, unicast_phase
+from firmware.common.mesh.mac import MAX_ATTEMPTS, SLOT_MS, SUPERFRAME_MS, airtime_ms, unicast_phase
 from firmware.common.mesh.node import SYNC_ASK_DRIFT_MS
 from firmware.common.mesh.station import ANSWER_ATTEMPTS, FRESH, MAX_FOLLOWERS, PAUSE_MS, Job
 from mesh_air import NET_ID, Air, module_key
@@ -406,6 +406,47 @@ def test_a_follower_whose_copies_all_failed_gets_the_broadcast_when_it_next_name
     air.run(30000)
     assert air.broadcasts.get(3) == [b"\x14ripple"] and parent.followers[3] == FRESH
     assert air.now < REPAIR_MS
+
+
+def test_a_parent_of_dense_children_spreads_its_first_flooded_copy_others_send_it_in_the_next_slot():
+    from firmware.common.mesh.mac import DENSE_FORWARDERS
+    from protocol.frame import BROADCAST, L_DENSE
+
+    first = range(1, DENSE_FORWARDERS + 1)
+    crowded, sparse = DENSE_FORWARDERS + 1, DENSE_FORWARDERS + 2
+    links = [(0, a) for a in first] + [(a, crowded) for a in first] + [(1, sparse), (crowded, crowded + 10)]
+    air = joined(links)
+    dense_parent = air.stations[air.stations[crowded].routing.preferred.addr]
+    flags = {}
+
+    def note(sender, receiver, frame):
+        if frame[3] & 0x0F == T_DATA and receiver != 0 or frame[3] & 0x0F == T_JOIN:
+            flags.setdefault(sender, set()).add(frame[4] & L_DENSE)
+        return False
+    air.lose = note
+    assert air.stations[crowded].uplink.send(b"up", urgent=True) and air.stations[sparse].uplink.send(b"up", urgent=True)
+    air.run(20000)
+    assert flags[crowded] == {L_DENSE} and flags[sparse] == {0}  # each says whether it hears many forwarders
+    assert dense_parent._children_dense() and not air.stations[1 if dense_parent.addr != 1 else 2]._children_dense()
+    waits = {}  # forwarder -> first flooded copy's wait after it had the broadcast, per broadcast
+    heard = {}
+
+    def flood(sender, receiver, frame):
+        if frame[3] & 0x0F == T_BCAST and frame[7] | frame[8] << 8 == BROADCAST and sender in heard:
+            waits.setdefault(sender, {}).setdefault(frame[9:15], air.now - heard[sender])
+        return False
+    air.lose = flood
+    for n in range(6):
+        heard.clear()
+        for a in first:
+            heard[a] = air.now  # the concentrator's flood is in their slot of the next superframe at the latest
+        air.root.downlink.broadcast(b"\x14" + bytes([n]))
+        air.run(30000)
+    spread = list(waits.pop(dense_parent.addr).values())
+    others = [w for a in waits for w in waits[a].values()]
+    assert len(spread) == 6 and len(others) >= 12
+    assert max(others) - min(others) < SLOT_MS  # the next slot, every time
+    assert max(spread) > min(others) + SUPERFRAME_MS  # a later one of the children's slots
 
 
 def test_a_router_that_hears_many_routers_a_level_up_samples_a_second_broadcast_slot():

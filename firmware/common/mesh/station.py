@@ -12,7 +12,8 @@ import struct
 
 from protocol.compat import const
 from protocol.errors import ProtocolError
-from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_ELSEWHERE, L_HAD, L_MORE, L_PREFERRED,
+from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_DENSE, L_ELSEWHERE, L_HAD, L_MORE,
+                            L_PREFERRED,
                             MAX_HOPS, O_HOPS, O_LINK_DST, T_ACK, T_BCAST, T_BEACON, T_JOIN, T_OTA, Frame, ReplayWindow, open_frame,
                             parse_header, relay_header, seal_frame, set_link_flags)
 
@@ -124,6 +125,7 @@ class Station:
         # broadcast's copy found (FRESH, HAD, ELSEWHERE)
         self.followers = {}
         self.followers_max = MAX_FOLLOWERS
+        self._dense = set()  # followers whose upward frames say they hear many forwarders (L_DENSE)
         self._told = None  # the preferred parent that acknowledged our L_PREFERRED: it knows we follow it
         self.recent = []  # (src, counter) of unicasts taken lately
         self.queue = []  # Job waiting for the radio
@@ -310,7 +312,14 @@ class Station:
         """Spread a broadcast that is new to us: flooded in our children's slot, and an acknowledged
         copy to each child whose preferred parent we are, at its own sample (flood.py)."""
         guard = self._guard(None, now)
-        b = self.flood.start(counter, frame, now, self._flood_slot(now, guard), guard)
+        # Our first flooded copy goes at a random one of the children's next 2 x REPEAT_SPREAD broadcast slots
+        # when they hear many forwarders (L_DENSE), as a repeat does: rural's ~30 first-ring forwarders all
+        # aimed at the second ring's next slot, where carrier sense let one or two go, and the rest met again
+        # in the same slot of each superframe after (seed 1: 70 refused against 9 sent in the first two
+        # seconds; rural seeds 1-10 p95 22.4 -> 20.8 s, median 4.1 -> 3.2 s, docs/benchmarks.md). Elsewhere
+        # (the concentrator's children, the 30-hop chain) a hop's first copy goes in the next slot.
+        k = self.rand.below(2 * REPEAT_SPREAD) if self._children_dense() else 0
+        b = self.flood.start(counter, frame, now, self._flood_slot(now, guard, k), guard)
         for child, state in self.followers.items():
             copy = self._copy(frame, child)
             if state != FRESH:
@@ -604,9 +613,11 @@ class Station:
                 self._attempt_failed(job, now)
                 continue
             struct.pack_into("<HH", job.frame, 5, self.addr, job.hop)
-            if job.up:  # tell the parent whether it is our preferred one: it owes us broadcasts
+            if job.up:  # tell the parent whether it is our preferred one (it owes us broadcasts) and we are dense
                 preferred = self.routing.preferred
                 flags = L_PREFERRED if preferred is not None and preferred.addr == job.hop else 0
+                if self.dense():
+                    flags |= L_DENSE
             else:
                 flags = job.frame[O_HOPS] & L_ACK_REQ
             set_link_flags(job.frame, flags | (L_MORE if self._more_for(job) else 0))
@@ -663,6 +674,7 @@ class Station:
             self.dropped += 1
             if job.child is not None:
                 self.followers.pop(job.child, None)  # gone or out of reach: its next upward frame says
+                self._dense.discard(job.child)
             elif not job.up:
                 self.routes.pop(job.dst, None)
             return
@@ -899,12 +911,24 @@ class Station:
         if f.dst != CONCENTRATOR:
             return
         if f.link_flags & L_PREFERRED:
+            if f.link_flags & L_DENSE:
+                self._dense.add(f.link_src)
+            else:
+                self._dense.discard(f.link_src)
             state = self.followers.get(f.link_src)
             if state == ELSEWHERE or state is None and len(self.followers) < self.followers_max:
                 self.followers[f.link_src] = FRESH  # (back) with us: its copies go at once again
                 self._repair_copy(f.link_src)
         else:
             self.followers.pop(f.link_src, None)
+            self._dense.discard(f.link_src)
+
+    def _children_dense(self):
+        """True if a follower hears many flood forwarders a level up (L_DENSE): so do our other children."""
+        for child in self.followers:
+            if child in self._dense:
+                return True
+        return False
 
     def _remember(self, key):
         self.recent.append(key)
