@@ -13,9 +13,8 @@ import struct
 from protocol.compat import const
 from protocol.errors import ProtocolError
 from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_DENSE, L_ELSEWHERE, L_HAD, L_MORE,
-                            L_PREFERRED,
-                            MAX_HOPS, O_HOPS, O_LINK_DST, T_ACK, T_BCAST, T_BEACON, T_JOIN, T_OTA, Frame, ReplayWindow, open_frame,
-                            parse_header, relay_header, seal_frame, set_link_flags)
+                            L_PREFERRED, MAX_HOPS, O_HOPS, O_LINK_DST, T_ACK, T_BCAST, T_BEACON, T_JOIN, T_OTA, Frame,
+                            ReplayWindow, open_frame, parse_header, relay_header, seal_frame, set_link_flags)
 
 from firmware.common.mesh import control, rendezvous
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
@@ -316,8 +315,9 @@ class Station:
         # when they hear many forwarders (L_DENSE), as a repeat does: rural's ~30 first-ring forwarders all
         # aimed at the second ring's next slot, where carrier sense let one or two go, and the rest met again
         # in the same slot of each superframe after (seed 1: 70 refused against 9 sent in the first two
-        # seconds; rural seeds 1-10 p95 22.4 -> 20.8 s, median 4.1 -> 3.2 s, docs/benchmarks.md). Elsewhere
-        # (the concentrator's children, the 30-hop chain) a hop's first copy goes in the next slot.
+        # seconds). Rural seeds 1-5 p95 22.4 -> 19.7 s, block seeds 1-12 7.4 -> 6.2 s (docs/benchmarks.md,
+        # session 9). Elsewhere (the concentrator's children, the 30-hop chain) the first copy goes in the
+        # children's next slot.
         k = self.rand.below(2 * REPEAT_SPREAD) if self._children_dense() else 0
         b = self.flood.start(counter, frame, now, self._flood_slot(now, guard, k), guard)
         for child, state in self.followers.items():
@@ -347,7 +347,7 @@ class Station:
         acknowledges with L_HAD if it has it already."""
         b = self.flood.repairable()
         if b is not None and self.enqueue(self._copy(b.frame, child), False, False, child):
-            self.queue[-1].repair = True
+            self.queue[-1].repair = True  # enqueue put it last
 
     def _flood_slot(self, now, guard, k=0):
         """Tick to send a broadcast copy, ``guard`` ms early (_guard), jittered: our children's own slot
