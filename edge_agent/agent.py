@@ -429,12 +429,12 @@ class Agent:
             self.counters["acks_unknown"] += 1
             return
         if ack.status == "rejected":
-            self.counters["acks_rejected"] += 1
             data = self.queue.read(self.queue.entries[key])
             if self._quarantine_bytes() + len(data) > self.config.queue.max_bytes // QUARANTINE_SHARE:
                 # A central that refuses everything must not fill the disk: the batch stays in the
                 # queue, which then fills and thins and holds the link as for a broker outage.
                 self._held.add(key)
+                self.counters["acks_rejected"] += 1  # counted once its place is settled, as below
                 log.error("central rejected batch %d/%d (%s); the quarantine is full, so it stays queued "
                           "(balans agent requeue sends the quarantine again)", key[0], key[1], ack.reason)
                 return
@@ -445,6 +445,10 @@ class Agent:
             self.counters["acks_duplicate"] += 1
         self.counters["acks"] += 1
         self.queue.ack(key)
+        if ack.status == "rejected":
+            # Counted after the queue let it go: a reader that waits for the count sees the queue and the
+            # held set as they are (a test read one batch held and eleven queued, the last not yet held).
+            self.counters["acks_rejected"] += 1
 
     # ---- commands -------------------------------------------------------------------------------
     def _on_command(self, data, now):
