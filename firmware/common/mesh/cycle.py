@@ -75,6 +75,10 @@ class Cycle:
     def phase(self, now):
         return (now + self.offset(now)) % SUPERFRAME_MS
 
+    def synced(self):
+        """True once a parent has set our clock."""
+        return self._at is not None
+
     def error_ms(self, now):
         """How far our phase may be from our parent's at tick ``now``: a sync's own error, how far the parent
         moved lately, and the drift since the last sync (WiseMAC's guard: the sender's wake preamble must

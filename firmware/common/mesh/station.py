@@ -262,7 +262,7 @@ class Station:
         drift (taking it from any parent, the 30-hop chain's parents disagreed by up to 100 ms in its first
         hours, each having drifted its own way since its last sync)."""
         cycle = self.cycle
-        before = None if cycle._at is None else cycle.phase(now)
+        before = cycle.phase(now) if cycle.synced() else None
         cycle.sync(self._offset_shown(phase, frame, now), now)
         if before is None or not self.followers or self._beacon_at is not None:
             return
