@@ -286,14 +286,14 @@ def radio(args):
     from firmware.common.boardhal import BoardHAL
     from firmware.common.cc1101 import CC1101
     from firmware.common.mesh.control import ACK_LEN
-    from firmware.common.mesh.mac import (ACK_DELAY_MS, SUPERFRAME_MS, WAKE_PREAMBLE_MS, airtime_us, slot_phase,
-                                          unicast_phase)
+    from firmware.common.mesh.mac import (ACK_DELAY_MS, BROADCAST_CHANNEL, SUPERFRAME_MS, WAKE_PREAMBLE_MS,
+                                          airtime_us, slot_phase, unicast_channel, unicast_phase)
     from protocol.frame import F_ACK_REQ, T_ACK, T_DATA, Frame, seal_frame
     from simulator.cc1101 import RTC, CC1101Emu, Clock
     from simulator.energy import ACK_WAIT_S, RX_MA
 
     addr, depth, key = 0x0042, 3, bytes(16)
-    phases = (unicast_phase(addr), slot_phase(depth))
+    phases = ((unicast_phase(addr), unicast_channel(addr)), (slot_phase(depth), BROADCAST_CHANNEL))
     rng = random.Random(1)
     seconds = 600 if getattr(args, "quick", False) else 3600
 
@@ -323,7 +323,7 @@ def radio(args):
     woken = unwoken = 0
     for n in range(50):
         superframe = (n + 1) * 10 * SUPERFRAME_MS * 1000
-        sample = superframe + phases[n % 2] * 1000
+        sample = superframe + phases[n % 2][0] * 1000
         lead = rng.randint(1000, WAKE_PREAMBLE_MS * 1000 - 3000)  # the sender's rendezvous error
         emu.incoming(frame(T_DATA, 2 * n), at=sample - lead, preamble_us=WAKE_PREAMBLE_MS * 1000)
         emu.incoming(frame(T_DATA, 2 * n + 1), at=superframe + rng.choice((600, 1600)) * 1000)  # between
@@ -346,7 +346,7 @@ def radio(args):
     for n in range(50):
         superframe = (n + 1) * 10 * SUPERFRAME_MS * 1000
         lead = rng.randint(1000, WAKE_PREAMBLE_MS * 1000 - 3000)
-        emu.incoming(frame(T_DATA | F_ACK_REQ, n), at=superframe + phases[0] * 1000 - lead,
+        emu.incoming(frame(T_DATA | F_ACK_REQ, n), at=superframe + phases[0][0] * 1000 - lead,
                      preamble_us=WAKE_PREAMBLE_MS * 1000)
         while clock.us < superframe + SUPERFRAME_MS * 1000:
             if hal.idle(max(1, (superframe + SUPERFRAME_MS * 1000 - clock.us) // 1000), SUPERFRAME_MS, phases, 0):

@@ -8,13 +8,14 @@ Time is one microsecond counter (Clock): each SPI transaction costs SPI_US, slee
 on. The chip keeps its registers, strobes its state machine as the datasheet says (SWRS061:
 MARCSTATE, CCA on STX from RX, preamble while the TX FIFO is empty, FIFOs of 64 bytes with
 overflow and underflow) and sends and receives frames on a schedule: ``incoming`` puts a frame
-on its air at a time, ``sent`` keeps what it transmitted. It also counts the microseconds its
+on its air at a time (on one channel, CHANNR, or on any), ``sent`` keeps what it transmitted. It also counts the microseconds its
 receiver was on, which is what a battery pays.
 """
 
 BYTE_US = 209  # 38.4 kBaud
 SPI_US = 20  # one SPI transaction at 4 MHz with its chip-select set-up
 SLEEP, IDLE, RX, TX = 0x00, 0x01, 0x0D, 0x13
+CHANNR = 0x0A
 RXFIFO_OVERFLOW, TXFIFO_UNDERFLOW = 0x11, 0x16
 
 
@@ -122,8 +123,9 @@ class UART:
 class Incoming:
     """A frame on the air: carrier from ``at``, sync after the preamble, bytes at 38.4 kBaud."""
 
-    def __init__(self, frame, at, rssi, preamble_us, crc_ok):
+    def __init__(self, frame, at, rssi, preamble_us, crc_ok, channel):
         self.frame = bytes(frame)
+        self.channel = channel  # None: heard on any channel
         self.at = at
         self.sync = at + preamble_us + 8 * BYTE_US  # 4 preamble and 4 sync bytes
         self.end = self.sync + (len(frame) + 3) * BYTE_US  # length byte, frame, 2 CRC bytes
@@ -147,14 +149,17 @@ class CC1101Emu:
         self.rx_frame = None  # the Incoming being received
         self.rx_given = 0  # its bytes put into rx_fifo
         self.air = []  # Incoming frames, in time order
-        self.sent = []  # (frame, preamble_us from STX to the sync word) transmitted
+        self.sent = []  # (frame, preamble_us from STX to the sync word, channel) transmitted
         self.jammed = False  # a carrier the test puts on the channel
         self._hdr = None
 
     # ---- the test's side ------------------------------------------------------
 
-    def incoming(self, frame, at, rssi=-80, preamble_us=0, crc_ok=True):
-        self.air.append(Incoming(frame, at, rssi, preamble_us, crc_ok))
+    def incoming(self, frame, at, rssi=-80, preamble_us=0, crc_ok=True, channel=None):
+        self.air.append(Incoming(frame, at, rssi, preamble_us, crc_ok, channel))
+
+    def _on_channel(self, f):
+        return f.channel is None or f.channel == self.regs[CHANNR]
 
     def gdo0_level(self):
         self._update()
@@ -202,6 +207,7 @@ class CC1101Emu:
         elif addr == 0x3E:
             self.patable = buf[0]
         else:
+            assert addr != CHANNR or self.state == IDLE, "CHANNR written in state 0x%02x (datasheet: IDLE)" % self.state
             for i, b in enumerate(buf):
                 self.regs[addr + i] = b
 
@@ -281,7 +287,7 @@ class CC1101Emu:
 
     def _channel_busy(self):
         now = self.clock.us
-        return self.jammed or any(f.at <= now < f.end for f in self.air)
+        return self.jammed or any(f.at <= now < f.end and self._on_channel(f) for f in self.air)
 
     def _update(self):
         """Bring the chip to the clock's time: bytes out of the TX FIFO, into the RX FIFO."""
@@ -291,7 +297,7 @@ class CC1101Emu:
             due = max(0, (now - first) // BYTE_US)
             total = self.tx_fifo[0] + 1 if self.tx_fifo else 0
             if due >= total + 2:  # and the CRC
-                self.sent.append((bytes(self.tx_fifo[1:total]), first - 4 * BYTE_US - self.tx_start))
+                self.sent.append((bytes(self.tx_fifo[1:total]), first - 4 * BYTE_US - self.tx_start, self.regs[CHANNR]))
                 self.tx_fifo = bytearray()
                 self.tx_sent = 0
                 self.tx_data = None
@@ -305,7 +311,7 @@ class CC1101Emu:
         f = self.rx_frame
         if f is None:
             for g in self.air:  # the receiver must be on when the sync word comes
-                if self.rx_since <= g.sync <= now and g.end > self.rx_since:
+                if self.rx_since <= g.sync <= now and g.end > self.rx_since and self._on_channel(g):
                     self.air.remove(g)
                     f = self.rx_frame = g
                     self.rx_given = 0

@@ -10,7 +10,8 @@ PRR = (1 - BER)^bits, BER = exp(-SINR/2)/2 (Zuniga & Krishnamachari's
 transitional region follows from that). Overlapping frames add to the
 interference, so a frame 6 dB or more above the rest usually survives
 (capture) and equal ones destroy each other. Outside interference (car keys,
-weather stations) occupies a share of the air in bursts.
+weather stations) occupies a share of the air in bursts. Frames on other channels
+interfere and busy carrier sense CHANNEL_REJECTION_DB weaker.
 """
 
 import math
@@ -33,6 +34,17 @@ SLOW_TAU_S = 3600.0  # and forgets its past over an hour
 BURST_S = 0.05  # mean length of an outside-interference burst
 BURST_DBM = (-112.0, -85.0)  # its power at a receiver, uniform
 _NOISE_MW = 10.0 ** (NOISE_DBM / 10.0)
+# How much weaker a frame on another channel of the plan (firmware/common/mesh/mac.py: 200 kHz apart) arrives
+# through the receiver's 101 kHz channel filter, by channels apart: 0, 1 (200 kHz), 2 or more. Assumed between
+# the CC1101's published selectivity figures (SWRS061: about 25 dB at 100 kHz, 50 dB and more of blocking at
+# 1-2 MHz) and below them; its image, 2 x 152 kHz IF away, falls between channels. Both interference and
+# carrier sense see it.
+CHANNEL_REJECTION_DB = (0.0, 30.0, 40.0)
+
+
+def rejection_db(a, b):
+    """How much weaker a frame on channel ``a`` reaches a receiver tuned to channel ``b``."""
+    return CHANNEL_REJECTION_DB[min(abs(a - b), 2)]
 
 
 def prr(sinr_db, nbytes):

@@ -26,8 +26,9 @@ import numpy as np
 from firmware.common.cc1101 import SETTLE_US
 from firmware.common.mesh.clock import TICKS_PERIOD
 from firmware.common.mesh.control import ACK_LEN
-from firmware.common.mesh.mac import (ACK_DELAY_MS, ACK_GUARD_MS, ACK_TIMEOUT_MS, BITRATE, PHY_OVERHEAD, SUPERFRAME_MS,
-                                      airtime_us, wake_preamble_ms)
+from firmware.common.mesh.mac import (ACK_DELAY_MS, ACK_GUARD_MS, ACK_TIMEOUT_MS, BITRATE, BROADCAST_CHANNEL,
+                                      PHY_OVERHEAD, SUPERFRAME_MS, airtime_us, frame_channel, unicast_channel,
+                                      wake_preamble_ms)
 from firmware.common.mesh.node import MeshNode
 from firmware.common.mesh.root import MeshRoot
 from protocol.ccm import TAG_LEN
@@ -50,6 +51,7 @@ ACK_LATE_S = (ACK_DELAY_MS + ACK_GUARD_MS) / 1000.0  # later than this its addre
 ACK_AIR_S = (HEADER_LEN + ACK_LEN + TAG_LEN + PHY_OVERHEAD) * 8.0 / BITRATE  # 30 bytes and the PHY's 10: 8.3 ms
 BURST_AWAKE_S = ACK_DELAY_S + ACK_AIR_S + ACK_TIMEOUT_MS / 1000.0
 FOLLOW_AWAKE_S = ACK_TIMEOUT_MS / 1000.0
+ACK_WAIT_S = ACK_LATE_S + ACK_AIR_S  # after a frame that asks for an ACK its radio waits for it on that channel
 
 
 def derive_key(seed, label, addr):
@@ -58,8 +60,9 @@ def derive_key(seed, label, addr):
 
 
 class Tx:
-    def __init__(self, sender, start, end, frame, preamble_ms):
+    def __init__(self, sender, start, end, frame, preamble_ms, channel):
         self.sender = sender
+        self.channel = channel
         self.start = start
         self.end = end
         self.frame = frame
@@ -86,6 +89,11 @@ class Node:
         self.busy_until = 0.0
         self.last_tx = (0.0, 0.0)  # its latest transmission, for half-duplex
         self.awake_until = 0.0  # its receiver stays on after a frame of a burst (boardhal.py)
+        self.awake_channel = 0  # on the channel of that frame
+        self.ack_until = 0.0  # its receiver waits for an acknowledgement until then (boardhal.BoardHAL._wait_ack)
+        self.ack_channel = 0  # on the channel of the frame sent
+        self.listen_channel = BROADCAST_CHANNEL  # where it listens while always on (Station.listen_channel)
+        self.own_channel = unicast_channel(addr)
         self.minute_tx = {}  # minute -> seconds on air
         self.pulse_handlers = {}
         self.sources = []
@@ -118,7 +126,8 @@ class World:
         self.air = []
         self.nodes = [Node(self, i, i) for i in range(len(loss_db))]
         self.by_addr = {n.addr: n for n in self.nodes}
-        self.samples = [()] * len(self.nodes)  # the phases each samples at (Station.sample_phases); (): always on
+        # the (phase, channel) pairs each samples at (Station.sample_phases); (): always on, on its listen_channel
+        self.samples = [()] * len(self.nodes)
         self.interference_boost = 0.0
         self.frames_by_kind = {}
         self.losses = {}  # why unicasts did not reach their addressee: cause -> count (diagnosis)
@@ -145,6 +154,7 @@ class World:
         if not node.is_root:  # without a parent yet its receiver stays on (a reboot forgets the old depth's slot)
             self.samples[node.index] = ()
             node.searching_since = self.now
+        node.listen_channel = node.mesh.listen_channel()
         self.reschedule(node)
 
     # ---- the event loop ---------------------------------------------------------
@@ -190,6 +200,7 @@ class World:
         if dense != (len(self.samples[node.index]) > 2):
             node.meter.second_sample(self.now, dense)
         self.samples[node.index] = samples
+        node.listen_channel = mesh.listen_channel()
         if node.joined_at is None and not node.is_root and node.mesh.joined:
             node.joined_at = self.now
             self.emit("joined", node=node)
@@ -235,10 +246,11 @@ class World:
             self._refused(frame, "late")
             return False
         ch = self.channel
+        channel = frame_channel(frame)
         for tx in self.air if cca else ():
             if tx.start <= start < tx.end and tx.sender != node.index:
                 p = ch.power(tx.sender, node.index, start)
-                if p is not None and p > radio.CCA_DBM:
+                if p is not None and p - radio.rejection_db(tx.channel, channel) > radio.CCA_DBM:
                     self._refused(frame, "cca_busy")
                     return False
         if cca and ch.outside_burst_dbm(0.0, self.interference_boost) is not None:
@@ -247,9 +259,12 @@ class World:
         if preamble_ms is None:
             preamble_ms = wake_preamble_ms(frame)
         duration = airtime_us(frame, preamble_ms) / 1e6
-        tx = Tx(node.index, start, start + duration, frame, preamble_ms)
+        tx = Tx(node.index, start, start + duration, frame, preamble_ms, channel)
         self.air.append(tx)
         node.busy_until = tx.end
+        if wants_ack(frame):
+            node.ack_until = tx.end + ACK_WAIT_S
+            node.ack_channel = channel
         node.last_tx = (self.now, tx.end)  # it does not listen while its radio waits to send (boardhal.radio_send)
         what = "tx ack" if tx.kind == T_ACK else "tx broadcast" if tx.link_dst == BROADCAST else "tx unicast"
         node.meter.transmit(duration, wants_ack(frame), what, preamble_ms / 1000.0)
@@ -305,41 +320,52 @@ class World:
                 if o.sender != r:
                     p = power(o.sender, r, o.start)
                     if p is not None:
-                        others.append(p)
+                        others.append(p if o.channel == tx.channel else p - radio.rejection_db(o.channel, tx.channel))
             burst = ch.outside_burst_dbm(duration, self.interference_boost)
             if burst is not None:
                 others.append(burst)
             rn.meter.receive(duration - w, what, preamble - w)  # its receiver is on from its sample
             if ch.received(signal, others, nbytes):
-                if tx.kind != T_ACK and awake > rn.awake_until:
+                if tx.kind == T_ACK:
+                    rn.ack_until = 0.0  # the exchange is over: back to sampling (boardhal.BoardHAL._take_frame)
+                elif awake > rn.awake_until:
                     rn.awake_until = awake
+                    rn.awake_channel = tx.channel
                 rn.hal.rx.append((tx.frame, int(round(signal))))
                 self.run_node(rn)
             else:
                 self._lost(tx, "outside" if burst is not None else "collision" if len(others) else "weak")
 
     def _wakes(self, r, tx):
-        """Seconds into ``tx`` at which receiver ``r``'s receiver is on, None if it sleeps through the frame.
+        """Seconds into ``tx`` at which receiver ``r``'s receiver is on, on the frame's channel; None if it sleeps
+        through the frame or listens on another channel.
 
-        0 if it listens all along: it always listens (the concentrator, a module without a parent), it is
-        awake after a frame of a burst, or the frame has no wake preamble (acknowledgements, a burst's next
-        frame: they go to a listening receiver). Otherwise it must sample while the wake preamble is on the
-        air: the sample's carrier check ends inside the preamble (boardhal.BoardHAL._sample).
+        0 if it listens all along on that channel: it waits for an ACK on the channel of the frame it sent, it is
+        awake after a frame of a burst, it always listens (the concentrator, a module without a parent: on its
+        listen channel), or the frame has no wake preamble (a burst's next frame to a listening receiver: on
+        its unicast channel). Otherwise it must sample that channel while the wake preamble is on the air: the
+        sample's carrier check ends inside the preamble (boardhal.BoardHAL._sample).
         """
-        phases = self.samples[r]
-        preamble_ms = tx.preamble_ms
-        if not phases or not preamble_ms:
-            return 0.0
         rn = self.nodes[r]
-        if rn.awake_until > tx.start:
-            return 0.0
+        start = tx.start
+        if rn.ack_until > start:
+            return 0.0 if tx.channel == rn.ack_channel else None
+        if rn.awake_until > start:
+            return 0.0 if tx.channel == rn.awake_channel else None
+        phases = self.samples[r]
+        if not phases:
+            return 0.0 if tx.channel == rn.listen_channel else None
+        preamble_ms = tx.preamble_ms
+        if not preamble_ms:
+            return 0.0 if tx.channel == rn.own_channel else None
         hal = rn.hal
-        ticks = hal.clock_ms(tx.start)  # its clock when the frame starts
+        ticks = hal.clock_ms(start)  # its clock when the frame starts
         position = (ticks + rn.mesh.cycle.offset(int(ticks) % TICKS_PERIOD)) % SUPERFRAME_MS
-        for p in phases:
-            ahead = (p + SAMPLE_MS - position) % SUPERFRAME_MS  # from the frame's start to the sample's end
-            if ahead <= preamble_ms:
-                return max(0.0, ahead - SAMPLE_MS) / 1000.0
+        for p, channel in phases:
+            if channel == tx.channel:
+                ahead = (p + SAMPLE_MS - position) % SUPERFRAME_MS  # from the frame's start to the sample's end
+                if ahead <= preamble_ms:
+                    return max(0.0, ahead - SAMPLE_MS) / 1000.0
         return None
 
     def _refused(self, frame, cause):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.common.mesh.mac import SAMPLE_LEAD_MS, SUPERFRAME_MS, slot_wait, unicast_wait
+from firmware.common.mesh.mac import (BROADCAST_CHANNEL, SAMPLE_LEAD_MS, SUPERFRAME_MS, slot_wait, unicast_channel,
+                                      unicast_wait)
 from firmware.common.ota import archive
 from firmware.common.ota.slots import MAX_TRIAL_BOOTS, Slots, State, make_dirs, remove_tree, write_atomic
 from firmware.common.records import RecordStore
@@ -147,13 +148,15 @@ def test_the_listen_plan_follows_the_mac_once_the_board_has_a_parent():
     f = Field(trial=False)
     f.power_on()
     mesh = f.board.node
-    assert board_module.listen_plan(mesh) == (0, (), 0)  # no parent yet: the receiver stays on
+    # no parent yet: the receiver stays on, on the channel beacons come on
+    assert board_module.listen_plan(mesh) == (0, (), 0, BROADCAST_CHANNEL)
     f.world.run(600)
-    period, phases, offset = board_module.listen_plan(mesh)
+    period, phases, offset, _ = board_module.listen_plan(mesh)
     assert mesh.routing.preferred is not None and period == SUPERFRAME_MS and offset == mesh.cycle.offset(mesh.hal.ticks_ms())
     now = f.node.hal.ticks_ms()
     net_phase = mesh.net_phase(now)
     # BoardHAL.idle samples where a sender aims, SAMPLE_LEAD_MS after its frame starts: at the unicast
     # phase and in the depth's slot.
-    waits = sorted((p - SAMPLE_LEAD_MS - net_phase) % period for p in phases)
-    assert waits == sorted((unicast_wait(mesh.addr, net_phase), slot_wait(mesh.routing.depth, net_phase)))
+    waits = sorted(((p - SAMPLE_LEAD_MS - net_phase) % period, ch) for p, ch in phases)
+    assert waits == sorted(((unicast_wait(mesh.addr, net_phase), unicast_channel(mesh.addr)),
+                            (slot_wait(mesh.routing.depth, net_phase), BROADCAST_CHANNEL)))

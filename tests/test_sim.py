@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 
 from balans.cli import main
+from firmware.common.mesh.mac import BROADCAST_CHANNEL, CHANNELS, frame_channel, unicast_channel
+from protocol.frame import BROADCAST, T_ACK, T_DATA, Frame, seal_frame
 from simulator import radio, scenarios
 from simulator.energy import Meter, battery_years
 from simulator.metrics import _max_hour_duty, _quantile
 from simulator.network import run_district
+from simulator.world import World
 
 KEYS = ("delivery_ratio", "daily_completeness", "broadcast_median_s", "broadcast_p95_s", "broadcast_max_s",
         "broadcast_reached", "broadcast_reached_40s", "relayed_per_day_max", "busiest_current_ua", "battery_years_min",
@@ -178,3 +181,67 @@ def test_a_clock_set_forward_closes_the_hour_on_the_new_clock():
         d.close()
     boundary = (d.world.epoch // 3600 + 1) * 3600
     assert closed and boundary <= closed[0] < boundary + 1  # not 6 s late on its own clock
+
+
+class Listening:
+    """The least firmware a World node needs to hear frames: it listens all the time on one channel."""
+
+    joined = True
+
+    def __init__(self, channel):
+        self.channel = channel
+
+    def poll(self):
+        pass
+
+    def sample_phases(self):
+        return ()
+
+    def listen_channel(self):
+        return self.channel
+
+    def wakeup_in_ms(self):
+        return None
+
+
+def unicast(src, dst):
+    f = Frame(0x4241, T_DATA, src, dst, 1, b"x" * 30)
+    f.link_src, f.link_dst = src, dst
+    return bytes(seal_frame(f, bytes(16)))
+
+
+def two_exchanges_at_once(receivers):
+    """Node 1 sends to receivers[0] and node 3 to receivers[1] at the same moment, a street apart (-85 dBm);
+    returns how many of the two frames arrived."""
+    w = World(np.full((10, 10), 95.0), seed=1, sigma_db=0.0, interference=0.0)
+    for n in w.nodes[1:]:
+        n.mesh = Listening(unicast_channel(n.addr))
+        n.listen_channel = n.mesh.channel
+        n.hal.radio_listen()
+    assert w.transmit(w.nodes[1], unicast(1, receivers[0]), cca=False, preamble_ms=0)
+    assert w.transmit(w.nodes[3], unicast(3, receivers[1]), cca=False, preamble_ms=0)
+    w.run(1.0)
+    return sum(len(w.by_addr[r].hal.rx) for r in receivers)
+
+
+def test_exchanges_with_receivers_on_different_channels_go_side_by_side():
+    assert unicast_channel(2) == unicast_channel(9) != unicast_channel(4)
+    assert two_exchanges_at_once((2, 9)) == 0  # one channel: the two frames destroy each other
+    assert two_exchanges_at_once((2, 4)) == 2  # two channels: 30 dB apart, both arrive
+
+
+def test_carrier_sense_listens_on_the_frames_own_channel():
+    w = World(np.full((10, 10), 95.0), seed=1, sigma_db=0.0, interference=0.0)
+    assert w.transmit(w.nodes[1], unicast(1, 2), cca=False, preamble_ms=0)
+    assert not w.transmit(w.nodes[3], unicast(3, 9), cca=True, preamble_ms=0)  # 9 samples 2's channel: busy
+    assert w.transmit(w.nodes[5], unicast(5, 4), cca=True, preamble_ms=0)  # another channel: free
+
+
+def test_every_module_samples_for_unicasts_off_the_broadcast_channel():
+    channels = {unicast_channel(a) for a in range(0, 241)}
+    assert BROADCAST_CHANNEL not in channels and channels == set(range(CHANNELS)) - {BROADCAST_CHANNEL}
+    assert frame_channel(unicast(3, 7)) == unicast_channel(7)
+    ack = bytearray(unicast(7, 3))
+    ack[3] = (ack[3] & 0xF0) | T_ACK
+    assert frame_channel(bytes(ack)) == unicast_channel(7)  # back on the channel of the frame it answers
+    assert frame_channel(unicast(3, BROADCAST)) == BROADCAST_CHANNEL

@@ -22,7 +22,7 @@ from protocol.compat import const
 from firmware.common.cc1101 import CC1101, SETTLE_US
 from firmware.common.hal import FrameInbox
 from firmware.common.mesh.clock import ticks_add, ticks_diff
-from firmware.common.mesh.mac import ACK_DELAY_MS, ACK_GUARD_MS, ACK_TIMEOUT_MS, wake_preamble_ms
+from firmware.common.mesh.mac import ACK_DELAY_MS, ACK_GUARD_MS, ACK_TIMEOUT_MS, frame_channel, wake_preamble_ms
 from protocol.frame import L_MORE, O_HOPS, T_ACK, wants_ack
 
 SPI_HZ = const(4000000)  # CC1101 SPI limit is 6.5 MHz for burst access (datasheet table 22), with margin
@@ -115,6 +115,7 @@ class BoardHAL(FrameInbox):
                 self.clock.sleep_ms(wait)
         if preamble_ms is None:
             preamble_ms = wake_preamble_ms(frame)
+        self.radio.tune(frame_channel(frame))  # the ACK, if one comes, comes on it too
         sent = self.radio.send(frame, cca, preamble_ms * 1000)
         if sent and wants_ack(frame):
             # Asleep until its acknowledgement is due: listening from the frame's end drew 15.7 mA for the
@@ -139,13 +140,14 @@ class BoardHAL(FrameInbox):
         self.listening = False
         self.radio.sleep()
 
-    def idle(self, ms, period=0, phases=(), offset=0):
+    def idle(self, ms, period=0, phases=(), offset=0, channel=0):
         """Wait up to ``ms`` with the MCU asleep; True as soon as a frame has come in.
 
-        Without ``phases`` the receiver stays on (the concentrator; a module searching for
-        a parent). With them it sleeps and samples the channel at each of those
-        milliseconds of every ``period``, counted as ``(ticks_ms + offset) % period``:
-        the MAC's network phase.
+        Without ``phases`` the receiver stays on ``channel`` (the concentrator; a module searching
+        for a parent). With them, (phase, channel) pairs, it sleeps and samples that channel at
+        each of those milliseconds of every ``period``, counted as ``(ticks_ms + offset) % period``:
+        the MAC's network phase. After a sample or a send the radio stays on its channel for the
+        frame, the ACK or the burst that follows.
         """
         clock = self.clock
         end = ticks_add(clock.ticks_ms(), ms)
@@ -159,13 +161,15 @@ class BoardHAL(FrameInbox):
                     return False
                 clock.sleep_ms(min(left, FEED_MS))
                 continue
-            if self._ack_at is not None and phases:  # (the concentrator listens all the time anyway)
+            if self._ack_at is not None:  # on the channel of the frame sent, the concentrator's too
                 if self._wait_ack(now, left):
                     return True
                 if left <= 0:
                     return False
                 continue
             if not phases or ticks_diff(self._awake_until, now) > 0:
+                if not phases and ticks_diff(self._awake_until, now) <= 0:
+                    self.radio.tune(channel)
                 self.radio.listen()
                 if self._take_frame():
                     return True
@@ -177,18 +181,23 @@ class BoardHAL(FrameInbox):
             if left <= 0:
                 return False
             position = (now + offset) % period
-            wait = min((p - position) % period for p in phases)
+            wait, on = period, 0
+            for p, ch in phases:
+                w = (p - position) % period
+                if w < wait:
+                    wait, on = w, ch
             if wait > left or wait > FEED_MS:
                 clock.sleep_ms(min(left, FEED_MS))
                 continue
             clock.sleep_ms(wait)
-            if self._sample():
+            if self._sample(on):
                 return True
 
-    def _sample(self):
-        """One wake of the receiver: True if a frame came in."""
+    def _sample(self, channel):
+        """One wake of the receiver on ``channel``: True if a frame came in."""
         radio = self.radio
         clock = self.clock
+        radio.tune(channel)
         radio.listen()
         clock.sleep_us(SETTLE_US)
         if not radio.carrier():

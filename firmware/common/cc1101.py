@@ -34,6 +34,7 @@ PKTSTATUS = const(0x38)
 TXBYTES = const(0x3A)
 RXBYTES = const(0x3B)
 PATABLE = const(0x3E)
+CHANNR = const(0x0A)
 FIFO = const(0x3F)
 
 READ = const(0x80)
@@ -70,10 +71,12 @@ SETTINGS = (
     (0x07, 0x04),  # PKTCTRL1: append RSSI and LQI/CRC_OK, no address check
     (0x08, 0x05),  # PKTCTRL0: whitening off, variable length, CRC on
     (0x0B, 0x06),  # FSCTRL1: IF 152 kHz
-    (0x0D, 0x10), (0x0E, 0xB0), (0x0F, 0x71),  # FREQ2/1/0: 433.92 MHz with a 26 MHz crystal
+    # FREQ2/1/0: channel 0 at 433.12 MHz with a 26 MHz crystal; CHANNR picks the channel (tune), MDMCFG1/0 set the
+    # spacing: mesh/mac.py's channel plan
+    (0x0D, 0x10), (0x0E, 0xA8), (0x0F, 0x91),
     (0x10, 0xCA), (0x11, 0x83),  # MDMCFG4/3: 101 kHz filter, 38.38 kBaud
     (0x12, 0x03),  # MDMCFG2: 2-FSK, 30/32 sync bits (the 4 sync bytes of mac.PHY_OVERHEAD)
-    (0x13, 0x22),  # MDMCFG1: 4 preamble bytes
+    (0x13, 0x22), (0x14, 0xF8),  # MDMCFG1/0: 4 preamble bytes; channel spacing 199.95 kHz (CHANSPC_E 2, _M 248)
     (0x15, 0x35),  # DEVIATN: 20.6 kHz
     (0x17, 0x3C),  # MCSM1: CCA unless below threshold and not receiving; stay in RX after RX, IDLE after TX
     (0x18, 0x18),  # MCSM0: calibrate on IDLE -> RX/TX
@@ -98,6 +101,7 @@ class CC1101:
         self.clock = clock
         self._hdr = bytearray(1)
         self._one = bytearray(2)
+        self.channel = 0  # CHANNR after reset
         self._pkt = bytearray(FRAME_MAX + 3)  # length byte, frame, RSSI, LQI|CRC_OK
         self.frame = bytearray(FRAME_MAX)  # the last received frame is frame[:length]
         self.length = 0
@@ -144,6 +148,7 @@ class CC1101:
     def reset(self):
         """Reset, check the part and apply SETTINGS; the radio is left asleep."""
         self.strobe(SRES)
+        self.channel = 0
         self.clock.sleep_us(100)
         version = self.read_status(VERSION)
         if self.read_status(PARTNUM) != 0 or version not in (0x04, VERSION_CC1101):
@@ -175,6 +180,14 @@ class CC1101:
         """Power down (0.2 uA); registers are kept, the FIFOs lost. CS low wakes it."""
         self.idle()
         self.strobe(SPWD)
+
+    def tune(self, channel):
+        """Move to ``channel`` (mesh/mac.py's plan) for the next listen or send. The synthesizer recalibrates on
+        the way out of IDLE (MCSM0), within the SETTLE_US every sample and carrier sense already waits."""
+        if channel != self.channel:
+            self.idle()
+            self.write_reg(CHANNR, channel)
+            self.channel = channel
 
     def carrier(self):
         """True while a frame or a carrier is on the channel (the sample of a sleeping router)."""

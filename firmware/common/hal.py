@@ -36,7 +36,8 @@ class HAL:
     # ---- radio ----------------------------------------------------------------
     def radio_send(self, frame, cca=True, preamble_ms=None):
         """Transmit one frame (<= 64 bytes) after a wake preamble of ``preamble_ms`` (None: the frame's
-        shortest, mesh.mac.wake_preamble_ms). Returns False if ``cca`` and the channel was busy."""
+        shortest, mesh.mac.wake_preamble_ms), on the frame's channel (mesh.mac.frame_channel). Returns False if
+        ``cca`` and that channel was busy."""
         raise NotImplementedError
 
     def radio_receive(self):
@@ -101,9 +102,10 @@ class HAL:
         raise NotImplementedError
 
     # ---- sleep (a board's main loop) -----------------------------------------
-    def idle(self, ms, period=0, phases=(), offset=0):
-        """Sleep up to ``ms``, the receiver sampling at ``phases`` of every ``period`` (always on
-        without phases); True as soon as a frame has come in (firmware/common/boardhal.py)."""
+    def idle(self, ms, period=0, phases=(), offset=0, channel=0):
+        """Sleep up to ``ms``, the receiver sampling at ``phases``, (phase, channel) pairs, of every ``period``
+        (always on, on ``channel``, without phases); True as soon as a frame has come in
+        (firmware/common/boardhal.py)."""
         raise NotImplementedError
 
 

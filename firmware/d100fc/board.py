@@ -113,15 +113,15 @@ def main(hal=None):
 
 
 def listen_plan(node):
-    """When the receiver must sample, as BoardHAL.idle takes it: (period, phases, offset).
+    """When and where the receiver must sample, as BoardHAL.idle takes it: (period, phases, offset, channel).
 
     The MAC's samples per superframe (Station.sample_phases); no phases while the node
-    has no parent: it listens all the time until one is found.
+    has no parent: it listens all the time, on Station.listen_channel, until one is found.
     """
     phases = node.sample_phases()
     if not phases:
-        return 0, (), 0
-    return SUPERFRAME_MS, phases, node.cycle.offset(node.hal.ticks_ms())
+        return 0, (), 0, node.listen_channel()
+    return SUPERFRAME_MS, phases, node.cycle.offset(node.hal.ticks_ms()), 0
 
 
 def _config(root):

@@ -68,4 +68,4 @@ def main(hal=None):
     hal.radio_listen()
     board = Board(hal)
     while True:
-        hal.idle(board.step())
+        hal.idle(board.step(), channel=board.mesh.listen_channel())

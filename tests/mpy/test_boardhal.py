@@ -5,10 +5,13 @@ from simulator.cc1101 import ADC, RTC, UART, WDT, BYTE_US, CC1101Emu, Clock, Pin
 from firmware.common.boardhal import ACK_TIMEOUT_MS, RELAY_PULSE_MS, BoardHAL
 from firmware.common.cc1101 import CC1101, RadioError
 from firmware.common.hal import HAL
-from firmware.common.mesh.mac import SUPERFRAME_MS, WAKE_PREAMBLE_MS
-from protocol.frame import CONCENTRATOR, F_ACK_REQ, T_ACK, T_DATA, Frame, seal_frame
+from firmware.common.mesh.mac import (BROADCAST_CHANNEL, CHANNEL_BASE_KHZ, CHANNEL_SPACING_KHZ, SUPERFRAME_MS,
+                                      WAKE_PREAMBLE_MS, unicast_channel)
+from protocol.frame import BROADCAST, CONCENTRATOR, F_ACK_REQ, T_ACK, T_DATA, Frame, seal_frame
 
 NET_KEY = bytes(range(16))
+OWN = 2  # the channel our router samples for unicasts at phase 300
+SAMPLES = ((300, OWN), (1300, BROADCAST_CHANNEL))  # a module's unicast and broadcast samples
 
 
 def board(**parts):
@@ -32,11 +35,14 @@ def test_it_implements_the_whole_hal_contract():
     assert names and not missing, missing
 
 
-def test_reset_programs_433_92_mhz_at_38_4_kbaud_and_10_dbm():
+def test_reset_programs_the_channel_plan_at_38_4_kbaud_and_10_dbm():
     _, emu, _ = board()
     r = emu.regs
     freq = (r[0x0D] << 16 | r[0x0E] << 8 | r[0x0F]) * 26000000 // 65536
-    assert abs(freq - 433920000) < 1000, freq
+    assert abs(freq - CHANNEL_BASE_KHZ * 1000) < 1000, freq  # channel 0
+    spacing = (256 + r[0x14]) * (1 << (r[0x13] & 0x03)) * 26000000 // (1 << 18)
+    assert abs(spacing - CHANNEL_SPACING_KHZ * 1000) < 100, spacing
+    assert abs(freq + BROADCAST_CHANNEL * spacing - 433920000) < 1000  # the broadcast channel: the band's centre
     baud = (256 + r[0x11]) * (1 << (r[0x10] & 0x0F)) * 26000000 // (1 << 28)
     assert abs(baud - 38400) < 100, baud
     assert r[0x08] & 0x03 == 1 and r[0x08] & 0x04  # variable length, CRC on
@@ -61,7 +67,7 @@ def test_a_64_byte_frame_goes_out_whole_through_the_fifo():
     f = frame(link_dst=CONCENTRATOR, payload=b"y" * 39)
     assert len(f) == 64  # one more than the FIFO with its length byte
     assert hal.radio_send(f, cca=True)
-    assert emu.sent == [(f, 4 * BYTE_US)]  # the 4 preamble bytes and no more
+    assert emu.sent == [(f, 4 * BYTE_US, unicast_channel(CONCENTRATOR))]  # the 4 preamble bytes and no more
 
 
 def test_a_unicast_to_a_router_carries_the_wake_preamble_and_an_ack_none():
@@ -69,9 +75,11 @@ def test_a_unicast_to_a_router_carries_the_wake_preamble_and_an_ack_none():
     # (the ACK first: it answers the last frame taken, here the board's start, within ACK_DELAY_MS + ACK_GUARD_MS)
     assert hal.radio_send(frame(kind=T_ACK, link_dst=7, payload=b"a" * 11), cca=False)
     assert hal.radio_send(frame(link_dst=7), cca=False)
-    (_, ack), (_, wake) = emu.sent
+    (_, ack, ack_channel), (_, wake, channel) = emu.sent
     assert WAKE_PREAMBLE_MS * 1000 + 4 * BYTE_US <= wake < WAKE_PREAMBLE_MS * 1000 + 4 * BYTE_US + 500
     assert ack == 4 * BYTE_US
+    assert channel == unicast_channel(7)  # the receiver's channel
+    assert ack_channel == unicast_channel(3)  # ours, where the frame it answers came in
 
 
 def test_carrier_sense_refuses_a_busy_channel_unless_told_not_to():
@@ -109,7 +117,7 @@ def sampling(hal, clock, ms):
     end = clock.us + ms * 1000
     got = []
     while clock.us < end:
-        if hal.idle((end - clock.us) // 1000, SUPERFRAME_MS, (300, 1300), 0):
+        if hal.idle((end - clock.us) // 1000, SUPERFRAME_MS, SAMPLES, 0):
             got.append(hal.radio_receive())
     return got
 
@@ -122,6 +130,34 @@ def test_a_sleeping_router_hears_a_woken_frame_at_its_sample_and_nothing_between
     emu.incoming(woken, at=2297000, preamble_us=WAKE_PREAMBLE_MS * 1000)
     emu.incoming(frame(payload=b"n" * 39), at=2700000)  # no preamble, between samples: not for us
     assert sampling(hal, clock, 4000) == [woken]
+
+
+def test_each_sample_listens_on_its_own_channel():
+    hal, emu, clock = board()
+    hal.radio_listen()
+    unicast = frame(payload=b"u" * 39)
+    beacon = frame(link_dst=BROADCAST, payload=b"b" * 39)
+    lead = WAKE_PREAMBLE_MS * 1000
+    emu.incoming(frame(payload=b"o" * 39), at=2297000, preamble_us=lead, channel=OWN + 1)  # a neighbour's channel
+    emu.incoming(unicast, at=4297000, preamble_us=lead, channel=OWN)
+    emu.incoming(frame(link_dst=BROADCAST, payload=b"c" * 39), at=3297000, preamble_us=lead, channel=OWN)
+    emu.incoming(beacon, at=5297000, preamble_us=lead, channel=BROADCAST_CHANNEL)
+    assert sampling(hal, clock, 6000) == [unicast, beacon]
+
+
+def test_the_always_listening_concentrator_waits_for_an_ack_on_the_child_s_channel_then_goes_back_to_its_own():
+    hal, emu, clock = board()
+    hal.radio_listen()
+    own = unicast_channel(CONCENTRATOR)
+    assert not hal.idle(5, channel=own) and emu.regs[0x0A] == own
+    assert hal.radio_send(frame(kind=T_DATA | F_ACK_REQ, link_dst=7), cca=False)
+    assert emu.regs[0x0A] == unicast_channel(7)
+    ack = frame(kind=T_ACK, link_dst=3, payload=b"a" * 11)
+    emu.incoming(ack, at=clock.us + 11000, channel=unicast_channel(7))
+    assert hal.idle(ACK_TIMEOUT_MS, channel=own) and hal.radio_receive() == ack
+    up = frame(link_dst=CONCENTRATOR)
+    emu.incoming(up, at=clock.us + 3000, channel=own)
+    assert hal.idle(50, channel=own) and hal.radio_receive() == up
 
 
 def test_the_receiver_is_on_a_fraction_of_a_percent_between_samples():
@@ -137,7 +173,7 @@ def test_the_receiver_is_on_a_fraction_of_a_percent_between_samples():
 def test_after_sending_it_sleeps_until_the_acknowledgement_is_due_and_listens_only_while_it_comes():
     from firmware.common.mesh.mac import ACK_DELAY_MS, ACK_GUARD_MS, airtime_us
     hal, emu, clock = board()
-    FAR = (900, 1900)  # samples well after these exchanges
+    FAR = ((900, OWN), (1900, BROADCAST_CHANNEL))  # samples well after these exchanges
     hal.radio_listen()
     assert hal.radio_send(frame(kind=T_DATA | F_ACK_REQ), cca=False)
     ack = frame(kind=T_ACK, payload=b"a" * 11)
@@ -232,7 +268,7 @@ def test_after_acknowledging_a_frame_it_sleeps_unless_the_frame_said_another_fol
         on = emu.rx_time_us()
         follow = frame(payload=b"f" * 39)
         emu.incoming(follow, at=clock.us + 5000)  # the sender's next frame, right behind, no wake preamble
-        got = hal.idle(ACK_TIMEOUT_MS, SUPERFRAME_MS, (300, 1300), 0)
+        got = hal.idle(ACK_TIMEOUT_MS, SUPERFRAME_MS, SAMPLES, 0)
         if more:
             assert got and hal.radio_receive() == follow
         else:

@@ -21,10 +21,17 @@ cycle-long preamble: about 2 mAs instead of 40 (docs/mesh.md has the budget).
   them forward into its slot at once, and there the flood mostly collides.
 
 The concentrator is mains powered and always listening: frames to it go at once.
+
+Channels: beacons and broadcasts share one channel, BROADCAST_CHANNEL; a
+unicast goes on its receiver's own channel (``unicast_channel``, from its
+address like its phase), where the receiver samples for unicasts, and the ACK
+comes back on it. So exchanges with different receivers go side by side
+instead of queueing for one channel (rural, one collision domain: 240
+broadcast copies a broadcast, ~7 s of air on one channel).
 """
 
 from protocol.compat import const
-from protocol.frame import CONCENTRATOR, F_FOLLOWS, T_ACK
+from protocol.frame import BROADCAST, CONCENTRATOR, F_FOLLOWS, T_ACK
 
 BITRATE = const(38400)  # CC1101 at 38.4 kBaud: -104 dBm sensitivity (datasheet SWRS061)
 PHY_OVERHEAD = const(10)  # 4 preamble + 4 sync + 2 CRC bytes around each frame
@@ -65,6 +72,14 @@ DENSE_FORWARDERS = const(9)
 # trees are shallow (block, rural: depths up to 4), and on the chain five houses away from the routers
 # whose first slot it is.
 SECOND_SLOT = const(5)
+# The channel plan in 433.05-434.79 MHz: CHANNELS channels CHANNEL_SPACING_KHZ apart from CHANNEL_BASE_KHZ
+# (firmware/common/cc1101.py: FREQ, CHANNR, MDMCFG1/0), 433.12-434.52 MHz, each signal's ~80 kHz (38.4 kBaud,
+# 20 kHz deviation) inside the band. 200 kHz and not 100: the receiver's 101 kHz filter then leaves the next
+# channel outside its skirt, and its image (2 x the 152 kHz IF) falls between channels.
+CHANNELS = const(8)
+CHANNEL_BASE_KHZ = const(433120)
+CHANNEL_SPACING_KHZ = const(200)
+BROADCAST_CHANNEL = const(4)  # 433.92 MHz, the band's centre, where every radio sat before the plan
 HASH_MUL = const(40503)  # Knuth's 16-bit multiplicative hash: consecutive addresses land far apart
 
 
@@ -113,6 +128,24 @@ def unicast_phase(addr):
     neighbour computes it from the address, nothing is exchanged.
     """
     return ((addr * HASH_MUL) & 0xFFFF) * (CYCLE_MS - CONTENTION_MS) >> 16
+
+
+def unicast_channel(addr):
+    """The channel router ``addr`` samples for unicasts, and acknowledges on: any but BROADCAST_CHANNEL, by
+    its address, so that a house's modules (numbered in a row) sit on different ones."""
+    ch = addr % (CHANNELS - 1)
+    return ch + 1 if ch >= BROADCAST_CHANNEL else ch
+
+
+def frame_channel(frame):
+    """The channel ``frame`` goes on: beacons and broadcasts on BROADCAST_CHANNEL, a unicast on its receiver's
+    channel, an acknowledgement on its sender's (the channel of the frame it answers)."""
+    link_dst = frame[7] | (frame[8] << 8)
+    if link_dst == BROADCAST:
+        return BROADCAST_CHANNEL
+    if frame[3] & 0x0F == T_ACK:
+        return unicast_channel(frame[5] | (frame[6] << 8))
+    return unicast_channel(link_dst)
 
 
 def unicast_wait(addr, net_phase_ms):

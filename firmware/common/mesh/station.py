@@ -22,10 +22,10 @@ from firmware.common.mesh.counter import FrameCounter
 from firmware.common.mesh.cycle import Cycle, wrap
 from firmware.common.mesh.duty import DutyCycle
 from firmware.common.mesh.flood import REPEAT_SPREAD, Flood
-from firmware.common.mesh.mac import (ACK_DELAY_MS, ACK_TIMEOUT_MS, CCA_RETRIES, CONTENTION_MS, DENSE_FORWARDERS,
-                                      MAX_ATTEMPTS, SECOND_SLOT, SLOT_MS, SUPERFRAME_MS,
+from firmware.common.mesh.mac import (ACK_DELAY_MS, ACK_TIMEOUT_MS, BROADCAST_CHANNEL, CCA_RETRIES, CONTENTION_MS,
+                                      DENSE_FORWARDERS, MAX_ATTEMPTS, SECOND_SLOT, SLOT_MS, SUPERFRAME_MS,
                                       WAKE_PREAMBLE_MS, airtime_ms, broadcast_depths, guarded_preamble_ms,
-                                      slot_phase, slot_wait, unicast_phase, unicast_wait)
+                                      slot_phase, slot_wait, unicast_channel, unicast_phase, unicast_wait)
 from firmware.common.mesh.routing import Routing
 from firmware.common.mesh.trickle import Trickle
 
@@ -219,9 +219,10 @@ class Station:
         return n >= DENSE_FORWARDERS
 
     def sample_phases(self):
-        """Where in the superframe our receiver samples (mac.py): unicasts at our own phase, beacons and
-        broadcasts in our depth's slot and a dense router's second slot. Empty while we have no parent or
-        wait for an answer without a wake preamble (listen_for): the receiver then listens all the time."""
+        """Where in the superframe our receiver samples, and on which channel (mac.py): (phase, channel) pairs,
+        unicasts at our own phase on our own channel, beacons and broadcasts in our depth's slot and a dense
+        router's second slot on the broadcast channel. Empty while we have no parent or wait for an answer
+        without a wake preamble (listen_for): the receiver then listens all the time (listen_channel)."""
         routing = self.routing
         now = self.hal.ticks_ms()
         if self._listen_until is not None:
@@ -230,10 +231,18 @@ class Station:
             self._listen_until = None
         if routing.preferred is None:
             return ()
-        phases = [unicast_phase(self.addr)]
+        phases = [(unicast_phase(self.addr), unicast_channel(self.addr))]
         for depth in broadcast_depths(routing.depth, self.dense()):
-            phases.append(slot_phase(depth))
+            phases.append((slot_phase(depth), BROADCAST_CHANNEL))
         return tuple(phases)
+
+    def listen_channel(self):
+        """The channel our receiver stays on while it listens all the time (sample_phases empty): our own for the
+        concentrator and an answer awaited without a wake preamble (both come as unicasts to us), the broadcast
+        channel while we search for a parent (beacons)."""
+        if self.routing.anchor or self._listen_until is not None:
+            return unicast_channel(self.addr)
+        return BROADCAST_CHANNEL
 
     def listen_for(self, now, ms):
         """Keep the receiver on for ``ms`` from ``now`` (sample_phases): an answer comes without a wake
