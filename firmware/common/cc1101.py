@@ -1,7 +1,7 @@
 """The CC1101 sub-GHz transceiver over SPI: what the board HAL's radio methods run on.
 
 Settings are the ones the mesh MAC and the simulator assume (firmware/common/mesh/mac.py,
-simulator/energy.py): 433.92 MHz, 2-FSK at 38.4 kBaud, 4 preamble bytes, a 32-bit sync
+simulator/energy.py): the channel plan from 433.12 MHz in 200 kHz steps (``tune``), 2-FSK at 38.4 kBaud, 4 preamble bytes, a 32-bit sync
 word, variable length with CRC, +10 dBm. Register names and values follow the datasheet
 (TI SWRS061) and SmartRF Studio's "38.4 kBaud, 20 kHz deviation, 100 kHz filter" preset.
 
