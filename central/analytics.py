@@ -33,7 +33,8 @@ work on districts of any size and shape:
   hourly noise and against a rise flat in every hour, which no member needs to explain
   (every member who counts each hour fits it alike), and fitted beside the member that
   explains the rise best so far (``pair_evidence``: an older fault still in the rise makes
-  a day no single mechanism fits). Each member's evidence is summed over the rise's days from its own onset
+  a day no single mechanism fits; when none explains it alone, two faults begun the same
+  day, the one that comes closest, and that one beside the member the pair found). Each member's evidence is summed over the rise's days from its own onset
   (the day that gives it the most), so a fault that began on top of an older one is not
   held to the days before it. Up to ``SUSPECTS_PER_GROUP`` members with a deficit, or
   whose readings the missing energy followed, are listed, ranked by score; a rise no
@@ -612,7 +613,7 @@ def _suspects(rise, stats, s, meter_ids):
         # on the same judged hours, against the median of the same reference days
         # (and, each day, how well the day's hourly rise follows its own readings)
         deficit, scale = np.empty((len(members), len(days))), np.empty(len(days))
-        share = np.empty((len(members), len(days)))
+        share, fit = np.empty((len(members), len(days))), np.empty((len(members), len(days)))
         empty_rate = stats.zero_rate(members)
         # what each member's own use looks like (before the rise's days), to judge what a
         # mechanism says its true use was
@@ -627,13 +628,25 @@ def _suspects(rise, stats, s, meter_ids):
             empty, counted = empty_hours_evidence(day, measured, empty_rate), (measured & (day > PULSE)).any(axis=1)
             args = (rise.hourly_rise[g, t, hours], day[:, hours], rise.hour_sigma[g, t])
             subtraction = use.subtraction(day, measured)  # the members' day as read, judged once for both fits
-            share[:, j] = mechanism_evidence(*args, empty, use=subtraction, counted=counted)
+            # a magnet's cap is the member's highest reading of its whole measured day: on a day
+            # judged on few hours, the highest of those hours is no cap
+            peak = np.where(measured, np.nan_to_num(day), -np.inf).max(axis=1)
+            fit[:, j] = mechanism_evidence(*args, empty, use=subtraction, counted=counted, raw=True, peak=peak)
+            share[:, j] = np.maximum(fit[:, j], 0.0)
             # the member that explains the rise best so far may be an older fault still in it:
             # each other one is also fitted beside it
             partner = int(np.argmax(share[:, :j + 1].sum(axis=1)))
-            if share[partner, :j + 1].sum() > 0:
-                share[:, j] = np.maximum(share[:, j], pair_evidence(*args, partner, empty, use=subtraction,
-                                                                    counted=counted))
+            if share[partner, :j + 1].sum() <= 0:
+                # none explains it alone (two faults begun together: each one's mechanism misfits
+                # by the other's missing energy): the one that comes closest is fitted beside each other
+                partner = int(np.argmax(fit[:, :j + 1].sum(axis=1)))
+            pair = pair_evidence(*args, partner, empty, use=subtraction, counted=counted, peak=peak)
+            share[:, j] = np.maximum(share[:, j], pair)
+            if fit[partner, j] <= 0 and pair.max() > 0:
+                # ... and the member the pair found is fitted beside each other in turn, so the
+                # partner, which explains nothing alone that day, gets its share of the pair's fit
+                share[:, j] = np.maximum(share[:, j], pair_evidence(*args, int(np.argmax(pair)), empty, use=subtraction,
+                                                                    counted=counted, peak=peak))
         # a deficit scaled up from part of a day varies more than a whole day's: by √(24/hours)
         order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members][:, None] * np.sqrt(scale),
                                     logpdf=densities[resource], evidence=share)
@@ -764,7 +777,7 @@ class UseModel:
         return self.temper * hourly.sum(axis=1) + _cauchy_logpdf(z_level) - np.log(self.level_spread)
 
 
-def mechanism_evidence(r, reported, noise, empty, use=None, counted=None):
+def mechanism_evidence(r, reported, noise, empty, use=None, counted=None, raw=False, peak=None):
     """Per member, log evidence that the group's hourly rise ``r`` is what its meter failed to register.
 
     The ways a meter is made to under-register are functions of the true load x: a
@@ -793,11 +806,12 @@ def mechanism_evidence(r, reported, noise, empty, use=None, counted=None):
     mechanism counts, less the evidence of a rise flat in every hour (a constant no member
     needs to explain: every member who counts each hour fits it alike as a subtraction, and
     one judged hour alike as a share of its reading); ``reported`` is [members, hours];
-    returns [members], never below 0.
+    returns [members], never below 0 (``raw``: the difference itself, to find the member
+    that comes closest when none explains the rise alone).
     """
     if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
         return np.zeros(len(reported))
-    span, per_hour, counting, below_cap = _hour_terms(r, reported, noise)
+    span, per_hour, counting, below_cap = _hour_terms(r, reported, noise, peak)
 
     def evidence(predicted, constrained):
         z2 = (r[None, :] - predicted) ** 2 / noise ** 2
@@ -832,21 +846,26 @@ def mechanism_evidence(r, reported, noise, empty, use=None, counted=None):
     # through its counting hours, a share of a steady reading): what no member needs to
     # explain is no member's evidence, so each is weighed against it too
     flat = evidence(np.full((1, len(r)), r.mean()), np.ones((1, len(r)), dtype=bool))[0]
+    if raw:
+        return np.maximum(share, np.maximum(cap, subtract)) - max(flat, 0.0)
     return np.maximum(np.maximum(share, np.maximum(cap, subtract)) - max(flat, 0.0), 0.0)
 
 
-def _hour_terms(r, reported, noise):
+def _hour_terms(r, reported, noise, peak=None):
     """What every mechanism's evidence is made of, per hour of the rise ``r``: the range of the
     alternative (any amount up to the group's median member's use plus r), the evidence of an
     hour a mechanism predicts exactly, log(range/√(2π·noise²)), and per member [members, hours]
     the hours its meter counted and the hours below its day's highest reading (a capped meter's
-    flat reading repeats to a pulse)."""
+    flat reading repeats to a pulse): ``peak`` [members], the highest of every hour its meter
+    measured that day, else of the hours of ``reported`` (the highest of a few judged hours is
+    no cap: the member whose highest of them came in the hour that rose fitted a cap exactly)."""
     span = np.maximum(np.median(reported, axis=0) + np.maximum(r, 0), PULSE)
     per_hour = np.log(span / (np.sqrt(2 * np.pi) * noise))
-    return span, per_hour, reported > PULSE, reported < reported.max(axis=1, keepdims=True) - 2 * PULSE
+    top = reported.max(axis=1) if peak is None else np.maximum(peak, reported.max(axis=1))
+    return span, per_hour, reported > PULSE, reported < top[:, None] - 2 * PULSE
 
 
-def pair_evidence(r, reported, noise, a, empty, use=None, counted=None):
+def pair_evidence(r, reported, noise, a, empty, use=None, counted=None, peak=None):
     """Per member b, log evidence that the rise ``r`` is what member ``a``'s meter and b's missed together.
 
     Two faults in one group (an older one still in the rise beside a new one) make a day no
@@ -861,7 +880,7 @@ def pair_evidence(r, reported, noise, a, empty, use=None, counted=None):
     n = len(reported)
     if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
         return np.zeros(n)
-    _, per_hour, counting, below_cap = _hour_terms(r, reported, noise)
+    _, per_hour, counting, below_cap = _hour_terms(r, reported, noise, peak)
     ones = np.ones(reported.shape, dtype=bool)
     # each mechanism: (the column its parameter multiplies, the hours it constrains) per member
     mechanisms = {"share": (reported, ones), "subtract": (counting.astype(np.float64), counting),

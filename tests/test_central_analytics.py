@@ -478,3 +478,41 @@ def test_an_older_unmetered_evening_load_does_not_bury_a_new_subtraction(distric
     found = [a for a in alerts_on(d, ONSET) if a["group_id"] == "E1"]
     assert [a["score"] > 10 for a in found if a["kind"] == "imbalance"] == [True]
     assert "e40" in [a["point_id"] for a in found if a["kind"] == "suspect"][:3]
+
+
+def test_two_shunts_begun_the_same_day_are_both_named(district):
+    # two members of E1 shunted from the same hour: no single member's mechanism fits the
+    # day's rise (each misfits by the other's missing energy), so none had hour-by-hour
+    # evidence and neither was fitted beside the other. The one that comes closest alone is
+    # now fitted beside each other member, and the pair names both.
+    row = {m["meter_id"]: i for i, m in enumerate(district.meters)}
+    values = district.values.copy()
+    start = ONSET * HOURS
+    for shunted in ("e27", "e33"):  # each registers 75 % of its use
+        values[row[shunted], start:] = np.round(values[row[shunted], start:] * 0.75, 3)
+    d = synth.District(district.groups, district.meters, values, [], [], district.day0, HISTORY_DAYS)
+    found = [a for a in alerts_on(d, ONSET) if a["group_id"] == "E1"]
+    named = [a["point_id"] for a in found if a["kind"] == "suspect"][:3]
+    assert {"e27", "e33"} <= set(named), found  # main listed e47, e49, e42
+
+
+def test_a_cap_is_the_members_highest_reading_of_its_whole_day_not_of_the_few_hours_judged():
+    # a day judged on 8 hours (other members' lost hours), in one of which the magnet's meter
+    # sat at its cap and the rise is its missing energy. An honest member whose highest
+    # reading of those 8 hours came in that hour fitted "capped there, 0 below" as exactly;
+    # its day's highest reading, in an hour not judged, says it was capped nowhere
+    shape = np.array([3, 3, 3, 3, 3, 4, 6, 8, 6, 4, 4, 4, 4, 4, 4, 5, 6, 8, 10, 10, 9, 7, 5, 4], float) / 5.2
+    judged = np.array([2, 3, 4, 10, 11, 12, 13, 14])
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        n, magnet, honest = 12, 2, 7
+        day = rng.uniform(0.2, 0.6, n)[:, None] * shape[None, :] * rng.gamma(4, 1 / 4, (n, HOURS)) + 0.03
+        top = judged[np.argmax(day[magnet, judged])]
+        day[magnet, top] += 0.4
+        true = day.copy()
+        day[magnet] = np.minimum(true[magnet], np.sort(true[magnet, judged])[-2] + 0.02)  # capped in that hour
+        day[honest, top] = day[honest, judged].max() + 0.05  # its highest judged hour is the one that rose
+        day[honest, 20] = day[honest].max() + 0.5  # ... but its evening was higher still
+        r = (true - day)[magnet, judged] + rng.normal(0, 0.005, len(judged))
+        evidence = analytics.mechanism_evidence(r, day[:, judged], 0.005, np.zeros(n), peak=day.max(axis=1))
+        assert evidence[magnet] > 5 and evidence[honest] == 0.0, (seed, evidence)
