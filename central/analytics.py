@@ -34,9 +34,10 @@ work on districts of any size and shape:
   (every member who counts each hour fits it alike), and fitted beside the member that
   explains the rise best so far (``pair_evidence``: an older fault still in the rise makes
   a day no single mechanism fits; when none explains it alone, two faults begun the same
-  day, the one that comes closest, and that one beside the member the pair found). Each member's evidence is summed over the rise's days from its own onset
-  (the day that gives it the most), so a fault that began on top of an older one is not
-  held to the days before it. Up to ``SUSPECTS_PER_GROUP`` members with a deficit, or
+  day, the one that comes closest, and that one beside the member the pair found). Each
+  member's evidence is summed over the rise's days from its own onset (the day that gives
+  it the most), so a fault that began on top of an older one is not held to the days
+  before it. Up to ``SUSPECTS_PER_GROUP`` members with a deficit, or
   whose readings the missing energy followed, are listed, ranked by score; a rise no
   member's deficit explains is reported as an unmetered load.
 - **stopped_meter**: a meter that used to count and reported zero (or one frozen value)
