@@ -104,6 +104,11 @@ TAMPER_EVENTS = ("magnet", "tamper", "cover_open")
 OLDER_FAULT_SHARE = 0.5
 OLDER_FAULTS = 2  # members taken out at most, one after the other: a group may have had two faults before
 OLDER_FAULT_CHUNK = 20_000  # member rows fitted at a time (two weeks of hours each), so a million meters stay within memory
+# A member whose meter read within 2 pulses of one ceiling in at least this share of its measured
+# hours of the days before the scored ones, and clearly below it (under 0.9 of it) in at least
+# CAPPED_BELOW_SHARE, is an older magnet's (an honest meter's highest hour is one spike).
+CAPPED_SHARE, CAPPED_BELOW_SHARE = 0.2, 0.1
+MIN_CAPPED_WEIGHT = 1e-4
 
 
 def alerts(store, day, history_days=HISTORY_DAYS):
@@ -358,10 +363,14 @@ class GroupRise:
             typical = np.nan_to_num(np.nanmedian(np.where(valid, inp, np.nan), axis=1))
             self.usual_pct = np.nan_to_num(np.nanmedian(np.where(valid, expected / np.where(inp > 0, inp, 1), np.nan),
                                                         axis=1)) * 100
+        # an older magnet's capped hours hold its flat's use above the cap, which no reading
+        # shows: they are judged against their own kind of hours and weigh less (``_capped``)
+        self.capped = self._capped(stats, gap, full, first)
         # an older fault that follows a member's use is the group's normal: judged without it
         self.hourly_rise -= older_faults(self.hourly_rise, self.judged, stats, s, first)
         n_judged = self.judged.sum(axis=2)
-        sums = self.hourly_rise.sum(axis=2)
+        plain = self.hourly_rise.sum(axis=2)  # the judged hours' sum, each hour alike
+        sums, weights = plain.copy(), n_judged.astype(np.float64)
         # a day's sum over its judged hours spreads as their variances and the covariances of
         # adjacent hours add up (``hour_correlation``): hourly values derived from a register
         # share its rounding at each hour's edge, so a run of hours sums to two edges' error
@@ -369,17 +378,24 @@ class GroupRise:
         rho = hour_correlation(self.hourly_rise[:, 1:first], self.judged[:, 1:first])
         pairs = (self.judged[:, :, 1:] & self.judged[:, :, :-1]).sum(axis=2)
         model_sd = np.sqrt(n_judged + 2 * pairs * rho[:, None])  # in units of one hour's deviation
+        if len(self.capped[0]):
+            # a weighted sum, each hour by the inverse of its kind's variance: an hour of weight w
+            # adds w to the sum's variance (in units of an uncapped hour's), adjacent ones ρ·√(w·w')
+            gs, w = self.capped[0], self.hour_weight(self.capped[0])
+            sums[gs] = (w * self.hourly_rise[gs]).sum(axis=2)
+            weights[gs] = w.sum(axis=2)
+            model_sd[gs] = np.sqrt(np.maximum(weights[gs] + 2 * rho[gs, None] * np.sqrt(w[:, :, 1:] * w[:, :, :-1]).sum(axis=2), 0))
         # the earlier days' sums against that model calibrate it (what the model leaves out:
         # longer lags, whole-day effects), by Qn (``qn_spread``): an earlier fault's few days
         # do not set it, and a month's days estimate it well enough for 5 deviations
-        unit = np.where(n_judged > 0, sums / np.maximum(model_sd, 1), np.nan)
+        unit = np.where(n_judged > 0, sums / np.maximum(model_sd, 1e-3), np.nan)
         self.residual = np.zeros((G, D))
         self.sigma_days = np.full((G, D), np.inf)
         self.hour_sigma = np.full((G, D), np.inf)
         floor = MIN_SIGMA_SHARE * typical
         for t in range(first, D):
             spread = np.nan_to_num(qn_spread(unit[:, :t]), nan=np.inf)
-            n = np.maximum(n_judged[:, t], 1)
+            n = np.where(n_judged[:, t] > 0, weights[:, t], 1.0)  # the hours' weight: their number, unless capped
             self.residual[:, t] = sums[:, t] * HOURS / n
             self.sigma_days[:, t] = np.maximum(spread * model_sd[:, t] * HOURS / n, floor) + 1e-9
             self.hour_sigma[:, t] = spread  # one hour's deviation: the model's unit
@@ -392,7 +408,7 @@ class GroupRise:
         day_max = np.where(self.judged, self.hourly_rise, -np.inf).max(axis=2)  # [groups, days]
         for t in range(first, D):
             few = (n_judged[:, t] > 0) & (n_judged[:, t] < MIN_FULL_HOURS)
-            enough[:, t] |= few & (sums[:, t] / np.maximum(n_judged[:, t], 1) > day_max[:, 1:t].max(axis=1)) \
+            enough[:, t] |= few & (plain[:, t] / np.maximum(n_judged[:, t], 1) > day_max[:, 1:t].max(axis=1)) \
                 & (n_judged[:, 1:t].sum(axis=1) >= MIN_RECORD_HOURS)
         self.risen = enough & (self.residual > limit) & s.has_input[:, None]
         # a rise goes on while the day's own rise is positive by CONTINUE_SIGMAS and the days'
@@ -411,6 +427,60 @@ class GroupRise:
         self.full_pct = np.where((n_full >= THRESHOLD_MIN_HOURS) & (full_in > 0),
                                  full_imb / np.where(full_in > 0, full_in, 1) * 100, 0.0)
         self.pct = np.where(inp > 0, imb / np.where(inp > 0, inp, 1) * 100, 0.0)
+
+    def _capped(self, stats, gap, full, first):
+        """Groups with an older magnet: (groups, capped hours [groups, days, 24], weight of a capped hour).
+
+        A magnet caps its meter: in the hours its flat used more than the cap the group's rise
+        holds that excess, which no reading shows and which spreads 10–30× the group's own
+        hours (detect seed 1 E48: 0.11 kWh an hour against 0.004 below the cap). Its member
+        reads at one ceiling in those hours (``capped_members``). Each hour is judged against
+        the same hour of its recent days of the same kind (capped or not: a median over both
+        would carry the excess into the hours below the cap), and the day's sum weighs each
+        hour by the inverse of its kind's variance on the earlier days, so a new theft shows
+        in the quiet hours below the cap (E48's new bypass: 2.3 → 16.8 deviations).
+        """
+        s, b = self.s, self.b
+        gs, ms, ceilings = capped_members(stats, s, max(first - REF_DAYS, 1), first)
+        G, D = len(gs), b.ndays
+        if not G:
+            return gs, np.zeros((0, D, HOURS), dtype=bool), np.zeros(0)
+        capped = (np.nan_to_num(stats.hourly[ms]) >= ceilings[:, None, None] - 2 * PULSE) \
+            & (stats.raw_quality[ms] == MEASURED)
+        a, c1, c2 = self.coef[gs, 0:1], self.coef[gs, 1:2], self.coef[gs, 2:3]
+        excess = (gap[gs] - (a + c1 * b.input[gs] + c2 * b.input[gs] ** 2)).reshape(G, D, HOURS)
+        rise, judged = np.zeros((G, D, HOURS)), np.zeros((G, D, HOURS), dtype=bool)
+        for t in range(1, D):
+            below, judged_below, (lo, refs_below) = _hourly_rise(excess, full[gs] & ~capped, t)
+            above, judged_above, (_, refs_above) = _hourly_rise(excess, full[gs] & capped, t)
+            rise[:, t] = np.where(judged_below, below, above)
+            judged[:, t] = judged_below | judged_above
+            if t in self.refs:
+                refs = self.refs[t][1].copy()
+                refs[gs] = np.where(capped[:, t, None, :], refs_above, refs_below)
+                self.refs[t] = (lo, refs)
+        self.hourly_rise[gs], self.judged[gs] = rise, judged
+        with _quiet():
+            _, quiet = _robust(np.where(judged & ~capped, rise, np.nan)[:, 1:first].reshape(G, -1), axis=1)
+            _, loud = _robust(np.where(judged & capped, rise, np.nan)[:, 1:first].reshape(G, -1), axis=1)
+        weight = np.nan_to_num(quiet ** 2 / loud ** 2, nan=1.0, posinf=1.0)
+        return gs, capped, np.clip(weight, MIN_CAPPED_WEIGHT, 1.0)
+
+    def hour_weight(self, gs):
+        """[len(gs), days, 24]: each judged hour's weight in its group's day (1, or less in an older magnet's capped hours)."""
+        w = self.judged[gs].astype(np.float64)
+        where = {g: i for i, g in enumerate(self.capped[0])}
+        for j, g in enumerate(gs):
+            if g in where:
+                i = where[g]
+                w[j] *= np.where(self.capped[1][i], self.capped[2][i], 1.0)
+        return w
+
+    def hour_noise(self, g, t, hours):
+        """One hour's deviation of group g's rise on day t, in each of the ``hours`` (a mask)."""
+        if g not in set(self.capped[0].tolist()):
+            return self.hour_sigma[g, t]
+        return self.hour_sigma[g, t] / np.sqrt(np.maximum(self.hour_weight(np.array([g]))[0, t, hours], MIN_CAPPED_WEIGHT))
 
     def rise_days(self, g):
         """Indexes of the consecutive risen days that end with the last day (at most MAX_RISE_DAYS)."""
@@ -525,6 +595,32 @@ def older_faults(rise, judged, stats, s, first):
     return out
 
 
+def capped_members(stats, s, lo, first):
+    """Members that read at one ceiling in many hours of the days lo … first − 1, as a magnet's meter does.
+
+    At least CAPPED_SHARE of a member's measured hours within 2 pulses of its highest, and at
+    least CAPPED_BELOW_SHARE under 0.9 of it (a frozen register repeats one value in every hour;
+    an honest meter's highest hour is a single spike). Per group the one most often there.
+    Returns (groups, meter rows, ceilings).
+    """
+    n = len(s.member_m)
+    share, ceiling = np.zeros(n), np.zeros(n)
+    for a in range(0, n, OLDER_FAULT_CHUNK):  # bounded memory on a million meters
+        m = s.member_m[a:a + OLDER_FAULT_CHUNK]
+        measured = stats.raw_quality[m, lo:first] == MEASURED
+        x = np.where(measured, np.nan_to_num(stats.hourly[m, lo:first]), -np.inf)
+        top = x.max(axis=(1, 2))
+        count = np.maximum(measured.sum(axis=(1, 2)), 1)
+        at = (x >= top[:, None, None] - 2 * PULSE).sum(axis=(1, 2)) / count
+        below = (measured & (x < 0.9 * top[:, None, None])).sum(axis=(1, 2)) / count
+        ok = (top > 2 * PULSE) & (at >= CAPPED_SHARE) & (below >= CAPPED_BELOW_SHARE)
+        share[a:a + len(m)], ceiling[a:a + len(m)] = np.where(ok, at, 0.0), top
+    pick = np.lexsort((share, s.member_g))  # per group the member most often at its ceiling (pairs sorted by group)
+    chosen = pick[np.r_[s.member_g[pick][1:] != s.member_g[pick][:-1], True]] if n else pick
+    chosen = chosen[share[chosen] > 0]
+    return s.member_g[chosen], s.member_m[chosen], ceiling[chosen]
+
+
 def _recent_deviation(x, start):
     """x [rows, days, 24] → [rows, days − start, 24]: each day from ``start`` on, less the median
     of the same hour on its ``REF_DAYS`` days before (as few as there are)."""
@@ -627,7 +723,7 @@ def _suspects(rise, stats, s, meter_ids):
             deficit[:, j] = (level - stats.hourly[members, t][:, hours]).sum(axis=1) * scale[j]
             day, measured = stats.hourly[members, t], stats.raw_quality[members, t] == MEASURED
             empty, counted = empty_hours_evidence(day, measured, empty_rate), (measured & (day > PULSE)).any(axis=1)
-            args = (rise.hourly_rise[g, t, hours], day[:, hours], rise.hour_sigma[g, t])
+            args = (rise.hourly_rise[g, t, hours], day[:, hours], rise.hour_noise(g, t, hours))
             subtraction = use.subtraction(day, measured)  # the members' day as read, judged once for both fits
             # a magnet's cap is the member's highest reading of its whole measured day: on a day
             # judged on few hours, the highest of those hours is no cap
@@ -810,7 +906,7 @@ def mechanism_evidence(r, reported, noise, empty, use=None, counted=None, raw=Fa
     returns [members], never below 0 (``raw``: the difference itself, to find the member
     that comes closest when none explains the rise alone).
     """
-    if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
+    if len(r) == 0 or not np.all(np.isfinite(noise)) or np.any(noise <= 0):
         return np.zeros(len(reported))
     span, per_hour, counting, below_cap = _hour_terms(r, reported, noise, peak)
 
@@ -879,7 +975,7 @@ def pair_evidence(r, reported, noise, a, empty, use=None, counted=None, peak=Non
     never below 0, 0 for ``a`` itself.
     """
     n = len(reported)
-    if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
+    if len(r) == 0 or not np.all(np.isfinite(noise)) or np.any(noise <= 0):
         return np.zeros(n)
     _, per_hour, counting, below_cap = _hour_terms(r, reported, noise, peak)
     ones = np.ones(reported.shape, dtype=bool)
