@@ -733,17 +733,21 @@ def _suspects(rise, stats, s, meter_ids):
             # the member that explains the rise best so far may be an older fault still in it:
             # each other one is also fitted beside it
             partner = int(np.argmax(share[:, :j + 1].sum(axis=1)))
-            if share[partner, :j + 1].sum() <= 0:
+            alone = share[partner, :j + 1].sum() > 0
+            if not alone:
                 # none explains it alone (two faults begun together: each one's mechanism misfits
                 # by the other's missing energy): the one that comes closest is fitted beside each other
-                partner = int(np.argmax(fit[:, :j + 1].sum(axis=1)))
-            pair = pair_evidence(*args, partner, empty, use=subtraction, counted=counted, peak=peak)
+                # (not a meter that counted nothing: a stopped meter's missing energy is all its use,
+                # which no mechanism constrains, so it comes "closest" with nothing to fit)
+                partner = int(np.argmax(np.where(counted, fit[:, :j + 1].sum(axis=1), -np.inf)))
+            # (a guessed partner's pair must also beat what the other explains without it)
+            pair = pair_evidence(*args, partner, empty, use=subtraction, counted=counted, peak=peak, against_own=not alone)
             share[:, j] = np.maximum(share[:, j], pair)
             if fit[partner, j] <= 0 and pair.max() > 0:
                 # ... and the member the pair found is fitted beside each other in turn, so the
                 # partner, which explains nothing alone that day, gets its share of the pair's fit
                 share[:, j] = np.maximum(share[:, j], pair_evidence(*args, int(np.argmax(pair)), empty, use=subtraction,
-                                                                    counted=counted, peak=peak))
+                                                                    counted=counted, peak=peak, against_own=not alone))
         # a deficit scaled up from part of a day varies more than a whole day's: by √(24/hours)
         order, score = rank_members(rise.residual[g, days], deficit, stats.sigma[members][:, None] * np.sqrt(scale),
                                     logpdf=densities[resource], evidence=share)
@@ -962,7 +966,7 @@ def _hour_terms(r, reported, noise, peak=None):
     return span, per_hour, reported > PULSE, reported < top[:, None] - 2 * PULSE
 
 
-def pair_evidence(r, reported, noise, a, empty, use=None, counted=None, peak=None):
+def pair_evidence(r, reported, noise, a, empty, use=None, counted=None, peak=None, against_own=False):
     """Per member b, log evidence that the rise ``r`` is what member ``a``'s meter and b's missed together.
 
     Two faults in one group (an older one still in the rise beside a new one) make a day no
@@ -971,8 +975,11 @@ def pair_evidence(r, reported, noise, a, empty, use=None, counted=None, peak=Non
     c in the hours the meter counted; a cap: 0 below the cap) and leaves the other hours
     free; the pair's mechanisms are fitted together (least squares) on the hours both
     constrain, and scored as ``mechanism_evidence`` scores one, against the best that ``a``
-    explains without b (alone, or beside a flat rise no member needs). Returns [members],
-    never below 0, 0 for ``a`` itself.
+    explains without b (alone, or beside a flat rise no member needs). ``against_own``: and
+    against the best b explains without a (alone or beside a flat rise), for a partner that
+    explains nothing alone: one whose meter counted a steady amount fits a flat rise, and
+    beside it every member fitted "a flat rise and a little of its own" better than the flat
+    alone. Returns [members], never below 0, 0 for ``a`` itself.
     """
     n = len(reported)
     if len(r) == 0 or not np.all(np.isfinite(noise)) or np.any(noise <= 0):
@@ -996,18 +1003,28 @@ def pair_evidence(r, reported, noise, a, empty, use=None, counted=None, peak=Non
     flat = np.ones((1, 1, len(r)))
     base = max(0.0, fit(flat, ones[:1])[0][0])
     best = np.full(n, -np.inf)
+
+    def extras(ev, coef, how):
+        """A subtraction's evidence also weighs the empty hours and the member's habits; never a stopped meter's."""
+        if how != "subtract":
+            return ev
+        ev = ev + empty + (use(np.maximum(coef, 0)) if use is not None else 0.0)
+        return np.where(counted, ev, -np.inf) if counted is not None else ev
+
+    if against_own:
+        for how, (col_b, mask_b) in mechanisms.items():
+            for cols in (col_b[:, None, :], np.stack((col_b, np.ones(col_b.shape)), axis=1)):
+                ev, coef = fit(cols, mask_b)
+                best_own = extras(ev, coef[:, 0], how)
+                base = np.maximum(base, best_own)
     for col_a, mask_a in mechanisms.values():
         alone = fit(col_a[a][None, None, :], mask_a[a][None, :])[0][0]
         beside_flat = fit(np.stack((col_a[a], flat[0, 0]))[None], mask_a[a][None, :])[0][0]
-        base = max(base, alone, beside_flat)
+        base = np.maximum(base, max(alone, beside_flat))
         for how, (col_b, mask_b) in mechanisms.items():
             cols = np.stack((np.broadcast_to(col_a[a], col_b.shape), col_b), axis=1)
             ev, coef = fit(cols, mask_a[a][None, :] & mask_b)
-            if how == "subtract":
-                ev = ev + empty + (use(np.maximum(coef[:, 1], 0)) if use is not None else 0.0)
-                if counted is not None:
-                    ev = np.where(counted, ev, -np.inf)
-            best = np.maximum(best, ev)
+            best = np.maximum(best, extras(ev, coef[:, 1], how))
     gain = np.maximum(best - base, 0.0)
     gain[a] = 0.0
     return gain
