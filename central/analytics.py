@@ -476,11 +476,12 @@ class GroupRise:
                 w[j] *= np.where(self.capped[1][i], self.capped[2][i], 1.0)
         return w
 
-    def hour_noise(self, g, t, hours):
-        """One hour's deviation of group g's rise on day t, in each of the ``hours`` (a mask)."""
-        if g not in set(self.capped[0].tolist()):
-            return self.hour_sigma[g, t]
-        return self.hour_sigma[g, t] / np.sqrt(np.maximum(self.hour_weight(np.array([g]))[0, t, hours], MIN_CAPPED_WEIGHT))
+    def quiet_hours(self, g, t):
+        """Group g's judged hours of day t in which no older magnet's meter sat at its cap: where
+        the rise is what the group's own noise allows, so a member's mechanism can be fitted to it
+        (in the capped hours the magnet's flat's use above the cap, which no reading shows, is in it)."""
+        where = np.nonzero(self.capped[0] == g)[0]
+        return self.judged[g, t] & ~self.capped[1][where[0], t] if len(where) else self.judged[g, t]
 
     def rise_days(self, g):
         """Indexes of the consecutive risen days that end with the last day (at most MAX_RISE_DAYS)."""
@@ -723,7 +724,8 @@ def _suspects(rise, stats, s, meter_ids):
             deficit[:, j] = (level - stats.hourly[members, t][:, hours]).sum(axis=1) * scale[j]
             day, measured = stats.hourly[members, t], stats.raw_quality[members, t] == MEASURED
             empty, counted = empty_hours_evidence(day, measured, empty_rate), (measured & (day > PULSE)).any(axis=1)
-            args = (rise.hourly_rise[g, t, hours], day[:, hours], rise.hour_noise(g, t, hours))
+            quiet = rise.quiet_hours(g, t)
+            args = (rise.hourly_rise[g, t, quiet], day[:, quiet], rise.hour_sigma[g, t])
             subtraction = use.subtraction(day, measured)  # the members' day as read, judged once for both fits
             # a magnet's cap is the member's highest reading of its whole measured day: on a day
             # judged on few hours, the highest of those hours is no cap
@@ -910,7 +912,7 @@ def mechanism_evidence(r, reported, noise, empty, use=None, counted=None, raw=Fa
     returns [members], never below 0 (``raw``: the difference itself, to find the member
     that comes closest when none explains the rise alone).
     """
-    if len(r) == 0 or not np.all(np.isfinite(noise)) or np.any(noise <= 0):
+    if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
         return np.zeros(len(reported))
     span, per_hour, counting, below_cap = _hour_terms(r, reported, noise, peak)
 
@@ -982,7 +984,7 @@ def pair_evidence(r, reported, noise, a, empty, use=None, counted=None, peak=Non
     alone. Returns [members], never below 0, 0 for ``a`` itself.
     """
     n = len(reported)
-    if len(r) == 0 or not np.all(np.isfinite(noise)) or np.any(noise <= 0):
+    if len(r) == 0 or not np.isfinite(noise) or noise <= 0:
         return np.zeros(n)
     _, per_hour, counting, below_cap = _hour_terms(r, reported, noise, peak)
     ones = np.ones(reported.shape, dtype=bool)

@@ -516,3 +516,23 @@ def test_a_cap_is_the_members_highest_reading_of_its_whole_day_not_of_the_few_ho
         r = (true - day)[magnet, judged] + rng.normal(0, 0.005, len(judged))
         evidence = analytics.mechanism_evidence(r, day[:, judged], 0.005, np.zeros(n), peak=day.max(axis=1))
         assert evidence[magnet] > 5 and evidence[honest] == 0.0, (seed, evidence)
+
+
+def test_a_new_theft_beside_an_older_magnet_is_judged_on_the_hours_below_its_cap(district):
+    # e30's meter has been capped by a magnet for 15 days: in the hours its flat used more
+    # than the cap, E1's rise holds that excess, which no reading shows and which spreads far
+    # more than the group's own hours. Then e40 is bypassed (a quarter of its use unregistered).
+    # Judged every hour alike the bypass was lost in the magnet's hours; the capped hours are
+    # now judged against their own kind and weigh by their spread, and e40 is named. The day
+    # before, with the magnet alone, E1 raises nothing.
+    row = {m["meter_id"]: i for i, m in enumerate(district.meters)}
+    values = district.values.copy()
+    older, start = (ONSET - 15) * HOURS, ONSET * HOURS
+    cap = np.quantile(values[row["e30"], :older], 0.35)
+    values[row["e30"], older:] = np.minimum(values[row["e30"], older:], cap)
+    values[row["e40"], start:] = np.round(values[row["e40"], start:] * 0.75, 3)
+    d = synth.District(district.groups, district.meters, values, [], [], district.day0, HISTORY_DAYS)
+    found = [a for a in alerts_on(d, ONSET) if a["group_id"] == "E1"]
+    assert any(a["kind"] == "imbalance" for a in found)
+    assert "e40" in [a["point_id"] for a in found if a["kind"] == "suspect"][:3]
+    assert [a for a in alerts_on(d, ONSET - 1) if a["group_id"] == "E1"] == []
