@@ -20,7 +20,9 @@ work on districts of any size and shape:
   input; a risen group stays risen the next day while that day's own rise is at least
   ``CONTINUE_SIGMAS``. Older faults that make the group's imbalance follow a member's use (up to
   ``OLDER_FAULTS``) are fitted on the days before and taken out first, each from its own
-  onset (``older_faults``).
+  onset (``older_faults``). An older magnet's capped hours, which hold its flat's use above
+  the cap, are judged against capped hours of the recent days and weigh by the inverse of
+  their spread (``GroupRise._capped``).
 - **suspect**: in a group whose imbalance rose, every member's deficit is measured exactly
   as the rise is (the same hours against the same reference days), over the days of the
   rise, and scored by the log-likelihood ratio of "its true use was what it reported plus
