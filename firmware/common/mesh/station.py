@@ -53,19 +53,19 @@ ANSWER_GAP_MS = const(30000)
 ASK_MS = const(32000)
 FORMER_BEACONS = const(3)  # beacons to our former children's slot after our depth changed (_beacon_slot)
 MAX_FOLLOWERS = const(64)  # children that chose us as preferred parent: each gets broadcasts acknowledged (root.py: more)
-# A follower whose last copy found it already had the broadcast (L_HAD on its ACK) gets the next copy this
-# much later: by then the flood (our copy in the next slot, the repeat 1-3 superframes on) has reached it
-# or not, and the copies to children the flood missed go first (rural seed 1: of 1,463 copies acknowledged
-# in a day, 1,269 found the child holding the broadcast already).
-COPY_DELAY_MS = const(6000)
 # A follower whose ACK said its preferred parent is another now (L_ELSEWHERE) gets its next copy this much
 # later, as a backup after the rush: a child that changed parents named none of the others its preferred
 # until its next upward frame, up to an hour, and such stale followers got 285 of a broadcast's 411 copies
 # (rural seed 1); dropping them outright left children without the broadcast (reach 0.9969 -> 0.9927).
 BACKUP_DELAY_MS = const(60000)
-# What a follower's last copy found (Station.followers), which sets when its next copy goes
-FRESH = const(0)  # it did not have the broadcast yet, or it is new: at once
-HAD = const(1)  # the flood had reached it (L_HAD): COPY_DELAY_MS
+# What a follower's last copy found (Station.followers), which sets when its next copy goes. Every copy goes at
+# once, beside the flood; those to children the flood missed last time first, then those to children it reached
+# (L_HAD on their ACK), behind the frames queued: a parent's one radio takes the copies one at a time, and the
+# concentrator has tens of followers (64-68 in the block), most of whom the flood reaches. Until session 10 the
+# latter waited 6 s, for the flood's chance, so that the others had the one channel; on the children's own
+# channels (mac.unicast_channel) the held-back copies were the tail (rural seeds 1-5, p95 11.57 -> ~10 s).
+FRESH = const(0)  # it did not have the broadcast yet, or it is new: at the head of the queue
+HAD = const(1)  # the flood had reached it (L_HAD): at the tail
 ELSEWHERE = const(2)  # its preferred parent is another (L_ELSEWHERE): BACKUP_DELAY_MS
 # A frame whose attempts all failed waits out the fade and gets another round: a first-ring relay's five
 # attempts to the concentrator go within half a second, all inside one slow fade (rural seed 1: 51 of 91
@@ -331,12 +331,12 @@ class Station:
         b = self.flood.start(counter, frame, now, self._flood_slot(now, guard, k), guard)
         for child, state in self.followers.items():
             copy = self._copy(frame, child)
-            if state != FRESH:
+            if state == ELSEWHERE:
                 job = Job(copy, False, child)
-                job.at = ticks_add(now, COPY_DELAY_MS if state == HAD else BACKUP_DELAY_MS)
+                job.at = ticks_add(now, BACKUP_DELAY_MS)
                 self.paused.append(job)  # bounded by followers_max
-            else:
-                self.enqueue(copy, False, True, child)  # retried like any unicast; the queue aims at its sample
+            else:  # retried like any unicast; the queue aims at its sample
+                self.enqueue(copy, False, state == FRESH, child)
         if not self.routes:
             b.sends_left = 0  # nobody routes through us: every deeper node has a parent that forwards
         return b
@@ -729,7 +729,7 @@ class Station:
                 i += 1
 
     def _pausing(self):
-        """Frames waiting out a fade (the paused list also holds broadcast copies held back: COPY_DELAY_MS)."""
+        """Frames waiting out a fade (the paused list also holds broadcast copies held back: BACKUP_DELAY_MS)."""
         n = 0
         for job in self.paused:
             if job.rounds > 1:
@@ -1011,8 +1011,8 @@ class Station:
         if self.flood.find(f.counter) is not None:
             if ack:
                 # We have it (flooded, or our acknowledgement was lost): stop the retries, and say so, so
-                # that the parent sends our next copy after the flood has had its chance (COPY_DELAY_MS);
-                # a parent that is no longer our preferred one hears that too (L_ELSEWHERE).
+                # that the parent sends our next copy after those to children the flood missed (HAD); a
+                # parent that is no longer our preferred one hears that too (L_ELSEWHERE).
                 self._ack(f, now, L_HAD | elsewhere)
             return
         fr = self._open(buf, self.net_key)
