@@ -116,7 +116,12 @@ class MeshNode(Station):
         Station._routing_changed(self, now)
         r = self.routing
         if r.preferred is not None and not self.joined and self._join_at is None:
-            self._join_at = ticks_add(now, self.rand.below(JOIN_SPREAD_MS))
+            wait = self.rand.below(JOIN_SPREAD_MS)
+            for at, _ in self._held:
+                # A report waits to go up (the boot's on a cold start): the concentrator answers it as a request
+                # (root.py), and our own request follows only if that answer has not come a round trip after it.
+                wait = max(wait, ticks_diff(at, now) + JOIN_RETRY_MS)
+            self._join_at = ticks_add(now, wait)
             self._join_pause = JOIN_RETRY_MS
 
     # ---- join ---------------------------------------------------------------

@@ -111,15 +111,20 @@ class MeshRoot(Station):
         return True
 
     def _deliver_own(self, fr, f, now):
-        if fr.kind == T_JOIN:
-            self.members[fr.src] = now
-            for job in self.queue + self.paused:
-                if job.dst == fr.src and job.frame[3] & 0x0F == T_JOIN:
-                    return  # an answer is already on its way
-            payload = struct.pack(control.ANSWER_FMT, control.JOIN_OK, self.routing.version & 0xFF)
-            self.enqueue(self._seal(T_JOIN | F_ACK_REQ, fr.src, payload, self.module_keys.get(fr.src)), False, True)
-        elif fr.kind == T_DATA and self.on_uplink is not None:
+        if fr.kind == T_JOIN or fr.kind == T_DATA and fr.src not in self.members:
+            # A module's first report of this generation is answered as its request would be: on a cold start
+            # every module's boot reports go up anyway, and its own request then waits (node.py, JOIN_AFTER_MS).
+            self._answer_join(fr.src, now)
+        if fr.kind == T_DATA and self.on_uplink is not None:
             self.on_uplink(fr.src, fr.payload, backfill=bool(fr.ftype & F_BACKFILL))
+
+    def _answer_join(self, src, now):
+        self.members[src] = now
+        for job in self.queue + self.paused:
+            if job.dst == src and job.frame[3] & 0x0F == T_JOIN:
+                return  # an answer is already on its way
+        payload = struct.pack(control.ANSWER_FMT, control.JOIN_OK, self.routing.version & 0xFF)
+        self.enqueue(self._seal(T_JOIN | F_ACK_REQ, src, payload, self.module_keys.get(src)), False, True)
 
     def _deliver_broadcast(self, payload, now):
         """Only the root originates broadcasts; it never delivers one."""
