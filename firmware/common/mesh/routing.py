@@ -240,18 +240,21 @@ class Routing:
         """Whether news from ``n`` can change our parents: it is one, or could become one."""
         return n in self.parents or n.rank + n.etx < self.rank + SLACK or n.parent == self.me
 
-    def detour(self, avoid):
+    def detour(self, avoid, hops=0):
         """The neighbour of least path cost outside the parent set that could still carry an upward
         frame (ranked below us, not routing through us, heard within our generation; ``avoid`` is
         the hop that failed last); None if there is none. The parent set holds no parent deeper
         than the preferred one (the broadcast slot; paths of 31 hops on the chain), which does not
         matter for one frame that failed a round: a first-ring router hears only the concentrator's
-        beacons, and its detours are children that route through a better-placed first-ring peer."""
+        beacons, and its detours are children that route through a better-placed first-ring peer.
+        A frame that has come ``hops`` hops takes no detour too deep for it to reach the concentrator
+        within MAX_HOPS: the 30-hop chain's deepest modules have one hop to spare, and their frames that
+        detoured twice were refused at the hop limit near the concentrator, after rounds of retries."""
         best = None
         best_cost = RANK_INFINITE
         for n in self.table.values():
             cost = n.rank + n.etx
-            if cost < best_cost and n.addr != avoid and self._may_detour(n):
+            if cost < best_cost and n.addr != avoid and hops + n.depth <= MAX_HOPS and self._may_detour(n):
                 best, best_cost = n, cost
         return None if best is None else best.addr
 

@@ -12,7 +12,7 @@ import struct
 
 from protocol.compat import const
 from protocol.errors import ProtocolError
-from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_ACK_REQ, L_DENSE, L_ELSEWHERE, L_HAD, L_MORE,
+from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, HOPS_MASK, L_ACK_REQ, L_DENSE, L_ELSEWHERE, L_HAD, L_MORE,
                             L_PREFERRED, MAX_HOPS, O_HOPS, O_LINK_DST, T_ACK, T_BCAST, T_BEACON, T_JOIN, T_OTA, Frame,
                             ReplayWindow, open_frame, parse_header, relay_header, seal_frame, set_link_flags)
 
@@ -472,7 +472,7 @@ class Station:
                 # Later rounds go by turns through a detour (Routing.detour): a first-ring relay's one
                 # link to the concentrator fades for tens of minutes (rural seed 1: 51 of 91 reports
                 # dropped so), and the detour's way up is another one.
-                detour = self.routing.detour(job.hop)
+                detour = self.routing.detour(job.hop, job.frame[O_HOPS] & HOPS_MASK)
                 if detour is not None:
                     return detour
             hop = self.routing.next_hop()
