@@ -12,9 +12,9 @@ import struct
 
 from protocol.compat import const
 from protocol.errors import ProtocolError
-from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, HOPS_MASK, L_ACK_REQ, L_DENSE, L_ELSEWHERE, L_HAD, L_MORE,
-                            L_PREFERRED, MAX_HOPS, O_HOPS, O_LINK_DST, T_ACK, T_BCAST, T_BEACON, T_JOIN, T_OTA, Frame,
-                            ReplayWindow, open_frame, parse_header, relay_header, seal_frame, set_link_flags)
+from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, HOPS_MASK, L_ACK_REQ, L_DENSE, L_ELSEWHERE, L_HAD,
+                            L_MORE, L_PREFERRED, MAX_HOPS, O_HOPS, O_LINK_DST, T_ACK, T_BCAST, T_BEACON, T_JOIN, T_OTA,
+                            Frame, ReplayWindow, open_frame, parse_header, relay_header, seal_frame, set_link_flags)
 
 from firmware.common.mesh import control, rendezvous
 from firmware.common.mesh.clock import Rand, ticks_add, ticks_diff
