@@ -182,6 +182,53 @@ def test_a_parent_that_stops_answering_is_written_off():
     assert r.preferred.addr == 2 and not r.is_parent(1)
 
 
+def test_a_detour_leaves_the_frame_hops_enough_for_the_concentrator():
+    """A later round's detour (Routing.detour) is no neighbour too deep for the frame to reach the concentrator
+    within MAX_HOPS: the 30-hop chain's deepest modules have one hop to spare, and their frames that detoured
+    twice were refused at the hop limit after rounds of retries."""
+    from firmware.common.mesh.routing import Routing
+
+    r = Routing(9)
+    r.version = 0
+    for addr, rank, depth in ((1, 3700, 28), (2, 3800, 29)):  # 1 our parent, 2 a peer ranked below us
+        n = r.heard(addr, -60, 0, rank)
+        n.rank, n.version, n.parent, n.depth = rank, 0, 5, depth
+    r.select(0)
+    assert r.is_parent(1) and not r.is_parent(2) and r.depth == 29
+    assert r.detour(1, 0) == 2  # our own frame: 29 hops from the detour on fit
+    assert r.detour(1, 1) == 2
+    assert r.detour(1, 2) is None  # it came two hops already: 31 in all
+
+
+def test_the_first_report_of_a_generation_is_answered_as_a_join_request():
+    """A module holding reports when it attaches (its boot's, on a cold start) sends no request of its own
+    until a round trip after they leave: the concentrator answers its first report of the generation as
+    a request (root.py), and the cold start carries a third fewer join frames."""
+    from firmware.common.mesh.node import JOIN_RETRY_MS
+    from protocol.frame import T_JOIN
+
+    _, loss = scenarios.SCENARIOS["block"](6, rng=np.random.default_rng(3))
+    w = World(loss, seed=3, days=1, interference=0.0)
+    requests = []
+    for node in w.nodes:
+        w.start_node(node)
+        mesh = node.mesh
+        if node.is_root:
+            continue
+        assert mesh.uplink.send(b"boot %d" % node.addr)  # routine: held a random 0-10 minutes
+
+        def enqueue(frame, up, urgent=False, child=None, mesh=mesh, orig=mesh.enqueue):
+            if up and frame[3] & 0x0F == T_JOIN and struct.unpack_from("<H", frame, 9)[0] == mesh.addr:
+                requests.append((mesh.addr, w.now))
+            return orig(frame, up, urgent, child)
+        mesh.enqueue = enqueue
+    w.nodes[0].mesh.on_uplink = lambda src, payload, backfill=False: None
+    w.run(600 + JOIN_RETRY_MS / 1000.0)
+    assert all(n.mesh.joined for n in w.nodes[1:])
+    assert requests == []
+    w.close()
+
+
 def test_upward_frame_from_a_parent_reveals_a_loop():
     w, _ = make_world("block", n=40, seed=7)
     w.run(900)
