@@ -354,6 +354,7 @@ def test_a_child_that_had_the_broadcast_says_so_and_its_next_copy_goes_after_tho
 def test_a_former_preferred_parent_hears_it_is_no_more_and_sends_only_a_late_backup_copy():
     from firmware.common.mesh.station import BACKUP_DELAY_MS, ELSEWHERE, FRESH
     from protocol.frame import L_ELSEWHERE, T_ACK
+    from protocol.tesla import DISCLOSE_AFTER, INTERVAL_S
 
     air = joined(DIAMOND)
     node = air.stations[3]
@@ -379,6 +380,7 @@ def test_a_former_preferred_parent_hears_it_is_no_more_and_sends_only_a_late_bac
     air.run(BACKUP_DELAY_MS + 60000)
     assert air.broadcasts[3] == [b"\x14one", b"\x14two"]
     assert copies and copies[0] - start >= BACKUP_DELAY_MS  # a backup, after the rush
+    assert copies[0] - start < (DISCLOSE_AFTER - 1) * INTERVAL_S * 1000  # and before a tagged command's key
     r = node.routing
     r.preferred, r.parents, r._next = r.table[other], [r.table[other]], 0
     copies_before = len(copies)
