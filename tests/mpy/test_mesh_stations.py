@@ -9,8 +9,8 @@ from firmware.common.mesh.mac import MAX_ATTEMPTS, SLOT_MS, SUPERFRAME_MS, airti
 from firmware.common.mesh.node import SYNC_ASK_DRIFT_MS
 from firmware.common.mesh.station import ANSWER_ATTEMPTS, FRESH, MAX_FOLLOWERS, PAUSE_MS, Job
 from mesh_air import NET_ID, Air, module_key
-from protocol.frame import (CONCENTRATOR, F_ACK_REQ, L_MORE, L_PREFERRED, T_ACK, T_BCAST, T_BEACON, T_DATA, T_JOIN, Frame,
-                            seal_frame, set_link_flags)
+from protocol.frame import (BROADCAST, CONCENTRATOR, F_ACK_REQ, L_MORE, L_PREFERRED, T_ACK, T_BCAST, T_BEACON, T_DATA,
+                            T_JOIN, Frame, seal_frame, set_link_flags)
 
 CHAIN = ((0, 1), (1, 2), (2, 3))
 DIAMOND = ((0, 1), (0, 2), (1, 3), (2, 3), (3, 4))
@@ -349,6 +349,19 @@ def test_a_child_that_had_the_broadcast_says_so_and_its_next_copy_goes_after_tho
     assert not [job for job in root.paused if job.child is not None]
     air.run(60000)
     assert air.broadcasts[4] == air.broadcasts[1] == [b"\x14one", b"\x14two"]
+
+
+def test_a_relay_with_a_full_queue_still_queues_its_followers_broadcast_copies():
+    air = joined(DIAMOND)
+    parent = air.stations[3]
+    assert 4 in parent.followers
+    n = 0
+    while parent.enqueue(sealed_up(4, b"r%d" % n, 100 + n), True):
+        n += 1
+    assert n and len(parent.queue) == parent.queue_max  # reports wait: the relay takes no more
+    frame = bytearray(parent._seal(T_BCAST, BROADCAST, b"\x14x", parent.net_key))
+    parent._start_broadcast(7, frame, parent.hal.ticks_ms())
+    assert [job.child for job in parent.queue if job.child is not None] == [4]
 
 
 def test_a_former_preferred_parent_hears_it_is_no_more_and_sends_only_a_late_backup_copy():
