@@ -6,6 +6,7 @@ from bisect import bisect_left
 from firmware.common.mesh.node import REPORT_SPREAD_MS
 from protocol import messages
 from protocol.frame import T_ACK, T_BCAST, T_BEACON, T_DATA, T_JOIN
+from protocol.tesla import DISCLOSE_AFTER, INTERVAL_S
 from simulator.energy import battery_years
 
 HOUR = 3600
@@ -13,7 +14,7 @@ COLD_START_S = 2 * HOUR  # a cold network's joining: kept out of completeness an
 # A tagged broadcast's uTESLA key is disclosed 40 s after it (docs/firmware.md, "What a broadcast may do"):
 # a module with an anchor refuses it when it comes later, so a ripple command has reached only the modules
 # that got it within this time (broadcast_reached_40s); broadcast_reached counts whatever came by the end.
-BROADCAST_IN_TIME_S = 40.0
+BROADCAST_IN_TIME_S = DISCLOSE_AFTER * INTERVAL_S  # 40 s
 
 
 class Recorder:

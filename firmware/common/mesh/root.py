@@ -113,7 +113,7 @@ class MeshRoot(Station):
     def _deliver_own(self, fr, f, now):
         if fr.kind == T_JOIN or fr.kind == T_DATA and fr.src not in self.members:
             # A module's first report of this generation is answered as its request would be: on a cold start
-            # every module's boot reports go up anyway, and its own request then waits (node.py, JOIN_AFTER_MS).
+            # every module's boot reports go up anyway, and its own request then waits (node.py, JOIN_RETRY_MS).
             self._answer_join(fr.src, now)
         if fr.kind == T_DATA and self.on_uplink is not None:
             self.on_uplink(fr.src, fr.payload, backfill=bool(fr.ftype & F_BACKFILL))

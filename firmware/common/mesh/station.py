@@ -358,8 +358,9 @@ class Station:
         five minutes), or it chose us after the broadcast and its old parent's copy went elsewhere. It
         acknowledges with L_HAD if it has it already."""
         b = self.flood.repairable()
-        if b is not None and self.enqueue(self._copy(b.frame, child), False, False, child):
-            self.queue[-1].repair = True  # enqueue put it last
+        if b is not None:
+            self.enqueue(self._copy(b.frame, child), False, False, child)  # a copy always fits, and goes last
+            self.queue[-1].repair = True
 
     def _flood_slot(self, now, guard, k=0):
         """Tick to send a broadcast copy, ``guard`` ms early (_guard), jittered: our children's own slot
